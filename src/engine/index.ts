@@ -1,0 +1,3 @@
+export { initEngine, engine, backendOrder } from './backend';
+export type { BackendName, EngineInfo, EngineOptions } from './backend';
+export { patchWasmKernels } from './wasm-kernels';

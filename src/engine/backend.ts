@@ -65,6 +65,15 @@ async function tryStart(name: BackendName): Promise<{ threads: number; patched: 
   return { threads: 1, patched: [] };
 }
 
+/**
+ * tfjs's cpu backend prints a "install tfjs-node" banner on first use, also when it only serves as a
+ * helper of wasm; `engine()` already reports which backend runs and why the others were skipped.
+ */
+function quietCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
+}
+
 function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split('\n')[0];
 }
@@ -97,6 +106,7 @@ async function start(requested: BackendName | 'auto'): Promise<EngineInfo> {
   for (const name of candidates) {
     try {
       const { threads, patched } = await tryStart(name);
+      quietCpuBanner();
       current = { backend: name, tfjsVersion: tf.version_core, threads, skipped, patchedKernels: patched };
       return current;
     } catch (e) {

@@ -1,0 +1,67 @@
+/** Stateless building blocks of the transformer; weights are passed in, shapes are in comments. */
+import * as tf from '@tensorflow/tfjs';
+
+/** y = x·W (+ b) with W stored [in, out], so the forward product runs untransposed. x: (N, in). */
+export function linear(x: tf.Tensor2D, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor2D {
+  const y = tf.matMul(x, weight as tf.Tensor2D) as tf.Tensor2D;
+  return bias ? tf.add(y, bias) as tf.Tensor2D : y;
+}
+
+/** RMSNorm (Zhang & Sennrich, arXiv 1910.07467): x / rms(x) · g over the last axis. */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  const ms = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), weight);
+}
+
+/** LayerNorm (Ba et al., arXiv 1607.06450) over the last axis. */
+export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), weight), bias);
+}
+
+/** GELU, tanh approximation (GPT-2's `gelu_new`). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+}
+
+/** SiLU / swish: x·σ(x), the gate of SwiGLU (Shazeer, arXiv 2002.05202). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/**
+ * cos/sin tables of rotary embeddings (Su et al., arXiv 2104.09864) in HF's rotate-half layout:
+ * frequency i applies to dims i and i + hd/2. positions: absolute positions of the rows; returns (T, hd) each.
+ */
+export function ropeTables(positions: number[], hd: number, theta: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const half = hd / 2;
+  const cos = new Float32Array(positions.length * hd);
+  const sin = new Float32Array(positions.length * hd);
+  positions.forEach((p, t) => {
+    for (let i = 0; i < half; i++) {
+      const angle = p / Math.pow(theta, (2 * i) / hd);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      cos[t * hd + i] = cos[t * hd + i + half] = c;
+      sin[t * hd + i] = sin[t * hd + i + half] = s;
+    }
+  });
+  return { cos: tf.tensor2d(cos, [positions.length, hd]), sin: tf.tensor2d(sin, [positions.length, hd]) };
+}
+
+/** Applies RoPE to x: (B, H, T, hd) with tables (T, hd): x·cos + rotate_half(x)·sin. */
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
+  const [b, h, t, hd] = x.shape;
+  const half = hd / 2;
+  // slice, not split: SplitV is slow on wasm.
+  const x1 = tf.slice(x, [0, 0, 0, 0], [b, h, t, half]);
+  const x2 = tf.slice(x, [0, 0, 0, half], [b, h, t, half]);
+  const rotated = tf.concat([tf.neg(x2), x1], 3);
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+}
+
+/** Inverted dropout; identity when rate is 0 or not training. */
+export function dropout(x: tf.Tensor, rate: number, seed: number | undefined): tf.Tensor {
+  return rate > 0 && seed !== undefined ? tf.dropout(x, rate, undefined, seed) : x;
+}

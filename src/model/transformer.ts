@@ -1,0 +1,235 @@
+/**
+ * The decoder-only transformer (nanoGPT's model.py, in tfjs): parameters live in one named map so
+ * checkpoints, optimizers and PEFT methods address them by path, e.g. `layers.3.attn.q_proj.weight`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
+import { gelu, layerNorm, linear, rmsNorm, ropeTables, silu, dropout } from './layers';
+import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
+
+/**
+ * Replaces a linear layer's forward pass; `base` runs the original x·W + b. LoRA and bottleneck
+ * adapters use it. x: (N, in) → (N, out).
+ */
+export type LinearHook = (x: tf.Tensor2D, base: (x: tf.Tensor2D) => tf.Tensor2D, path: string) => tf.Tensor2D;
+
+/** Rewrites token embeddings (B, T, d) before the first block, e.g. prompt tuning's virtual tokens. */
+export type EmbeddingHook = (embeddings: tf.Tensor3D, inputIds: tf.Tensor2D) => tf.Tensor3D;
+
+/** Options of {@link CausalLM.forward}. */
+export interface ForwardOptions {
+  /** Enables dropout (needs `seed`). */
+  training?: boolean;
+  /** Seed for this call's dropout masks; the trainer derives one per step so runs are reproducible. */
+  seed?: number;
+  /** Incremental decoding: keys/values of earlier positions; updated in place. */
+  cache?: KVCache;
+  /** (B, T) document ids of packed sequences: tokens attend only within their own document. */
+  segmentIds?: tf.Tensor2D;
+  /** (B, T) absolute positions (default 0..T-1, or continuing the cache). */
+  positionIds?: tf.Tensor2D;
+}
+
+/** One parameter: its variable and whether optimizers may change it. */
+export interface Parameter {
+  variable: tf.Variable;
+  trainable: boolean;
+}
+
+/**
+ * A causal language model of the {@link ModelConfig} family.
+ *
+ * @example
+ * const model = new CausalLM(modelConfig({ family: 'llama', vocabSize: 512 }), { seed: 1 });
+ * const logits = model.forward(tf.tensor2d([[1, 2, 3]], [1, 3], 'int32')); // (1, 3, 512)
+ */
+export class CausalLM {
+  readonly config: ModelConfig;
+  /** Every parameter by path; tied heads have no `lm_head.weight` entry. */
+  readonly params = new Map<string, Parameter>();
+  /** Hooks that PEFT methods install: linear layers by path, and the input embedding. */
+  readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook } = { linear: new Map() };
+  private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D };
+
+  constructor(config: ModelConfig, options: { seed?: number } = {}) {
+    validateConfig(config);
+    this.config = { ...config };
+    const c = this.config;
+    let seed = options.seed ?? 0;
+    const normal = (shape: number[], std: number) => tf.randomNormal(shape, 0, std, 'float32', seed++);
+    const add = (name: string, init: tf.Tensor) => {
+      this.params.set(name, { variable: tf.variable(init, true), trainable: true });
+      init.dispose();
+    };
+    const hd = headDim(c);
+    const residualStd = c.initStd / Math.sqrt(2 * c.nLayers);
+    const gpt2 = c.family === 'gpt2';
+    const norm = (name: string) => {
+      add(`${name}.weight`, tf.ones([c.dModel]));
+      if (gpt2) add(`${name}.bias`, tf.zeros([c.dModel]));
+    };
+    const lin = (name: string, inDim: number, outDim: number, std = c.initStd) => {
+      add(`${name}.weight`, normal([inDim, outDim], std));
+      if (gpt2) add(`${name}.bias`, tf.zeros([outDim]));
+    };
+    add('embed_tokens.weight', normal([c.vocabSize, c.dModel], c.initStd));
+    if (gpt2) add('embed_positions.weight', normal([c.contextLength, c.dModel], c.initStd / 2));
+    for (let i = 0; i < c.nLayers; i++) {
+      const p = `layers.${i}`;
+      norm(`${p}.attn_norm`);
+      lin(`${p}.attn.q_proj`, c.dModel, c.nHeads * hd);
+      lin(`${p}.attn.k_proj`, c.dModel, c.nKvHeads * hd);
+      lin(`${p}.attn.v_proj`, c.dModel, c.nKvHeads * hd);
+      lin(`${p}.attn.o_proj`, c.nHeads * hd, c.dModel, residualStd);
+      norm(`${p}.mlp_norm`);
+      if (!gpt2) lin(`${p}.mlp.gate_proj`, c.dModel, c.dFf);
+      lin(`${p}.mlp.up_proj`, c.dModel, c.dFf);
+      lin(`${p}.mlp.down_proj`, c.dFf, c.dModel, residualStd);
+    }
+    norm('norm');
+    if (!c.tieEmbeddings) lin('lm_head', c.dModel, c.vocabSize);
+    if (!gpt2) {
+      const positions = Array.from({ length: c.contextLength }, (_, i) => i);
+      this.rope = ropeTables(positions, hd, c.ropeTheta);
+    }
+  }
+
+  /** Builds a model from a partial config (family defaults fill the rest). */
+  static create(config: Partial<ModelConfig> = {}, options: { seed?: number } = {}): CausalLM {
+    return new CausalLM(modelConfig(config), options);
+  }
+
+  /** The variable at `path`; throws naming the path when absent. */
+  weight(path: string): tf.Variable {
+    const p = this.params.get(path);
+    if (!p) throw new Error(`model has no parameter "${path}"`);
+    return p.variable;
+  }
+
+  /** Paths of every linear layer (without `.weight`), in forward order, e.g. `layers.0.attn.q_proj`. */
+  linearPaths(): string[] {
+    return [...this.params.keys()].filter((k) => /(_proj|lm_head)\.weight$/.test(k)).map((k) => k.slice(0, -'.weight'.length));
+  }
+
+  /** Marks parameters whose path matches as trainable or frozen; returns how many matched. */
+  setTrainable(match: RegExp | ((path: string) => boolean), trainable: boolean): number {
+    const test = typeof match === 'function' ? match : (p: string) => match.test(p);
+    let n = 0;
+    for (const [path, p] of this.params) if (test(path)) { p.trainable = trainable; n++; }
+    return n;
+  }
+
+  /** Trainable parameters by path. */
+  trainableParams(): Map<string, tf.Variable> {
+    return new Map([...this.params].filter(([, p]) => p.trainable).map(([k, p]) => [k, p.variable]));
+  }
+
+  /** Number of parameters (tied weights counted once); `trainableOnly` counts only trainable ones. */
+  paramCount(trainableOnly = false): number {
+    let n = 0;
+    for (const p of this.params.values()) if (!trainableOnly || p.trainable) n += p.variable.size;
+    return n;
+  }
+
+  /**
+   * Forward FLOPs per token at sequence length `seqLen` (Kaplan et al., arXiv 2001.08361, eq. 2.2):
+   * 2·N_non-embedding + 2·n_layers·seqLen·d_attn, plus the output head. Training costs ≈ 3× this.
+   */
+  flopsPerToken(seqLen = this.config.contextLength): number {
+    const c = this.config;
+    const embedding = this.weight('embed_tokens.weight').size + (this.params.get('embed_positions.weight')?.variable.size ?? 0);
+    const nonEmbedding = this.paramCount() - embedding - (c.tieEmbeddings ? 0 : c.vocabSize * c.dModel);
+    return 2 * nonEmbedding + 2 * c.nLayers * seqLen * c.dModel + 2 * c.dModel * c.vocabSize;
+  }
+
+  /** Runs linear layer `path` on x (N, in), through its hook if one is installed. */
+  linear(path: string, x: tf.Tensor2D): tf.Tensor2D {
+    const base = (input: tf.Tensor2D) => linear(input, this.weight(`${path}.weight`), this.params.get(`${path}.bias`)?.variable);
+    const hook = this.hooks.linear.get(path);
+    return hook ? hook(x, base, path) : base(x);
+  }
+
+  private norm(path: string, x: tf.Tensor): tf.Tensor {
+    const w = this.weight(`${path}.weight`);
+    return this.config.family === 'gpt2'
+      ? layerNorm(x, w, this.weight(`${path}.bias`), this.config.normEps)
+      : rmsNorm(x, w, this.config.normEps);
+  }
+
+  /** Token embeddings (B, T, d), through the embedding hook if one is installed. */
+  embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const x = tf.gather(this.weight('embed_tokens.weight'), inputIds) as tf.Tensor3D;
+    return this.hooks.embedding ? this.hooks.embedding(x, inputIds) : x;
+  }
+
+  /** Final hidden states (B, T, d) → logits (B, T, V). */
+  head(h: tf.Tensor3D): tf.Tensor3D {
+    const [b, t, d] = h.shape;
+    const h2 = tf.reshape(h, [b * t, d]) as tf.Tensor2D;
+    const logits = this.config.tieEmbeddings
+      ? tf.matMul(h2, this.weight('embed_tokens.weight') as tf.Tensor2D, false, true)
+      : this.linear('lm_head', h2);
+    return tf.reshape(logits, [b, t, this.config.vocabSize]);
+  }
+
+  /** Hidden states after the final norm: (B, T) ids → (B, T, d). */
+  hidden(inputIds: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const { training = false, cache } = options;
+    const rate = training ? c.dropout : 0;
+    let seed = options.seed;
+    const nextSeed = () => (seed === undefined ? undefined : seed++);
+    let x = this.embed(inputIds);
+    const [b, t] = x.shape;
+    const offset = cache?.length ?? 0;
+    if (offset + t > c.contextLength) {
+      throw new Error(`sequence of ${offset + t} tokens exceeds contextLength ${c.contextLength}`);
+    }
+    const positions = options.positionIds ?? null;
+    let rope: { cos: tf.Tensor; sin: tf.Tensor } | undefined;
+    if (this.rope) {
+      rope = positions
+        ? { cos: tf.expandDims(tf.gather(this.rope.cos, positions), 1), sin: tf.expandDims(tf.gather(this.rope.sin, positions), 1) }
+        : { cos: tf.slice(this.rope.cos, [offset, 0], [t, -1]), sin: tf.slice(this.rope.sin, [offset, 0], [t, -1]) };
+    } else {
+      const pos = positions ?? tf.range(offset, offset + t, 1, 'int32');
+      x = tf.add(x, tf.gather(this.weight('embed_positions.weight'), pos)) as tf.Tensor3D;
+    }
+    x = dropout(x, rate, nextSeed()) as tf.Tensor3D;
+    const mask = attentionMask(t, offset + t, options.segmentIds);
+    const hd = headDim(c);
+    const groups = c.nHeads / c.nKvHeads;
+    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [b, t, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    for (let i = 0; i < c.nLayers; i++) {
+      const p = `layers.${i}`;
+      const h = tf.reshape(this.norm(`${p}.attn_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
+      const q = heads(this.linear(`${p}.attn.q_proj`, h), c.nHeads);
+      const k = heads(this.linear(`${p}.attn.k_proj`, h), c.nKvHeads);
+      const v = heads(this.linear(`${p}.attn.v_proj`, h), c.nKvHeads);
+      const att = scaledDotProductAttention(
+        { q, k, v, rope, mask, dropoutRate: rate, dropoutSeed: nextSeed() }, groups, cache && { i, cache });
+      const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [b * t, c.nHeads * hd]) as tf.Tensor2D;
+      const attnOut = tf.reshape(this.linear(`${p}.attn.o_proj`, merged), [b, t, c.dModel]);
+      x = tf.add(x, dropout(attnOut, rate, nextSeed())) as tf.Tensor3D;
+      const m = tf.reshape(this.norm(`${p}.mlp_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
+      const inner = c.family === 'gpt2'
+        ? gelu(this.linear(`${p}.mlp.up_proj`, m))
+        : tf.mul(silu(this.linear(`${p}.mlp.gate_proj`, m)), this.linear(`${p}.mlp.up_proj`, m));
+      const mlpOut = tf.reshape(this.linear(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
+      x = tf.add(x, dropout(mlpOut, rate, nextSeed())) as tf.Tensor3D;
+    }
+    return this.norm('norm', x) as tf.Tensor3D;
+  }
+
+  /** Logits (B, T, V) for input ids (B, T) int32. Call inside `tf.tidy` (intermediates are not disposed). */
+  forward(inputIds: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    return this.head(this.hidden(inputIds, options));
+  }
+
+  /** Frees every variable and table of the model. */
+  dispose(): void {
+    for (const p of this.params.values()) p.variable.dispose();
+    this.params.clear();
+    if (this.rope) tf.dispose([this.rope.cos, this.rope.sin]);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * AdamW (Loshchilov & Hutter, arXiv 1711.05101): Adam with decoupled weight decay,
+ * p ← p − lr·(m̂/(√v̂ + ε) + λ·p), where decay applies only to matrices (not norms, biases, embeddings).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** AdamW hyper-parameters; defaults are Hugging Face `TrainingArguments`' (β = 0.9/0.999, ε = 1e-8, λ = 0). */
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+/** Defaults of {@link AdamWOptions}. */
+export const adamWDefaults: Readonly<AdamWOptions> = Object.freeze({ beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+
+/** Whether weight decay applies to a parameter: matrices only, and never embeddings. */
+export function decays(path: string, variable: tf.Variable): boolean {
+  return variable.rank >= 2 && !/embed/.test(path);
+}
+
+/** AdamW over a fixed set of named variables; its moments are named like the variables for checkpoints. */
+export class AdamW {
+  readonly options: AdamWOptions;
+  /** Optimizer steps taken (for bias correction). */
+  step = 0;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(private readonly params: Map<string, tf.Variable>, options: Partial<AdamWOptions> = {}) {
+    this.options = { ...adamWDefaults, ...options };
+    for (const [path, p] of params) {
+      this.m.set(path, tf.variable(tf.zerosLike(p), false));
+      this.v.set(path, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** Applies one update with learning rate `lr`; `grads` holds a gradient per parameter path. */
+  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    this.step++;
+    const c1 = 1 - Math.pow(beta1, this.step);
+    const c2 = 1 - Math.pow(beta2, this.step);
+    tf.tidy(() => {
+      for (const [path, p] of this.params) {
+        const g = grads.get(path);
+        if (!g) continue;
+        const m = this.m.get(path)!;
+        const v = this.v.get(path)!;
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+        let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
+        if (weightDecay > 0 && decays(path, p)) update = tf.add(update, tf.mul(p, weightDecay));
+        p.assign(tf.sub(p, tf.mul(update, lr)));
+      }
+    });
+  }
+
+  /** Moments as plain arrays keyed `m.<path>` / `v.<path>`, for checkpoints. */
+  async state(): Promise<{ step: number; tensors: Record<string, { shape: number[]; data: Float32Array }> }> {
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [kind, map] of [['m', this.m], ['v', this.v]] as const) {
+      for (const [path, t] of map) tensors[`${kind}.${path}`] = { shape: t.shape, data: (await t.data()) as Float32Array };
+    }
+    return { step: this.step, tensors };
+  }
+
+  /** Restores moments saved by {@link state}; every moment must be present with its parameter's shape. */
+  restore(step: number, tensors: Map<string, { shape: number[]; data: Float32Array }>, source: string): void {
+    for (const [kind, map] of [['m', this.m], ['v', this.v]] as const) {
+      for (const [path, t] of map) {
+        const saved = tensors.get(`${kind}.${path}`);
+        if (!saved) throw new Error(`${source}: optimizer state has no tensor "${kind}.${path}"`);
+        if (saved.shape.join() !== t.shape.join()) {
+          throw new Error(`${source}: optimizer tensor "${kind}.${path}" has shape [${saved.shape}], expected [${t.shape}]`);
+        }
+        tf.tidy(() => t.assign(tf.tensor(saved.data, saved.shape)));
+      }
+    }
+    this.step = step;
+  }
+
+  /** Frees the moments. */
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}

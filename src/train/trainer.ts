@@ -1,0 +1,354 @@
+/**
+ * The one training loop every method shares (minGPT's trainer.py, TRL's base trainer): a method supplies
+ * an {@link Objective} (loss of a batch) and a {@link BatchSource}; the loop owns AdamW, the schedule,
+ * clipping, accumulation, eval, early stop, checkpoints and the metric events that feed charts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { CausalLM } from '../model/transformer';
+import { AdamW } from './optimizer';
+import { ScheduleName, learningRateAt } from './schedule';
+
+/** A training method's loss: built inside `tf.variableGrads`, so intermediates are tracked. */
+export interface Objective<B> {
+  /** Scalar loss of the model on a batch. `seed` varies per micro-step so dropout is reproducible. */
+  loss(model: CausalLM, batch: B, ctx: { training: boolean; seed: number }): tf.Scalar;
+  /** Tokens in the batch, for tokens/s. */
+  tokens(batch: B): number;
+  /** Frees the batch's tensors once used. */
+  dispose(batch: B): void;
+}
+
+/** Deterministic batches whose position can be saved and restored (so resumed runs match). */
+export interface BatchSource<B> {
+  next(): B;
+  state(): unknown;
+  restore(state: unknown): void;
+}
+
+/** Shared knobs of every method; defaults follow Hugging Face `TrainingArguments` where it has one. */
+export interface TrainConfig {
+  /** Peak learning rate (HF: 5e-5). */
+  lr: number;
+  /** Optimizer steps to run. */
+  maxSteps: number;
+  /** Micro-batches whose gradients are averaged before each optimizer step. */
+  gradAccumSteps: number;
+  /** Learning-rate shape after warmup (HF: linear). */
+  schedule: ScheduleName;
+  /** Steps of linear warmup. */
+  warmupSteps: number;
+  /** Floor of linear/cosine decay as a fraction of `lr`. */
+  minLrRatio: number;
+  /** Decoupled weight decay λ (HF: 0); never applied to norms, biases or embeddings. */
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Clip gradients to this global L2 norm (HF: 1.0; 0 = off). */
+  maxGradNorm: number;
+  /** Evaluate every N optimizer steps (0 = only at the end, if eval data is given). */
+  evalEvery: number;
+  /** Stop when eval loss has not improved by `earlyStopThreshold` for this many evals (0 = off). */
+  earlyStopPatience: number;
+  earlyStopThreshold: number;
+  /** Save a checkpoint every N steps into `outDir` (0 = off). */
+  checkpointEvery: number;
+  /** Folder for checkpoints (`checkpoint-<step>/`). */
+  outDir?: string;
+  /** Seed of dropout masks (and of the data order, where the data source takes it). HF: 42. */
+  seed: number;
+}
+
+/** Defaults of {@link TrainConfig}. */
+export const trainDefaults: Readonly<TrainConfig> = Object.freeze({
+  lr: 5e-5, maxSteps: 100, gradAccumSteps: 1, schedule: 'linear', warmupSteps: 0, minLrRatio: 0, weightDecay: 0,
+  beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, evalEvery: 0, earlyStopPatience: 0, earlyStopThreshold: 0,
+  checkpointEvery: 0, seed: 42,
+});
+
+/** Metrics of one optimizer step, streamed to listeners. */
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Tokens processed so far. */
+  tokens: number;
+  tokensPerSec: number;
+  elapsedMs: number;
+  /** Estimated time to `maxSteps`. */
+  etaMs: number;
+}
+
+/** Result of an evaluation. */
+export interface EvalMetrics {
+  step: number;
+  evalLoss: number;
+  perplexity: number;
+}
+
+/** Events of a {@link Trainer}. */
+export interface TrainerEvents {
+  step: StepMetrics;
+  eval: EvalMetrics;
+  checkpoint: { step: number; path: string };
+  end: TrainResult;
+}
+
+/** What {@link Trainer.train} returns. */
+export interface TrainResult {
+  steps: number;
+  history: StepMetrics[];
+  evals: EvalMetrics[];
+  stoppedEarly: boolean;
+  lastCheckpoint?: string;
+}
+
+/** Raised when a loss or gradient stops being finite; names the step and the last good checkpoint. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly step: number, readonly value: number, readonly what: 'loss' | 'gradient norm', readonly lastCheckpoint?: string) {
+    super(`training stopped at step ${step}: ${what} is ${value}; last good checkpoint: ${lastCheckpoint ?? 'none (no checkpoint saved yet)'}`);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+/** Saves and restores whole training runs; implemented in src/io/checkpoint.ts. */
+export interface CheckpointIO {
+  save(dir: string, trainer: Trainer<unknown>): Promise<void>;
+}
+
+/** Options of a {@link Trainer} beyond {@link TrainConfig}. */
+export interface TrainerOptions<B> {
+  /** Held-out evaluation: a function returning a fresh pass over eval batches, and its loss. */
+  evaluate?: (model: CausalLM) => Promise<{ loss: number; perplexity: number }>;
+  /** Writes `checkpoint-<step>` folders (needed when `checkpointEvery` > 0). */
+  checkpoints?: CheckpointIO;
+  /** Called once per batch for custom sources; default `data.next()`. */
+  batches?: BatchSource<B>;
+}
+
+type Listener<E extends keyof TrainerEvents> = (event: TrainerEvents[E]) => void;
+
+/**
+ * Trains a model on an objective.
+ *
+ * @example
+ * const trainer = new Trainer(model, causalLmObjective, new TokenWindows(ids, 64, 16), { lr: 1e-3, maxSteps: 300 });
+ * trainer.on('step', (m) => console.log(m.step, m.loss));
+ * await trainer.train();
+ */
+export class Trainer<B> {
+  readonly config: TrainConfig;
+  readonly optimizer: AdamW;
+  /** Optimizer steps completed. */
+  step = 0;
+  tokens = 0;
+  readonly history: StepMetrics[] = [];
+  readonly evals: EvalMetrics[] = [];
+  lastCheckpoint?: string;
+  private readonly listeners: { [E in keyof TrainerEvents]?: Listener<E>[] } = {};
+  private bestEval = Infinity;
+  private evalsSinceBest = 0;
+
+  constructor(readonly model: CausalLM, readonly objective: Objective<B>, readonly data: BatchSource<B>, config: Partial<TrainConfig> = {}, readonly options: TrainerOptions<B> = {}) {
+    this.config = { ...trainDefaults, ...config };
+    validateTrainConfig(this.config);
+    if (this.config.checkpointEvery > 0 && (!this.config.outDir || !options.checkpoints)) {
+      throw new Error('TrainConfig.checkpointEvery needs TrainConfig.outDir and a checkpoint writer');
+    }
+    const params = model.trainableParams();
+    if (params.size === 0) throw new Error('Trainer: the model has no trainable parameters');
+    const { beta1, beta2, eps, weightDecay } = this.config;
+    this.optimizer = new AdamW(params, { beta1, beta2, eps, weightDecay });
+  }
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on<E extends keyof TrainerEvents>(event: E, listener: Listener<E>): () => void {
+    const list = (this.listeners[event] ??= []) as Listener<E>[];
+    list.push(listener);
+    return () => list.splice(list.indexOf(listener), 1);
+  }
+
+  private emit<E extends keyof TrainerEvents>(event: E, payload: TrainerEvents[E]): void {
+    for (const l of (this.listeners[event] ?? []) as Listener<E>[]) l(payload);
+  }
+
+  /** Learning rate of the next step. */
+  get lr(): number {
+    const c = this.config;
+    return learningRateAt(this.step, { lr: c.lr, schedule: c.schedule, warmupSteps: c.warmupSteps, totalSteps: c.maxSteps, minLrRatio: c.minLrRatio });
+  }
+
+  /**
+   * One optimizer step: accumulate gradients over `gradAccumSteps` micro-batches, clip, update.
+   * Returns the mean loss and the pre-clip gradient norm. Throws {@link NonFiniteLossError} before
+   * touching the weights if either is not finite.
+   */
+  async trainStep(): Promise<{ loss: number; gradNorm: number; tokens: number }> {
+    const params = this.model.trainableParams();
+    const vars = [...params.values()];
+    const k = this.config.gradAccumSteps;
+    let sum: tf.NamedTensorMap | undefined;
+    let lossSum = 0;
+    let tokens = 0;
+    for (let micro = 0; micro < k; micro++) {
+      const batch = this.data.next();
+      tokens += this.objective.tokens(batch);
+      const seed = (this.config.seed * 7919 + this.step * 104729 + micro * 31) % 2147483647;
+      const { value, grads } = tf.variableGrads(() => this.objective.loss(this.model, batch, { training: true, seed }), vars);
+      this.objective.dispose(batch);
+      lossSum += (await value.data())[0];
+      value.dispose();
+      if (!sum) sum = grads;
+      else {
+        const prev: tf.NamedTensorMap = sum;
+        sum = tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([n, g]) => [n, tf.add(prev[n], g)])));
+        tf.dispose([Object.values(prev), Object.values(grads)]);
+      }
+    }
+    const loss = lossSum / k;
+    const accumulated = sum!;
+    // Gradients in the order of `params` (variableGrads keys them by variable name).
+    const [norm, clipped] = tf.tidy(() => {
+      const mean = vars.map((v) => (k > 1 ? tf.div(accumulated[v.name], k) : accumulated[v.name]));
+      const gnorm = tf.sqrt(tf.addN(mean.map((g) => tf.sum(tf.square(g)))));
+      const scale = this.config.maxGradNorm > 0 ? tf.minimum(1, tf.div(this.config.maxGradNorm, tf.add(gnorm, 1e-6))) : tf.scalar(1);
+      return [gnorm, mean.map((g) => tf.mul(g, scale))] as const;
+    });
+    tf.dispose(Object.values(accumulated));
+    const gradNorm = (await norm.data())[0];
+    norm.dispose();
+    const fail = !Number.isFinite(loss) ? { v: loss, what: 'loss' as const } : !Number.isFinite(gradNorm) ? { v: gradNorm, what: 'gradient norm' as const } : undefined;
+    if (fail) {
+      tf.dispose(clipped as tf.Tensor[]);
+      throw new NonFiniteLossError(this.step + 1, fail.v, fail.what, this.lastCheckpoint);
+    }
+    const grads = new Map([...params.keys()].map((path, i) => [path, clipped[i]]));
+    this.optimizer.apply(grads, this.lr);
+    tf.dispose(clipped as tf.Tensor[]);
+    this.step++;
+    this.tokens += tokens;
+    return { loss, gradNorm, tokens };
+  }
+
+  /** Runs held-out evaluation now (if configured) and records it. */
+  async evaluate(): Promise<EvalMetrics | undefined> {
+    if (!this.options.evaluate) return undefined;
+    const r = await this.options.evaluate(this.model);
+    const m: EvalMetrics = { step: this.step, evalLoss: r.loss, perplexity: r.perplexity };
+    this.evals.push(m);
+    this.emit('eval', m);
+    return m;
+  }
+
+  /** Writes `outDir/checkpoint-<step>` now. */
+  async saveCheckpoint(): Promise<string> {
+    if (!this.config.outDir || !this.options.checkpoints) throw new Error('saveCheckpoint needs TrainConfig.outDir and a checkpoint writer');
+    const path = require('path').join(this.config.outDir, `checkpoint-${this.step}`) as string;
+    await this.options.checkpoints.save(path, this as Trainer<unknown>);
+    this.lastCheckpoint = path;
+    this.emit('checkpoint', { step: this.step, path });
+    return path;
+  }
+
+  /** Trainer position for checkpoints: step, tokens, data position, history and early-stop state. */
+  state(): TrainerState {
+    return {
+      step: this.step, tokens: this.tokens, data: this.data.state(), history: this.history, evals: this.evals,
+      bestEval: Number.isFinite(this.bestEval) ? this.bestEval : null, evalsSinceBest: this.evalsSinceBest,
+    };
+  }
+
+  /** Restores what {@link state} saved (the optimizer is restored separately). */
+  restore(s: TrainerState): void {
+    this.step = s.step;
+    this.tokens = s.tokens;
+    this.data.restore(s.data);
+    this.history.splice(0, this.history.length, ...s.history);
+    this.evals.splice(0, this.evals.length, ...s.evals);
+    this.bestEval = s.bestEval ?? Infinity;
+    this.evalsSinceBest = s.evalsSinceBest;
+  }
+
+  /** Trains until `maxSteps` (continuing from `step` after a resume) or early stop. */
+  async train(): Promise<TrainResult> {
+    const c = this.config;
+    const start = Date.now();
+    const startTokens = this.tokens;
+    const startStep = this.step;
+    let stoppedEarly = false;
+    while (this.step < c.maxSteps) {
+      const lr = this.lr;
+      const { loss, gradNorm } = await this.trainStep();
+      const elapsedMs = Date.now() - start;
+      const done = this.step - startStep;
+      const m: StepMetrics = {
+        step: this.step, loss, lr, gradNorm, tokens: this.tokens,
+        tokensPerSec: ((this.tokens - startTokens) * 1000) / Math.max(1, elapsedMs), elapsedMs,
+        etaMs: (elapsedMs / done) * (c.maxSteps - this.step),
+      };
+      this.history.push(m);
+      this.emit('step', m);
+      if (c.evalEvery > 0 && this.step % c.evalEvery === 0 && this.step < c.maxSteps) {
+        stoppedEarly = this.afterEval(await this.evaluate());
+      }
+      if (c.checkpointEvery > 0 && this.step % c.checkpointEvery === 0) await this.saveCheckpoint();
+      await new Promise((r) => setImmediate(r)); // let notebook displays and progress bars repaint
+      if (stoppedEarly) break;
+    }
+    if (!stoppedEarly && this.options.evaluate && this.evals.at(-1)?.step !== this.step) this.afterEval(await this.evaluate());
+    const result: TrainResult = { steps: this.step, history: this.history, evals: this.evals, stoppedEarly, lastCheckpoint: this.lastCheckpoint };
+    this.emit('end', result);
+    return result;
+  }
+
+  /** Updates early-stop bookkeeping; true when patience ran out. */
+  private afterEval(m: EvalMetrics | undefined): boolean {
+    if (!m) return false;
+    if (m.evalLoss < this.bestEval - this.config.earlyStopThreshold) {
+      this.bestEval = m.evalLoss;
+      this.evalsSinceBest = 0;
+      return false;
+    }
+    this.evalsSinceBest++;
+    return this.config.earlyStopPatience > 0 && this.evalsSinceBest >= this.config.earlyStopPatience;
+  }
+
+  /** Frees the optimizer state (the model stays). */
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
+
+/** Serializable trainer position. */
+export interface TrainerState {
+  step: number;
+  tokens: number;
+  data: unknown;
+  history: StepMetrics[];
+  evals: EvalMetrics[];
+  bestEval: number | null;
+  evalsSinceBest: number;
+}
+
+/** Throws an error naming the option when a {@link TrainConfig} is unusable. */
+export function validateTrainConfig(c: TrainConfig): void {
+  const check = (ok: boolean, key: keyof TrainConfig, rule: string) => {
+    if (!ok) throw new Error(`TrainConfig.${key} ${rule} (got ${String(c[key])})`);
+  };
+  check(c.lr > 0, 'lr', 'must be > 0');
+  check(Number.isInteger(c.maxSteps) && c.maxSteps >= 0, 'maxSteps', 'must be a non-negative integer');
+  check(Number.isInteger(c.gradAccumSteps) && c.gradAccumSteps >= 1, 'gradAccumSteps', 'must be an integer ≥ 1');
+  check(['linear', 'cosine', 'constant'].includes(c.schedule), 'schedule', 'must be linear, cosine or constant');
+  check(Number.isInteger(c.warmupSteps) && c.warmupSteps >= 0, 'warmupSteps', 'must be a non-negative integer');
+  check(c.minLrRatio >= 0 && c.minLrRatio <= 1, 'minLrRatio', 'must be in [0, 1]');
+  check(c.weightDecay >= 0, 'weightDecay', 'must be ≥ 0');
+  check(c.beta1 >= 0 && c.beta1 < 1, 'beta1', 'must be in [0, 1)');
+  check(c.beta2 >= 0 && c.beta2 < 1, 'beta2', 'must be in [0, 1)');
+  check(c.eps > 0, 'eps', 'must be > 0');
+  check(c.maxGradNorm >= 0, 'maxGradNorm', 'must be ≥ 0');
+  for (const key of ['evalEvery', 'earlyStopPatience', 'checkpointEvery', 'seed'] as const) {
+    check(Number.isInteger(c[key]) && c[key] >= 0, key, 'must be a non-negative integer');
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Model folders and training checkpoints. A model folder is what Hugging Face tools expect:
+ * `config.json`, `model.safetensors` (HF names) and `tokenizer.json`. A training checkpoint adds
+ * `optimizer.safetensors` and `trainer_state.json`, and is written into a temporary folder that is
+ * renamed into place, so a crash never leaves a half-written checkpoint.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM } from '../model/transformer';
+import { Tokenizer } from '../tokenizer/tokenizer';
+import type { Trainer, TrainerState, CheckpointIO } from '../train/trainer';
+import { writeJsonAtomic } from './atomic';
+import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
+import { readSafetensors, readShardedSafetensors, writeSafetensors } from './safetensors';
+
+/** Parameters of a model copied to plain memory. */
+export async function hostParams(model: CausalLM): Promise<Map<string, HostTensor>> {
+  const out = new Map<string, HostTensor>();
+  for (const [p, { variable }] of model.params) out.set(p, { shape: variable.shape, data: (await variable.data()) as Float32Array });
+  return out;
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Writes the model files (config, weights, tokenizer) into an existing folder. */
+async function writeModelFiles(dir: string, model: CausalLM, tokenizer?: Tokenizer): Promise<void> {
+  const special = tokenizer ? { bos: tokenizer.specialTokens.bos?.id, eos: tokenizer.specialTokens.eos?.id } : {};
+  writeJsonAtomic(path.join(dir, 'config.json'), toHfConfig(model.config, special));
+  writeSafetensors(path.join(dir, 'model.safetensors'), toHfTensors(model.config, await hostParams(model)), { format: 'pt' });
+  if (tokenizer) tokenizer.save(path.join(dir, 'tokenizer.json'));
+}
+
+/**
+ * Writes a folder by building it beside its final place and renaming it in. An existing folder at `dir`
+ * is replaced only after the new one is complete.
+ */
+async function writeFolderAtomic(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
+  try {
+    await fill(tmp);
+    if (fs.existsSync(dir)) {
+      const old = `${tmp}.old`;
+      fs.renameSync(dir, old);
+      fs.renameSync(tmp, dir);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, dir);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Saves a model (and its tokenizer) as a Hugging Face folder.
+ *
+ * @example
+ * await saveModel('runs/demo/final', model, tokenizer);
+ */
+export async function saveModel(dir: string, model: CausalLM, tokenizer?: Tokenizer): Promise<void> {
+  await writeFolderAtomic(dir, (tmp) => writeModelFiles(tmp, model, tokenizer));
+}
+
+/** Reads `config.json` of a model folder into a tunelab config. */
+export function loadModelConfig(dir: string) {
+  const file = path.join(dir, 'config.json');
+  return fromHfConfig(readJson(file), file);
+}
+
+/** Copies a folder's weights (HF names) into a model of the same config; errors name file and tensor. */
+export function loadWeightsInto(model: CausalLM, dir: string): void {
+  if (!fs.existsSync(dir)) throw new Error(`${dir}: no such model folder`);
+  const { tensors } = readShardedSafetensors(dir);
+  const source = path.join(dir, fs.existsSync(path.join(dir, 'model.safetensors.index.json')) ? 'model.safetensors.index.json' : 'model.safetensors');
+  const expected = new Map([...model.params].map(([p, { variable }]) => [p, variable.shape]));
+  const get = (name: string): HostTensor | undefined => {
+    const entry = tensors.get(name);
+    if (!entry) return undefined;
+    const t = entry.read();
+    if (!(t.data instanceof Float32Array)) throw new Error(`${source}: tensor "${name}" has dtype ${t.dtype}; expected a float dtype`);
+    return { shape: [...t.shape], data: t.data };
+  };
+  const params = fromHfTensors(model.config, expected, [...tensors.keys()], get, source);
+  tf.tidy(() => {
+    for (const [p, t] of params) model.weight(p).assign(tf.tensor(t.data, t.shape));
+  });
+}
+
+/**
+ * Loads a model folder saved by tunelab or by Hugging Face (Llama or GPT-2, safetensors).
+ *
+ * @example
+ * const { model, tokenizer } = await loadModel('runs/demo/final');
+ */
+export async function loadModel(dir: string): Promise<{ model: CausalLM; tokenizer?: Tokenizer }> {
+  const config = loadModelConfig(dir);
+  const model = new CausalLM(config);
+  try {
+    loadWeightsInto(model, dir);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  const tokFile = path.join(dir, 'tokenizer.json');
+  const tokenizer = fs.existsSync(tokFile) ? Tokenizer.load(tokFile) : undefined;
+  if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
+    model.dispose();
+    throw new Error(`${tokFile}: tokenizer has ${tokenizer.vocabSize} tokens but config.json vocab_size is ${config.vocabSize}`);
+  }
+  return { model, tokenizer };
+}
+
+/** Saved alongside each training checkpoint. */
+interface TrainerStateFile extends TrainerState {
+  format: 'tunelab-trainer-state';
+  optimizerStep: number;
+  config: unknown;
+}
+
+/**
+ * Writes training checkpoints: model folder + optimizer moments + trainer position.
+ *
+ * @example
+ * const trainer = new Trainer(model, objective, data, { checkpointEvery: 100, outDir: 'runs/x' }, { checkpoints: checkpointWriter(tokenizer) });
+ */
+export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
+  return {
+    async save(dir: string, trainer: Trainer<unknown>) {
+      await writeFolderAtomic(dir, async (tmp) => {
+        await writeModelFiles(tmp, trainer.model, tokenizer);
+        const { step, tensors } = await trainer.optimizer.state();
+        writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensors, { format: 'tunelab', step: String(step) });
+        const state: TrainerStateFile = { format: 'tunelab-trainer-state', ...trainer.state(), optimizerStep: step, config: trainer.config };
+        writeJsonAtomic(path.join(tmp, 'trainer_state.json'), state);
+      });
+    },
+  };
+}
+
+/**
+ * Restores weights, optimizer moments and trainer position from a checkpoint folder into a trainer built
+ * with the same model config and data; training then continues to the same losses as an uninterrupted run.
+ */
+export function resumeFrom(trainer: Trainer<unknown>, dir: string): void {
+  loadWeightsInto(trainer.model, dir);
+  const stateFile = path.join(dir, 'trainer_state.json');
+  const state = readJson(stateFile) as unknown as TrainerStateFile;
+  if (state.format !== 'tunelab-trainer-state' || typeof state.step !== 'number') throw new Error(`${stateFile}: not a tunelab trainer state`);
+  const optFile = path.join(dir, 'optimizer.safetensors');
+  const opt = readSafetensors(optFile);
+  const moments = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, entry] of opt.tensors) {
+    const t = entry.read();
+    moments.set(name, { shape: [...t.shape], data: t.data as Float32Array });
+  }
+  trainer.optimizer.restore(state.optimizerStep, moments, optFile);
+  trainer.restore(state);
+  trainer.lastCheckpoint = dir;
+}

@@ -1,0 +1,218 @@
+/**
+ * Hugging Face names and layouts of tunelab parameters, so a saved folder is what `transformers` reads:
+ * Llama (`LlamaForCausalLM`, nn.Linear weights [out, in]) and GPT-2 (`GPT2LMHeadModel`, Conv1D [in, out],
+ * fused c_attn). tunelab keeps linear weights [in, out]; conversion happens only here.
+ */
+import { ModelConfig, modelConfig } from '../model/config';
+
+/** A tensor in plain memory: row-major values and shape. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Transposes a row-major (rows, cols) matrix. */
+export function transpose2d(t: HostTensor): HostTensor {
+  const [rows, cols] = t.shape;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = t.data[r * cols + c];
+  return { shape: [cols, rows], data: out };
+}
+
+/** Concatenates matrices (rows, c_i) along columns, or vectors end to end. */
+function concatColumns(parts: HostTensor[]): HostTensor {
+  if (parts[0].shape.length === 1) {
+    const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+    let o = 0;
+    for (const p of parts) { data.set(p.data, o); o += p.data.length; }
+    return { shape: [data.length], data };
+  }
+  const rows = parts[0].shape[0];
+  const cols = parts.reduce((n, p) => n + p.shape[1], 0);
+  const data = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let o = r * cols;
+    for (const p of parts) { data.set(p.data.subarray(r * p.shape[1], (r + 1) * p.shape[1]), o); o += p.shape[1]; }
+  }
+  return { shape: [rows, cols], data };
+}
+
+/** Splits columns [start, start + width) out of a matrix (or a slice of a vector). */
+function columns(t: HostTensor, start: number, width: number): HostTensor {
+  if (t.shape.length === 1) return { shape: [width], data: t.data.slice(start, start + width) };
+  const [rows, cols] = t.shape;
+  const data = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) data.set(t.data.subarray(r * cols + start, r * cols + start + width), r * width);
+  return { shape: [rows, width], data };
+}
+
+const llamaLayer: [RegExp, string, boolean][] = [
+  // [tunelab path, HF name, transpose]
+  [/^layers\.(\d+)\.attn_norm\.weight$/, 'model.layers.$1.input_layernorm.weight', false],
+  [/^layers\.(\d+)\.mlp_norm\.weight$/, 'model.layers.$1.post_attention_layernorm.weight', false],
+  [/^layers\.(\d+)\.attn\.(q|k|v|o)_proj\.weight$/, 'model.layers.$1.self_attn.$2_proj.weight', true],
+  [/^layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight$/, 'model.layers.$1.mlp.$2_proj.weight', true],
+  [/^embed_tokens\.weight$/, 'model.embed_tokens.weight', false],
+  [/^norm\.weight$/, 'model.norm.weight', false],
+  [/^lm_head\.weight$/, 'lm_head.weight', true],
+];
+
+const gpt2Names: [RegExp, string][] = [
+  [/^embed_tokens\.weight$/, 'wte.weight'],
+  [/^embed_positions\.weight$/, 'wpe.weight'],
+  [/^layers\.(\d+)\.attn_norm\.(weight|bias)$/, 'h.$1.ln_1.$2'],
+  [/^layers\.(\d+)\.mlp_norm\.(weight|bias)$/, 'h.$1.ln_2.$2'],
+  [/^layers\.(\d+)\.attn\.o_proj\.(weight|bias)$/, 'h.$1.attn.c_proj.$2'],
+  [/^layers\.(\d+)\.mlp\.up_proj\.(weight|bias)$/, 'h.$1.mlp.c_fc.$2'],
+  [/^layers\.(\d+)\.mlp\.down_proj\.(weight|bias)$/, 'h.$1.mlp.c_proj.$2'],
+  [/^norm\.(weight|bias)$/, 'ln_f.$1'],
+];
+
+/** HF buffers that carry no parameters and are skipped on load. */
+const ignoredHfTensors = /(^|\.)attn\.(bias|masked_bias)$|rotary_emb\.inv_freq$/;
+
+/**
+ * Converts tunelab parameters to HF tensors (names and layouts). GPT-2's q/k/v are fused into c_attn.
+ *
+ * @example
+ * const hf = toHfTensors(model.config, params); // Map { 'model.layers.0.self_attn.q_proj.weight' => ... }
+ */
+export function toHfTensors(config: ModelConfig, params: Map<string, HostTensor>): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  if (config.family === 'llama') {
+    for (const [path, t] of params) {
+      const rule = llamaLayer.find(([re]) => re.test(path));
+      if (!rule) throw new Error(`no Hugging Face name for parameter "${path}"`);
+      out.set(path.replace(rule[0], rule[1]), rule[2] ? transpose2d(t) : t);
+    }
+    return out;
+  }
+  for (const [path, t] of params) {
+    const qkv = /^layers\.(\d+)\.attn\.q_proj\.(weight|bias)$/.exec(path);
+    if (qkv) {
+      const [, i, kind] = qkv;
+      const parts = ['q', 'k', 'v'].map((x) => params.get(`layers.${i}.attn.${x}_proj.${kind}`)!);
+      out.set(`h.${i}.attn.c_attn.${kind}`, concatColumns(parts));
+      continue;
+    }
+    if (/^layers\.\d+\.attn\.[kv]_proj\./.test(path)) continue;
+    const rule = gpt2Names.find(([re]) => re.test(path));
+    if (!rule) throw new Error(`no Hugging Face name for parameter "${path}"`);
+    out.set(path.replace(rule[0], rule[1]), t);
+  }
+  return out;
+}
+
+/**
+ * Reads tunelab parameters from HF tensors: `expected` lists each tunelab path with its shape; `get`
+ * returns an HF tensor (or undefined). Errors name the source, the tensor and the shapes.
+ */
+export function fromHfTensors(
+  config: ModelConfig,
+  expected: Map<string, number[]>,
+  hfNames: string[],
+  get: (hfName: string) => HostTensor | undefined,
+  source: string,
+): Map<string, HostTensor> {
+  const prefix = config.family === 'gpt2' && hfNames.some((n) => n.startsWith('transformer.')) ? 'transformer.' : '';
+  const used = new Set<string>();
+  const need = (name: string): HostTensor => {
+    const t = get(prefix + name) ?? get(name);
+    if (!t) throw new Error(`${source}: missing tensor "${prefix + name}"`);
+    used.add(hfNames.includes(prefix + name) ? prefix + name : name);
+    return t;
+  };
+  const check = (path: string, hfName: string, t: HostTensor): HostTensor => {
+    const want = expected.get(path)!;
+    if (t.shape.join() !== want.join()) {
+      throw new Error(`${source}: tensor "${hfName}" has shape [${t.shape}] but the config needs [${want}] for ${path}`);
+    }
+    return t;
+  };
+  const out = new Map<string, HostTensor>();
+  const hd = config.dModel / config.nHeads;
+  for (const path of expected.keys()) {
+    if (config.family === 'llama') {
+      const rule = llamaLayer.find(([re]) => re.test(path));
+      if (!rule) throw new Error(`no Hugging Face name for parameter "${path}"`);
+      const name = path.replace(rule[0], rule[1]);
+      const t = need(name);
+      const oriented = rule[2] && t.shape.length === 2 ? transpose2d(t) : t;
+      out.set(path, check(path, name, oriented));
+      continue;
+    }
+    const qkv = /^layers\.(\d+)\.attn\.(q|k|v)_proj\.(weight|bias)$/.exec(path);
+    if (qkv) {
+      const [, i, which, kind] = qkv;
+      const name = `h.${i}.attn.c_attn.${kind}`;
+      const fused = need(name);
+      const width = config.nHeads * hd;
+      const wantFused = kind === 'weight' ? [config.dModel, 3 * width] : [3 * width];
+      if (fused.shape.join() !== wantFused.join()) throw new Error(`${source}: tensor "${prefix + name}" has shape [${fused.shape}] but the config needs [${wantFused}]`);
+      out.set(path, check(path, name, columns(fused, 'qkv'.indexOf(which) * width, width)));
+      continue;
+    }
+    const rule = gpt2Names.find(([re]) => re.test(path));
+    if (!rule) throw new Error(`no Hugging Face name for parameter "${path}"`);
+    const name = path.replace(rule[0], rule[1]);
+    out.set(path, check(path, name, need(name)));
+  }
+  const tiedHead = (n: string) => config.tieEmbeddings && /^lm_head\.weight$/.test(n);
+  const unknown = hfNames.filter((n) => !used.has(n) && !ignoredHfTensors.test(n) && !tiedHead(n));
+  if (unknown.length) throw new Error(`${source}: unexpected tensors for a ${config.family} model: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? `, … (${unknown.length})` : ''}`);
+  return out;
+}
+
+/** A Hugging Face `config.json` object for the model. */
+export function toHfConfig(c: ModelConfig, special: { bos?: number; eos?: number } = {}): Record<string, unknown> {
+  if (c.family === 'llama') {
+    return {
+      architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: c.vocabSize, hidden_size: c.dModel,
+      intermediate_size: c.dFf, num_hidden_layers: c.nLayers, num_attention_heads: c.nHeads,
+      num_key_value_heads: c.nKvHeads, head_dim: c.dModel / c.nHeads, max_position_embeddings: c.contextLength,
+      rms_norm_eps: c.normEps, rope_theta: c.ropeTheta, tie_word_embeddings: c.tieEmbeddings, hidden_act: 'silu',
+      attention_bias: false, mlp_bias: false, attention_dropout: c.dropout, initializer_range: c.initStd,
+      bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, torch_dtype: 'float32',
+    };
+  }
+  return {
+    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: c.vocabSize, n_positions: c.contextLength,
+    n_ctx: c.contextLength, n_embd: c.dModel, n_layer: c.nLayers, n_head: c.nHeads, n_inner: c.dFf,
+    activation_function: 'gelu_new', layer_norm_epsilon: c.normEps, resid_pdrop: c.dropout, embd_pdrop: c.dropout,
+    attn_pdrop: c.dropout, initializer_range: c.initStd, tie_word_embeddings: true,
+    bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, torch_dtype: 'float32',
+  };
+}
+
+/** Reads a Hugging Face `config.json` object of a Llama or GPT-2 model; errors name the source and key. */
+export function fromHfConfig(hf: Record<string, unknown>, source: string): ModelConfig {
+  const num = (key: string, fallback?: number): number => {
+    const v = hf[key] ?? fallback;
+    if (typeof v !== 'number') throw new Error(`${source}: "${key}" must be a number (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  const type = hf.model_type;
+  if (type === 'llama' || type === 'mistral' || type === 'qwen2') {
+    if (hf.hidden_act !== undefined && hf.hidden_act !== 'silu') throw new Error(`${source}: hidden_act "${String(hf.hidden_act)}" is not supported (silu only)`);
+    const heads = num('num_attention_heads');
+    if (hf.head_dim !== undefined && hf.head_dim !== null && num('head_dim') * heads !== num('hidden_size')) {
+      throw new Error(`${source}: head_dim × num_attention_heads must equal hidden_size`);
+    }
+    return modelConfig({
+      family: 'llama', vocabSize: num('vocab_size'), dModel: num('hidden_size'), dFf: num('intermediate_size'),
+      nLayers: num('num_hidden_layers'), nHeads: heads, nKvHeads: num('num_key_value_heads', heads),
+      contextLength: num('max_position_embeddings'), normEps: num('rms_norm_eps', 1e-6), ropeTheta: num('rope_theta', 10000),
+      tieEmbeddings: hf.tie_word_embeddings === true, dropout: num('attention_dropout', 0), initStd: num('initializer_range', 0.02),
+    });
+  }
+  if (type === 'gpt2') {
+    const d = num('n_embd');
+    const inner = hf.n_inner === null || hf.n_inner === undefined ? 4 * d : num('n_inner');
+    return modelConfig({
+      family: 'gpt2', vocabSize: num('vocab_size'), dModel: d, dFf: inner, nLayers: num('n_layer'), nHeads: num('n_head'),
+      contextLength: num('n_positions'), normEps: num('layer_norm_epsilon', 1e-5), tieEmbeddings: true,
+      dropout: num('resid_pdrop', 0), initStd: num('initializer_range', 0.02),
+    });
+  }
+  throw new Error(`${source}: model_type ${JSON.stringify(type)} is not supported (llama or gpt2)`);
+}

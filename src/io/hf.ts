@@ -122,12 +122,13 @@ export function fromHfTensors(
     used.add(hfNames.includes(prefix + name) ? prefix + name : name);
     return t;
   };
-  const check = (path: string, hfName: string, t: HostTensor): HostTensor => {
-    const want = expected.get(path)!;
+  // Shapes are compared in HF's layout, so the message names the shapes the file really has.
+  const check = (path: string, hfName: string, t: HostTensor, transposed = false): HostTensor => {
+    const want = transposed ? [...expected.get(path)!].reverse() : expected.get(path)!;
     if (t.shape.join() !== want.join()) {
-      throw new Error(`${source}: tensor "${hfName}" has shape [${t.shape}] but the config needs [${want}] for ${path}`);
+      throw new Error(`${source}: tensor "${prefix + hfName}" has shape [${t.shape}] but the config needs [${want}] for ${path}`);
     }
-    return t;
+    return transposed ? transpose2d(t) : t;
   };
   const out = new Map<string, HostTensor>();
   const hd = config.dModel / config.nHeads;
@@ -136,9 +137,7 @@ export function fromHfTensors(
       const rule = llamaLayer.find(([re]) => re.test(path));
       if (!rule) throw new Error(`no Hugging Face name for parameter "${path}"`);
       const name = path.replace(rule[0], rule[1]);
-      const t = need(name);
-      const oriented = rule[2] && t.shape.length === 2 ? transpose2d(t) : t;
-      out.set(path, check(path, name, oriented));
+      out.set(path, check(path, name, need(name), rule[2]));
       continue;
     }
     const qkv = /^layers\.(\d+)\.attn\.(q|k|v)_proj\.(weight|bias)$/.exec(path);

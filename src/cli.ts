@@ -1,0 +1,219 @@
+#!/usr/bin/env node
+/**
+ * The `tunelab` command line: the terminal side of the library.
+ *   tunelab info | train | generate <model> | eval <model>
+ * Wrong arguments print usage and exit 2; runtime errors print one line and exit 1 (no stack traces).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { initEngine, BackendName, backendOrder } from './engine';
+import { CausalLM, ModelConfig, modelConfig, generate } from './model';
+import { Tokenizer } from './tokenizer';
+import { readTextCorpus, splitText } from './data/text';
+import { Trainer } from './train/trainer';
+import { TokenWindows, causalLmObjective, evalWindows, evaluateLm } from './train/causal-lm';
+import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
+import { TerminalProgress, formatDuration } from './viz/progress';
+
+const version: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
+
+function int(name: string, min = 0) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}.`);
+    return n;
+  };
+}
+
+function num(name: string, check: (n: number) => boolean = (n) => n > 0, rule = 'a number > 0') {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${name} must be ${rule}.`);
+    return n;
+  };
+}
+
+const backendOption = () => new Option('--backend <name>', 'tensor backend').choices(['auto', ...backendOrder]);
+
+async function startEngine(backend?: string) {
+  return initEngine({ backend: (backend ?? undefined) as BackendName | 'auto' | undefined });
+}
+
+/** Token ids of documents, each followed by eos, as one stream. */
+function tokenStream(tok: Tokenizer, texts: string[]): number[] {
+  const out: number[] = [];
+  for (const t of texts) if (t.length) for (const id of tok.encode(t, { addEos: true })) out.push(id);
+  return out;
+}
+
+function print(json: boolean, value: Record<string, unknown>, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+interface TrainOpts {
+  data: string; out: string; family: 'llama' | 'gpt2'; layers: number; dModel: number; heads: number; kvHeads?: number;
+  context: number; vocabSize: number; tokenizer?: string; steps: number; batchSize: number; lr: number;
+  schedule: 'linear' | 'cosine' | 'constant'; warmup: number; seed: number; evalFraction: number; evalEvery: number;
+  checkpointEvery: number; resume?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
+}
+
+async function train(o: TrainOpts): Promise<void> {
+  const info = await startEngine(o.backend);
+  const docs = readTextCorpus(o.data);
+  const texts = docs.map((d) => d.text);
+  const joined = texts.join('\n');
+  const { train: trainText, heldOut } = splitText(joined, o.evalFraction);
+  const tok = o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train([trainText], { vocabSize: o.vocabSize });
+  const config: ModelConfig = modelConfig({
+    family: o.family, vocabSize: tok.vocabSize, contextLength: o.context, dModel: o.dModel, nLayers: o.layers,
+    nHeads: o.heads, nKvHeads: o.kvHeads, dropout: o.dropout,
+  });
+  const trainIds = tokenStream(tok, [trainText]);
+  const evalIds = heldOut ? tokenStream(tok, [heldOut]) : [];
+  const model = new CausalLM(config, { seed: o.seed });
+  const data = new TokenWindows(trainIds, o.context, o.batchSize, o.seed, o.data);
+  const canEval = evalIds.length > o.context + 1;
+  const trainer = new Trainer(model, causalLmObjective, data, {
+    lr: o.lr, maxSteps: o.steps, schedule: o.schedule, warmupSteps: o.warmup, seed: o.seed, evalEvery: o.evalEvery,
+    checkpointEvery: o.checkpointEvery, outDir: o.out, gradAccumSteps: o.gradAccum, weightDecay: o.weightDecay,
+  }, {
+    checkpoints: checkpointWriter(tok),
+    evaluate: canEval ? (m) => evaluateLm(m, evalWindows(evalIds, o.context, o.batchSize)) : undefined,
+  });
+  if (o.resume) resumeFrom(trainer as Trainer<unknown>, o.resume);
+  process.stderr.write(`tunelab: ${config.family} ${model.paramCount().toLocaleString('en-US')} params, vocab ${tok.vocabSize}, ` +
+    `${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}\n`);
+  const progress = new TerminalProgress(o.steps);
+  trainer.on('step', (m) => progress.update(m));
+  trainer.on('eval', (e) => { if (!process.stderr.isTTY) process.stderr.write(`eval @${e.step}: loss ${e.evalLoss.toFixed(3)} ppl ${e.perplexity.toFixed(2)}\n`); });
+  const result = await trainer.train();
+  progress.done();
+  const final = path.join(o.out, 'final');
+  await saveModel(final, model, tok);
+  const first = result.history[0];
+  const last = result.history.at(-1);
+  const ev = result.evals.at(-1);
+  const elapsed = last?.elapsedMs ?? 0;
+  const summary = {
+    steps: result.steps, firstLoss: first?.loss, finalLoss: last?.loss, evalLoss: ev?.evalLoss, evalPerplexity: ev?.perplexity,
+    tokensPerSec: last?.tokensPerSec, elapsedMs: elapsed, stoppedEarly: result.stoppedEarly, saved: final, backend: info.backend,
+  };
+  print(!!o.json, summary, [
+    `trained ${result.steps} steps in ${formatDuration(elapsed)} (${Math.round(last?.tokensPerSec ?? 0).toLocaleString('en-US')} tok/s)`,
+    `loss ${first?.loss.toFixed(3)} → ${last?.loss.toFixed(3)}` + (ev ? `; held-out loss ${ev.evalLoss.toFixed(3)}, perplexity ${ev.perplexity.toFixed(2)}` : ''),
+    `saved ${final}`,
+  ].join('\n'));
+  trainer.dispose();
+  model.dispose();
+}
+
+async function loadOrFail(dir: string) {
+  const { model, tokenizer } = await loadModel(dir);
+  if (!tokenizer) {
+    model.dispose();
+    throw new Error(`${path.join(dir, 'tokenizer.json')}: missing (needed to turn text into tokens)`);
+  }
+  return { model, tokenizer };
+}
+
+async function generateCmd(dir: string, o: { prompt: string; maxNewTokens: number; sample?: boolean; temperature: number; topK: number; topP: number; seed: number; cache: boolean; backend?: string; json?: boolean }) {
+  await startEngine(o.backend);
+  const { model, tokenizer } = await loadOrFail(dir);
+  const prompt = tokenizer.encode(o.prompt);
+  if (prompt.length === 0) throw new Error('--prompt must not be empty');
+  const eos = tokenizer.specialTokens.eos?.id;
+  const t0 = Date.now();
+  const out = generate(model, prompt.slice(-model.config.contextLength), {
+    maxNewTokens: o.maxNewTokens, doSample: !!o.sample, temperature: o.temperature, topK: o.topK, topP: o.topP,
+    seed: o.seed, useCache: o.cache, stopTokens: eos === undefined ? [] : [eos],
+  });
+  const ms = Date.now() - t0;
+  const text = tokenizer.decode(out, { skipSpecialTokens: true });
+  print(!!o.json, { prompt: o.prompt, completion: text, tokens: out.length, tokensPerSec: (out.length * 1000) / Math.max(1, ms) }, o.prompt + text);
+  model.dispose();
+}
+
+async function evalCmd(dir: string, o: { data: string; batchSize: number; json?: boolean; backend?: string }) {
+  await startEngine(o.backend);
+  const { model, tokenizer } = await loadOrFail(dir);
+  const texts = readTextCorpus(o.data).map((d) => d.text);
+  const ids = tokenStream(tokenizer, texts);
+  const r = await evaluateLm(model, evalWindows(ids, model.config.contextLength, o.batchSize, o.data));
+  print(!!o.json, { model: dir, data: o.data, loss: r.loss, perplexity: r.perplexity, tokens: r.tokens },
+    `${o.data}: loss ${r.loss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.tokens.toLocaleString('en-US')} tokens`);
+  model.dispose();
+}
+
+/** Builds the command tree (exported for tests). */
+export function program(): Command {
+  const p = new Command('tunelab').version(version).description('Fine-tune language models on TensorFlow.js')
+    .showHelpAfterError().exitOverride();
+  p.command('info').description('show the tensor engine, backend and versions')
+    .addOption(backendOption()).option('--json', 'print JSON')
+    .action(async (o: { backend?: string; json?: boolean }) => {
+      const e = await startEngine(o.backend);
+      const v = { tunelab: version, node: process.version, ...e };
+      print(!!o.json, v, [`tunelab ${version} (node ${process.version})`, `backend: ${e.backend} (tfjs ${e.tfjsVersion}, ${e.threads} thread${e.threads > 1 ? 's' : ''})`,
+        ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`].join('\n'));
+    });
+  p.command('train').description('train a causal LM from scratch on a text file or folder')
+    .requiredOption('--data <path>', 'text file, or folder of .txt/.md files')
+    .option('--out <dir>', 'run folder (checkpoints, final model)', 'runs/train')
+    .addOption(new Option('--family <name>', 'architecture').choices(['llama', 'gpt2']).default('llama'))
+    .option('--layers <n>', 'transformer blocks', int('--layers', 1), 4)
+    .option('--d-model <n>', 'residual width', int('--d-model', 1), 128)
+    .option('--heads <n>', 'attention heads', int('--heads', 1), 4)
+    .option('--kv-heads <n>', 'key/value heads (llama grouped-query attention)', int('--kv-heads', 1))
+    .option('--context <n>', 'sequence length', int('--context', 2), 64)
+    .option('--vocab-size <n>', 'BPE vocabulary to train', int('--vocab-size', 260), 1024)
+    .option('--tokenizer <file>', 'use this tokenizer.json instead of training one')
+    .option('--steps <n>', 'optimizer steps', int('--steps', 1), 300)
+    .option('--batch-size <n>', 'sequences per step', int('--batch-size', 1), 16)
+    .option('--grad-accum <n>', 'micro-batches per step', int('--grad-accum', 1), 1)
+    .option('--lr <x>', 'peak learning rate', num('--lr'), 1e-3)
+    .addOption(new Option('--schedule <name>', 'lr schedule after warmup').choices(['linear', 'cosine', 'constant']).default('cosine'))
+    .option('--warmup <n>', 'warmup steps', int('--warmup'), 20)
+    .option('--weight-decay <x>', 'AdamW weight decay', num('--weight-decay', (n) => n >= 0, 'a number ≥ 0'), 0.1)
+    .option('--dropout <x>', 'dropout rate', num('--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)'), 0)
+    .option('--eval-fraction <x>', 'share of the text held out for evaluation', num('--eval-fraction', (n) => n >= 0 && n < 1, 'in [0, 1)'), 0.05)
+    .option('--eval-every <n>', 'evaluate every n steps (0: at the end)', int('--eval-every'), 100)
+    .option('--checkpoint-every <n>', 'save a checkpoint every n steps (0: off)', int('--checkpoint-every'), 0)
+    .option('--resume <dir>', 'continue from a checkpoint folder of the same run')
+    .option('--seed <n>', 'random seed', int('--seed'), 42)
+    .addOption(backendOption()).option('--json', 'print the summary as JSON')
+    .action((o: TrainOpts) => train(o));
+  p.command('generate').description('continue a prompt with a saved model').argument('<model>', 'model folder')
+    .requiredOption('--prompt <text>', 'text to continue')
+    .option('--max-new-tokens <n>', 'tokens to add', int('--max-new-tokens', 1), 64)
+    .option('--sample', 'sample instead of greedy decoding')
+    .option('--temperature <x>', 'sampling temperature', num('--temperature'), 1)
+    .option('--top-k <n>', 'keep the k most likely tokens (0: off)', int('--top-k'), 0)
+    .option('--top-p <x>', 'nucleus sampling mass', num('--top-p', (n) => n > 0 && n <= 1, 'in (0, 1]'), 1)
+    .option('--seed <n>', 'sampling seed', int('--seed'), 0)
+    .option('--no-cache', 'recompute every position instead of using the KV cache')
+    .addOption(backendOption()).option('--json', 'print JSON')
+    .action((dir: string, o) => generateCmd(dir, o));
+  p.command('eval').description('loss and perplexity of a saved model on a text file or folder').argument('<model>', 'model folder')
+    .requiredOption('--data <path>', 'text file or folder')
+    .option('--batch-size <n>', 'sequences per batch', int('--batch-size', 1), 16)
+    .addOption(backendOption()).option('--json', 'print JSON')
+    .action((dir: string, o) => evalCmd(dir, o));
+  return p;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`tunelab: error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}

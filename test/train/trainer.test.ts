@@ -37,10 +37,10 @@ describe('train', () => {
   it('AdamW matches a hand computation, decaying matrices only', () => {
     const w = tf.variable(tf.tensor2d([[1, -2]], [1, 2]));
     const b = tf.variable(tf.tensor1d([0.5]));
-    const opt = new AdamW(new Map([['lin.weight', w], ['lin.bias', b]]), { weightDecay: 0.1 });
+    const opt = new AdamW(new Map<string, tf.Variable>([['lin.weight', w], ['lin.bias', b]]), { weightDecay: 0.1 });
     const gw = tf.tensor2d([[0.2, -0.4]], [1, 2]);
     const gb = tf.tensor1d([1]);
-    for (let s = 0; s < 2; s++) opt.apply(new Map([['lin.weight', gw], ['lin.bias', gb]]), 0.01);
+    for (let s = 0; s < 2; s++) opt.apply(new Map<string, tf.Tensor>([['lin.weight', gw], ['lin.bias', gb]]), 0.01);
     // Constant gradient g: m̂ = g, v̂ = g², so each step moves by lr·(sign(g)·|g|/(|g|+ε) + λ·p).
     let p = [1, -2];
     let q = 0.5;
@@ -129,7 +129,7 @@ describe('train', () => {
     const m = new CausalLM(cfg(), { seed: 1 });
     const t = new Trainer(m, poisoned, new TokenWindows(stream(4000), 16, 8), { lr: 1e-3, maxSteps: 10, checkpointEvery: 2, outDir: dir }, { checkpoints: checkpointWriter() });
     const snapshot = () => m.weight('layers.0.attn.q_proj.weight').dataSync().slice();
-    let atFailure: Float32Array | undefined;
+    let atFailure: ReturnType<typeof snapshot> | undefined;
     t.on('step', (s) => { if (s.step === 4) atFailure = snapshot(); });
     await assert.rejects(t.train(), (e: unknown) => {
       assert.ok(e instanceof NonFiniteLossError);

@@ -1,0 +1,23 @@
+/**
+ * tunelab: fine-tune language models on TensorFlow.js, in notebooks and scripts.
+ *
+ * @example
+ * import * as tunelab from 'tunelab';
+ * await tunelab.initEngine();                       // tfjs-node-gpu → tfjs-node → wasm → cpu
+ * const tok = tunelab.Tokenizer.train([text], { vocabSize: 1024 });
+ * const model = tunelab.CausalLM.create({ family: 'llama', vocabSize: tok.vocabSize });
+ * const trainer = new tunelab.Trainer(model, tunelab.causalLmObjective,
+ *   new tunelab.TokenWindows(tok.encode(text), 64, 16), { lr: 1e-3, maxSteps: 300 });
+ * await trainer.train();
+ * await tunelab.saveModel('runs/demo', model, tok);
+ */
+export { initEngine, engine, backendOrder, patchWasmKernels } from './engine';
+export type { BackendName, EngineInfo, EngineOptions } from './engine';
+export * from './model';
+export * from './tokenizer';
+export * from './train';
+export * from './io';
+export { readTextCorpus, splitText } from './data/text';
+export type { TextDocument } from './data/text';
+export { TerminalProgress, progressLine, formatDuration } from './viz/progress';
+export { Rng } from './util/rng';

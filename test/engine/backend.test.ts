@@ -1,0 +1,89 @@
+import { strict as assert } from 'assert';
+import * as tf from '@tensorflow/tfjs';
+import * as engineModule from '../../src/engine/backend';
+import { batchMatMulConfig } from '../../src/engine/wasm-kernels';
+
+const { initEngine, engine } = engineModule;
+
+/** A fresh copy of backend.ts (no engine started yet); tf and the wasm kernels stay shared. */
+function freshBackendModule(): typeof engineModule {
+  const path = require.resolve('../../src/engine/backend');
+  const saved = require.cache[path];
+  delete require.cache[path];
+  try {
+    return require(path) as typeof engineModule;
+  } finally {
+    // Leave the shared instance in the cache for every other importer.
+    if (saved) require.cache[path] = saved;
+  }
+}
+
+/** Runs `fn` with TUNELAB_BACKEND set to `value` (or unset), restoring it afterwards. */
+async function withBackendEnv<T>(value: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.TUNELAB_BACKEND;
+  if (value === undefined) delete process.env.TUNELAB_BACKEND;
+  else process.env.TUNELAB_BACKEND = value;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.TUNELAB_BACKEND;
+    else process.env.TUNELAB_BACKEND = saved;
+  }
+}
+
+describe('engine/backend', function () {
+  after(async () => {
+    // Other suites expect the patched wasm backend.
+    await withBackendEnv(undefined, () => initEngine({ backend: 'wasm' }));
+    await tf.setBackend('wasm');
+  });
+
+  it('initEngine({backend}) switches cpu → wasm and reports each', async () => {
+    const cpu = await initEngine({ backend: 'cpu' });
+    assert.equal(cpu.backend, 'cpu');
+    assert.equal(tf.getBackend(), 'cpu');
+    assert.deepEqual(cpu.patchedKernels, []);
+    assert.deepEqual(cpu.skipped, []);
+    assert.equal(cpu.tfjsVersion, tf.version_core);
+    assert.equal(engine(), cpu);
+
+    const wasm = await initEngine({ backend: 'wasm' });
+    assert.equal(wasm.backend, 'wasm');
+    assert.equal(tf.getBackend(), 'wasm');
+    assert.equal(wasm.threads, 1);
+    assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum']);
+    assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
+    assert.equal(engine(), wasm);
+    // Asking again for the running backend returns the same report without restarting.
+    assert.equal(await initEngine({ backend: 'wasm' }), wasm);
+  });
+
+  it('TUNELAB_BACKEND=bogus is an error naming the variable and the value', async () => {
+    await withBackendEnv('bogus', async () => {
+      await assert.rejects(initEngine(), (e: Error) => /TUNELAB_BACKEND/.test(e.message) && /bogus/.test(e.message));
+    });
+  });
+
+  it('TUNELAB_BACKEND=cpu forces cpu on a fresh engine', async () => {
+    const fresh = freshBackendModule();
+    const info = await withBackendEnv('cpu', () => fresh.initEngine());
+    assert.equal(info.backend, 'cpu');
+    assert.equal(tf.getBackend(), 'cpu');
+  });
+
+  it('an unknown backend passed to initEngine is an error naming it', async () => {
+    const bad = { backend: 'tpu' } as unknown as engineModule.EngineOptions;
+    await assert.rejects(initEngine(bad), /unknown backend "tpu"/);
+  });
+
+  it('auto mode picks wasm here, reporting both tfjs-node packages as skipped', async () => {
+    const fresh = freshBackendModule();
+    assert.equal(fresh.engine(), undefined);
+    const info = await withBackendEnv(undefined, () => fresh.initEngine());
+    assert.equal(info.backend, 'wasm');
+    assert.equal(tf.getBackend(), 'wasm');
+    assert.deepEqual(info.skipped.map((s) => s.backend), ['tensorflow-gpu', 'tensorflow']);
+    for (const s of info.skipped) assert.match(s.reason, /tfjs-node/);
+    assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum']);
+  });
+});

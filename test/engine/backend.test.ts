@@ -1,3 +1,7 @@
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as os from 'os';
+import * as fs from 'fs';
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
 import * as engineModule from '../../src/engine/backend';
@@ -85,5 +89,27 @@ describe('engine/backend', function () {
     assert.deepEqual(info.skipped.map((s) => s.backend), ['tensorflow-gpu', 'tensorflow']);
     for (const s of info.skipped) assert.match(s.reason, /tfjs-node/);
     assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum']);
+  });
+
+  it('a broken tfjs-node binding (installed without its libtensorflow) is skipped, not fatal', function () {
+    this.timeout(60_000);
+    // A stand-in package that fails the way tfjs-node does when its install script could not download.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-broken-'));
+    for (const name of ['tfjs-node', 'tfjs-node-gpu']) {
+      const pkg = path.join(dir, '@tensorflow', name);
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: `@tensorflow/${name}`, version: '4.22.0', main: 'index.js' }));
+      fs.writeFileSync(path.join(pkg, 'index.js'), `throw new Error('The Node.js native addon module (tfjs_binding.node) can not be found at path: ${name}/lib');`);
+    }
+    const script = "require('./src/engine').initEngine().then((e) => console.log(JSON.stringify(e)), (e) => { console.error(e); process.exit(3); })";
+    const root = path.join(__dirname, '..', '..');
+    const r = spawnSync(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, NODE_PATH: dir, TUNELAB_BACKEND: '' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const info = JSON.parse(r.stdout);
+    assert.equal(info.backend, 'wasm');
+    assert.deepEqual(info.skipped.map((s: { backend: string }) => s.backend), ['tensorflow-gpu', 'tensorflow']);
+    for (const s of info.skipped) assert.match(s.reason, /tfjs_binding\.node\) can not be found/);
   });
 });

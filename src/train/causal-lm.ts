@@ -16,6 +16,8 @@ export interface LmBatch {
   lossMask: tf.Tensor2D;
   /** Optional document ids of packed sequences. */
   segmentIds?: tf.Tensor2D;
+  /** Optional positions restarting at 0 per packed document. */
+  positionIds?: tf.Tensor2D;
 }
 
 /**
@@ -35,14 +37,14 @@ export function maskedCrossEntropy(logits: tf.Tensor3D, targets: tf.Tensor2D, lo
 /** The causal-LM {@link Objective}: masked next-token loss of the model on an {@link LmBatch}. */
 export const causalLmObjective: Objective<LmBatch> = {
   loss(model: CausalLM, batch: LmBatch, ctx) {
-    const logits = model.forward(batch.inputIds, { training: ctx.training, seed: ctx.seed, segmentIds: batch.segmentIds });
+    const logits = model.forward(batch.inputIds, { training: ctx.training, seed: ctx.seed, segmentIds: batch.segmentIds, positionIds: batch.positionIds });
     return maskedCrossEntropy(logits, batch.targets, batch.lossMask);
   },
   tokens(batch: LmBatch) {
     return batch.inputIds.size;
   },
   dispose(batch: LmBatch) {
-    tf.dispose([batch.inputIds, batch.targets, batch.lossMask, batch.segmentIds ?? []].flat());
+    tf.dispose([batch.inputIds, batch.targets, batch.lossMask, batch.segmentIds ?? [], batch.positionIds ?? []].flat());
   },
 };
 

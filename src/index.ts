@@ -17,7 +17,6 @@ export * from './model';
 export * from './tokenizer';
 export * from './train';
 export * from './io';
-export { readTextCorpus, splitText } from './data/text';
-export type { TextDocument } from './data/text';
+export * from './data';
 export { TerminalProgress, progressLine, formatDuration } from './viz/progress';
 export { Rng } from './util/rng';

@@ -15,7 +15,8 @@ import { initEngine } from '../src/engine';
 import { CausalLM, ModelConfig, generate, modelConfig } from '../src/model';
 import { Tokenizer } from '../src/tokenizer';
 import { Trainer } from '../src/train/trainer';
-import { TokenWindows, causalLmObjective, evalWindows, evaluateLm } from '../src/train/causal-lm';
+import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from '../src/train/causal-lm';
+import { textDocuments } from '../src/data/load';
 import { checkpointWriter, resumeFrom, saveModel } from '../src/io/checkpoint';
 import { writeFileAtomic } from '../src/io/atomic';
 import { TerminalProgress, formatDuration } from '../src/viz/progress';
@@ -38,15 +39,8 @@ const shape: Partial<ModelConfig> = {
   nHeads: 4, nKvHeads: 2, dFf: Number(arg('d-ff', '384')), tieEmbeddings: true,
 };
 
-function documents(file: string): string[] {
-  return fs.readFileSync(file, 'utf8').split('\n\n\n').map((d) => d.trim()).filter((d) => d.length > 0);
-}
-
-function stream(tok: Tokenizer, docs: string[]): number[] {
-  const ids: number[] = [];
-  for (const d of docs) for (const id of tok.encode(d, { addEos: true, parseSpecial: false })) ids.push(id);
-  return ids;
-}
+/** Documents of the general corpus are separated by two blank lines (datasets/README.md). */
+const documents = (file: string) => textDocuments(file, '\n\n\n');
 
 async function main() {
   const engine = await initEngine();
@@ -54,8 +48,8 @@ async function main() {
   const heldDocs = documents(path.join(root, 'datasets/general/heldout.txt'));
   const t0 = Date.now();
   const tok = Tokenizer.train(trainDocs, { vocabSize });
-  const trainIds = stream(tok, trainDocs);
-  const heldIds = stream(tok, heldDocs);
+  const trainIds = tokenStream(tok, trainDocs);
+  const heldIds = tokenStream(tok, heldDocs);
   console.log(`tokenizer: vocab ${tok.vocabSize} in ${formatDuration(Date.now() - t0)}; ${trainIds.length} train / ${heldIds.length} held-out tokens`);
   const config = modelConfig({ ...shape, vocabSize: tok.vocabSize });
   const model = new CausalLM(config, { seed });

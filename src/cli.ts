@@ -10,9 +10,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { initEngine, BackendName, backendOrder } from './engine';
 import { CausalLM, ModelConfig, modelConfig, generate } from './model';
 import { Tokenizer } from './tokenizer';
-import { readTextCorpus, splitText } from './data/text';
+import { splitText } from './data/text';
+import { textDocuments } from './data/load';
 import { Trainer } from './train/trainer';
-import { TokenWindows, causalLmObjective, evalWindows, evaluateLm } from './train/causal-lm';
+import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
 import { TerminalProgress, formatDuration } from './viz/progress';
 
@@ -40,12 +41,6 @@ async function startEngine(backend?: string) {
   return initEngine({ backend: (backend ?? undefined) as BackendName | 'auto' | undefined });
 }
 
-/** Token ids of documents, each followed by eos, as one stream. */
-function tokenStream(tok: Tokenizer, texts: string[]): number[] {
-  const out: number[] = [];
-  for (const t of texts) if (t.length) for (const id of tok.encode(t, { addEos: true })) out.push(id);
-  return out;
-}
 
 function print(json: boolean, value: Record<string, unknown>, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
@@ -55,22 +50,23 @@ interface TrainOpts {
   data: string; out: string; family: 'llama' | 'gpt2'; layers: number; dModel: number; heads: number; kvHeads?: number;
   context: number; vocabSize: number; tokenizer?: string; steps: number; batchSize: number; lr: number;
   schedule: 'linear' | 'cosine' | 'constant'; warmup: number; seed: number; evalFraction: number; evalEvery: number;
-  checkpointEvery: number; resume?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
+  checkpointEvery: number; resume?: string; separator?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
 }
 
 async function train(o: TrainOpts): Promise<void> {
   const info = await startEngine(o.backend);
-  const docs = readTextCorpus(o.data);
-  const texts = docs.map((d) => d.text);
-  const joined = texts.join('\n');
-  const { train: trainText, heldOut } = splitText(joined, o.evalFraction);
-  const tok = o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train([trainText], { vocabSize: o.vocabSize });
+  const docs = textDocuments(o.data, o.separator);
+  // Hold out the last documents (or the tail of a single one) for evaluation.
+  const heldCount = docs.length > 1 ? Math.round(docs.length * o.evalFraction) : 0;
+  const split = heldCount > 0 ? { train: docs.slice(0, -heldCount), heldOut: docs.slice(-heldCount) }
+    : (({ train, heldOut }) => ({ train: [train], heldOut: heldOut ? [heldOut] : [] }))(splitText(docs[0] ?? '', o.evalFraction));
+  const tok = o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize });
   const config: ModelConfig = modelConfig({
     family: o.family, vocabSize: tok.vocabSize, contextLength: o.context, dModel: o.dModel, nLayers: o.layers,
     nHeads: o.heads, nKvHeads: o.kvHeads, dropout: o.dropout,
   });
-  const trainIds = tokenStream(tok, [trainText]);
-  const evalIds = heldOut ? tokenStream(tok, [heldOut]) : [];
+  const trainIds = tokenStream(tok, split.train);
+  const evalIds = tokenStream(tok, split.heldOut);
   const model = new CausalLM(config, { seed: o.seed });
   const data = new TokenWindows(trainIds, o.context, o.batchSize, o.seed, o.data);
   const canEval = evalIds.length > o.context + 1;
@@ -134,11 +130,10 @@ async function generateCmd(dir: string, o: { prompt: string; maxNewTokens: numbe
   model.dispose();
 }
 
-async function evalCmd(dir: string, o: { data: string; batchSize: number; json?: boolean; backend?: string }) {
+async function evalCmd(dir: string, o: { data: string; separator?: string; batchSize: number; json?: boolean; backend?: string }) {
   await startEngine(o.backend);
   const { model, tokenizer } = await loadOrFail(dir);
-  const texts = readTextCorpus(o.data).map((d) => d.text);
-  const ids = tokenStream(tokenizer, texts);
+  const ids = tokenStream(tokenizer, textDocuments(o.data, o.separator));
   const r = await evaluateLm(model, evalWindows(ids, model.config.contextLength, o.batchSize, o.data));
   print(!!o.json, { model: dir, data: o.data, loss: r.loss, perplexity: r.perplexity, tokens: r.tokens },
     `${o.data}: loss ${r.loss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.tokens.toLocaleString('en-US')} tokens`);
@@ -159,6 +154,7 @@ export function program(): Command {
     });
   p.command('train').description('train a causal LM from scratch on a text file or folder')
     .requiredOption('--data <path>', 'text file, or folder of .txt/.md files')
+    .option('--separator <text>', 'split files into documents on this text (\\n allowed), e.g. "\\n\\n\\n"')
     .option('--out <dir>', 'run folder (checkpoints, final model)', 'runs/train')
     .addOption(new Option('--family <name>', 'architecture').choices(['llama', 'gpt2']).default('llama'))
     .option('--layers <n>', 'transformer blocks', int('--layers', 1), 4)
@@ -196,6 +192,7 @@ export function program(): Command {
     .action((dir: string, o) => generateCmd(dir, o));
   p.command('eval').description('loss and perplexity of a saved model on a text file or folder').argument('<model>', 'model folder')
     .requiredOption('--data <path>', 'text file or folder')
+    .option('--separator <text>', 'split files into documents on this text (\\n allowed)')
     .option('--batch-size <n>', 'sequences per batch', int('--batch-size', 1), 16)
     .addOption(backendOption()).option('--json', 'print JSON')
     .action((dir: string, o) => evalCmd(dir, o));

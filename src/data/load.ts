@@ -81,6 +81,18 @@ export function loadTable(target: string, options: LoadTableOptions = {}): Colum
   return parseDataset(fs.readFileSync(target, 'utf8'), format, { ...options, file: target });
 }
 
+/**
+ * The documents of a text file or folder as strings: one per file, or per chunk between `separator`s
+ * (escape sequences such as `\n` in a separator given on a command line are decoded).
+ *
+ * @example
+ * const docs = textDocuments('datasets/general/heldout.txt', '\n\n\n');
+ */
+export function textDocuments(target: string, separator?: string): string[] {
+  const sep = separator === undefined ? undefined : separator.replace(/\\n/g, '\n').replace(/\\t/g, '\t');
+  return loadTable(target, { format: 'text', separator: sep }).array('text') as string[];
+}
+
 /** The file format an extension stands for; throws for an unknown one. */
 export function formatFromExtension(file: string): FileFormat {
   const ext = path.extname(file).toLowerCase();

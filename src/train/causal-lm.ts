@@ -48,6 +48,16 @@ export const causalLmObjective: Objective<LmBatch> = {
   },
 };
 
+/**
+ * Token ids of documents, each followed by eos, as one stream (special-token strings inside the text
+ * stay plain text, so a document cannot fake a boundary).
+ */
+export function tokenStream(tok: { encode(text: string, o: { addEos: boolean; parseSpecial: boolean }): number[] }, docs: readonly string[]): number[] {
+  const out: number[] = [];
+  for (const d of docs) if (d.length) for (const id of tok.encode(d, { addEos: true, parseSpecial: false })) out.push(id);
+  return out;
+}
+
 /** Cuts a token stream into (T + 1)-token windows: inputs are the first T, targets the last T. */
 function windowBatch(tokens: ArrayLike<number>, starts: number[], seqLen: number): LmBatch {
   const b = starts.length;

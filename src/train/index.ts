@@ -4,5 +4,5 @@ export { AdamW, adamWDefaults, decays } from './optimizer';
 export type { AdamWOptions } from './optimizer';
 export { learningRateAt } from './schedule';
 export type { ScheduleName, ScheduleOptions } from './schedule';
-export { causalLmObjective, maskedCrossEntropy, TokenWindows, evalWindows, evaluateLm } from './causal-lm';
+export { causalLmObjective, maskedCrossEntropy, TokenWindows, evalWindows, evaluateLm, tokenStream } from './causal-lm';
 export type { LmBatch } from './causal-lm';

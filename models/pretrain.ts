@@ -8,6 +8,7 @@
  *
  *   npx tsx models/pretrain.ts [--minutes 85] [--name tiny-llama] [--resume models/.runs/tiny-llama/checkpoint-N]
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -44,8 +45,13 @@ const documents = (file: string) => textDocuments(file, '\n\n\n');
 
 async function main() {
   const engine = await initEngine();
-  const trainDocs = documents(path.join(root, 'datasets/general/train.txt'));
-  const heldDocs = documents(path.join(root, 'datasets/general/heldout.txt'));
+  const trainFile = path.join(root, 'datasets/general/train.txt');
+  const heldFile = path.join(root, 'datasets/general/heldout.txt');
+  // Recorded in the card, so the exact data behind the reported perplexity can be checked later.
+  const sha256 = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+  const data = { train: sha256(trainFile), heldout: sha256(heldFile) };
+  const trainDocs = documents(trainFile);
+  const heldDocs = documents(heldFile);
   const t0 = Date.now();
   const tok = Tokenizer.train(trainDocs, { vocabSize });
   const trainIds = tokenStream(tok, trainDocs);
@@ -106,7 +112,7 @@ async function main() {
     name, family: config.family, params: model.paramCount(), config, vocabSize: tok.vocabSize, seqLen, batchSize,
     steps: result.steps, tokensSeen: trainer.tokens, trainMinutes: +(trainMs / 60000).toFixed(1), tokensPerSec: Math.round(last.tokensPerSec),
     finalTrainLoss: +last.loss.toFixed(4), heldOutLoss: +held.loss.toFixed(4), heldOutPerplexity: +held.perplexity.toFixed(2),
-    backend: engine.backend, machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
+    dataSha256: data, backend: engine.backend, machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
     date: new Date().toISOString().slice(0, 10),
   };
   writeFileAtomic(path.join(out, 'training.json'), JSON.stringify(card, null, 2) + '\n');

@@ -20,3 +20,5 @@ export * from './io';
 export * from './data';
 export { TerminalProgress, progressLine, formatDuration } from './viz/progress';
 export { Rng } from './util/rng';
+export { base, shippedModels, modelsDir } from './lab/base';
+export type { BaseModel } from './lab/base';

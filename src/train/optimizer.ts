@@ -31,8 +31,11 @@ export class AdamW {
   constructor(private readonly params: Map<string, tf.Variable>, options: Partial<AdamWOptions> = {}) {
     this.options = { ...adamWDefaults, ...options };
     for (const [path, p] of params) {
-      this.m.set(path, tf.variable(tf.zerosLike(p), false));
-      this.v.set(path, tf.variable(tf.zerosLike(p), false));
+      for (const moments of [this.m, this.v]) {
+        const zeros = tf.zerosLike(p);
+        moments.set(path, tf.variable(zeros, false));
+        zeros.dispose(); // the variable holds its own reference to the data
+      }
     }
   }
 

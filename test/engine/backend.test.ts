@@ -55,7 +55,7 @@ describe('engine/backend', function () {
     assert.equal(wasm.backend, 'wasm');
     assert.equal(tf.getBackend(), 'wasm');
     assert.equal(wasm.threads, 1);
-    assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum']);
+    assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
     assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
     assert.equal(engine(), wasm);
     // Asking again for the running backend returns the same report without restarting.
@@ -88,7 +88,7 @@ describe('engine/backend', function () {
     assert.equal(tf.getBackend(), 'wasm');
     assert.deepEqual(info.skipped.map((s) => s.backend), ['tensorflow-gpu', 'tensorflow']);
     for (const s of info.skipped) assert.match(s.reason, /tfjs-node/);
-    assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum']);
+    assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
   });
 
   it('a broken tfjs-node binding (installed without its libtensorflow) is skipped, not fatal', function () {

@@ -118,7 +118,7 @@ describe('engine/wasm-kernels', function () {
 
   describe('registration', () => {
     it('registers tunelab kernels for wasm and reports their names', () => {
-      assert.deepEqual(patched, ['BatchMatMul', 'UnsortedSegmentSum']);
+      assert.deepEqual(patched, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
       assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
       assert.equal(tf.getKernel('UnsortedSegmentSum', 'wasm')?.kernelFunc, unsortedSegmentSumConfig.kernelFunc);
     });
@@ -399,6 +399,37 @@ describe('engine/wasm-kernels', function () {
       assert.equal(tf.memory().numTensors, tensors);
       assert.equal(backend.numDataIds(), dataIds);
       tf.dispose([table, ids]);
+    });
+  });
+
+  describe('Sum and Identity', () => {
+    it('Sum matches cpu over leading, trailing, middle and all axes, with and without keepDims', async () => {
+      const x = randomValues(4 * 6 * 5, 21);
+      const cases: [number | number[], boolean][] = [[0, false], [[0, 1], false], [[0, 1], true], [[1, 0], false], [2, false], [1, true], [[0, 2], false], [[0, 1, 2], false], [-1, false]];
+      const run = () => cases.map(([axis, keepDims]) => tf.sum(tf.tensor3d(x, [4, 6, 5]), axis, keepDims));
+      assertClose(await runOn('wasm', run), await runOn('cpu', run), 1e-5, 'sum');
+      const grads = () => {
+        const w = tf.tensor2d(randomValues(16 * 3, 5), [16, 3]);
+        const g = tf.grad((b: tf.Tensor) => tf.sum(tf.mul(tf.add(tf.ones([16, 3]), b), w)))(tf.zeros([3]));
+        return [g, tf.sum(tf.tensor2d(x.slice(0, 48), [16, 3]).toInt(), 0)];
+      };
+      assertClose(await runOn('wasm', grads), await runOn('cpu', grads), 1e-5, 'bias gradient and int32 sum');
+    });
+
+    it('Identity shares the buffer, keeps it alive after the source is freed, and leaks nothing', async () => {
+      await tf.setBackend('wasm');
+      const dataIds = backend.numDataIds();
+      const a = tf.tensor1d([1, 2, 3]);
+      const b = tf.clone(a); // runs the Identity kernel
+      assert.equal(backend.numDataIds(), dataIds + 1, 'no new buffer');
+      a.dispose();
+      assert.deepEqual(Array.from(b.dataSync()), [1, 2, 3]);
+      b.dispose();
+      assert.equal(backend.numDataIds(), dataIds);
+      const s = tf.tensor1d(['x'], 'string');
+      const c = tf.clone(s);
+      assert.deepEqual(c.dataSync(), ['x']);
+      tf.dispose([s, c]);
     });
   });
 });

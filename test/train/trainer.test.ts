@@ -84,6 +84,15 @@ describe('train', () => {
     assert.equal(new Set(a.counts.slice(1)).size, 1, `tensor counts ${a.counts}`);
   });
 
+  it('frees every tensor it made: trainer.dispose + model.dispose return to the starting count', async () => {
+    const before = tf.memory().numTensors;
+    const t = trainer({ maxSteps: 3 });
+    await t.train();
+    t.dispose();
+    t.model.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  });
+
   it('gradient accumulation of 2×4 equals one batch of 8', async () => {
     const base = new CausalLM(cfg(), { seed: 4 });
     const copy = new CausalLM(cfg(), { seed: 4 });

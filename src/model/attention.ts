@@ -63,8 +63,8 @@ export interface AttentionInputs {
   q: tf.Tensor4D;
   k: tf.Tensor4D;
   v: tf.Tensor4D;
-  /** RoPE tables broadcastable to (B, H, T, hd); omitted for learned positions. */
-  rope?: { cos: tf.Tensor; sin: tf.Tensor };
+  /** RoPE tables broadcastable to (B, H, T, hd) and the rotate-half matrix; omitted for learned positions. */
+  rope?: { cos: tf.Tensor; sin: tf.Tensor; rotate: tf.Tensor2D };
   mask: tf.Tensor4D;
   dropoutRate: number;
   dropoutSeed?: number;
@@ -74,8 +74,8 @@ export interface AttentionInputs {
 export function scaledDotProductAttention(a: AttentionInputs, groups: number, cache?: { i: number; cache: KVCache }): tf.Tensor4D {
   let { q, k, v } = a;
   if (a.rope) {
-    q = applyRope(q, a.rope.cos, a.rope.sin);
-    k = applyRope(k, a.rope.cos, a.rope.sin);
+    q = applyRope(q, a.rope.cos, a.rope.sin, a.rope.rotate);
+    k = applyRope(k, a.rope.cos, a.rope.sin, a.rope.rotate);
   }
   if (cache) ({ k, v } = cache.cache.append(cache.i, k, v));
   const hd = q.shape[3];

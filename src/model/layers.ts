@@ -53,14 +53,24 @@ export function ropeTables(positions: number[], hd: number, theta: number): { co
   return { cos: tf.tensor2d(cos, [positions.length, hd]), sin: tf.tensor2d(sin, [positions.length, hd]) };
 }
 
-/** Applies RoPE to x: (B, H, T, hd) with tables (T, hd): x·cos + rotate_half(x)·sin. */
-export function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
-  const [b, h, t, hd] = x.shape;
+/**
+ * rotate_half as a product: (x·R)[i] = −x[i + hd/2] for i < hd/2 and x[i − hd/2] above. One matmul on
+ * XNNPACK replaces slice/neg/concat (whose gradient is a slow SplitV on wasm).
+ */
+export function rotateHalfMatrix(hd: number): tf.Tensor2D {
   const half = hd / 2;
-  // slice, not split: SplitV is slow on wasm.
-  const x1 = tf.slice(x, [0, 0, 0, 0], [b, h, t, half]);
-  const x2 = tf.slice(x, [0, 0, 0, half], [b, h, t, half]);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
+  const r = new Float32Array(hd * hd);
+  for (let i = 0; i < half; i++) {
+    r[(i + half) * hd + i] = -1;
+    r[i * hd + i + half] = 1;
+  }
+  return tf.tensor2d(r, [hd, hd]);
+}
+
+/** Applies RoPE to x: (B, H, T, hd) with tables (T, hd): x·cos + rotate_half(x)·sin. */
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor, rotate: tf.Tensor2D): tf.Tensor4D {
+  const [b, h, t, hd] = x.shape;
+  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * h * t, hd]) as tf.Tensor2D, rotate), [b, h, t, hd]);
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
 }
 

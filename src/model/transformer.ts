@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
-import { gelu, layerNorm, linear, rmsNorm, ropeTables, silu, dropout } from './layers';
+import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, silu, dropout } from './layers';
 import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
 
 /**
@@ -49,7 +49,7 @@ export class CausalLM {
   readonly params = new Map<string, Parameter>();
   /** Hooks that PEFT methods install: linear layers by path, and the input embedding. */
   readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook } = { linear: new Map() };
-  private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D };
+  private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
 
   constructor(config: ModelConfig, options: { seed?: number } = {}) {
     validateConfig(config);
@@ -90,7 +90,7 @@ export class CausalLM {
     if (!c.tieEmbeddings) lin('lm_head', c.dModel, c.vocabSize);
     if (!gpt2) {
       const positions = Array.from({ length: c.contextLength }, (_, i) => i);
-      this.rope = ropeTables(positions, hd, c.ropeTheta);
+      this.rope = { ...ropeTables(positions, hd, c.ropeTheta), rotate: rotateHalfMatrix(hd) };
     }
   }
 
@@ -186,11 +186,11 @@ export class CausalLM {
       throw new Error(`sequence of ${offset + t} tokens exceeds contextLength ${c.contextLength}`);
     }
     const positions = options.positionIds ?? null;
-    let rope: { cos: tf.Tensor; sin: tf.Tensor } | undefined;
+    let rope: { cos: tf.Tensor; sin: tf.Tensor; rotate: tf.Tensor2D } | undefined;
     if (this.rope) {
       rope = positions
-        ? { cos: tf.expandDims(tf.gather(this.rope.cos, positions), 1), sin: tf.expandDims(tf.gather(this.rope.sin, positions), 1) }
-        : { cos: tf.slice(this.rope.cos, [offset, 0], [t, -1]), sin: tf.slice(this.rope.sin, [offset, 0], [t, -1]) };
+        ? { cos: tf.expandDims(tf.gather(this.rope.cos, positions), 1), sin: tf.expandDims(tf.gather(this.rope.sin, positions), 1), rotate: this.rope.rotate }
+        : { cos: tf.slice(this.rope.cos, [offset, 0], [t, -1]), sin: tf.slice(this.rope.sin, [offset, 0], [t, -1]), rotate: this.rope.rotate };
     } else {
       const pos = positions ?? tf.range(offset, offset + t, 1, 'int32');
       x = tf.add(x, tf.gather(this.weight('embed_positions.weight'), pos)) as tf.Tensor3D;
@@ -230,6 +230,6 @@ export class CausalLM {
   dispose(): void {
     for (const p of this.params.values()) p.variable.dispose();
     this.params.clear();
-    if (this.rope) tf.dispose([this.rope.cos, this.rope.sin]);
+    if (this.rope) tf.dispose([this.rope.cos, this.rope.sin, this.rope.rotate]);
   }
 }

@@ -50,7 +50,7 @@ interface TrainOpts {
   data: string; out: string; family: 'llama' | 'gpt2'; layers: number; dModel: number; heads: number; kvHeads?: number;
   context: number; vocabSize: number; tokenizer?: string; steps: number; batchSize: number; lr: number;
   schedule: 'linear' | 'cosine' | 'constant'; warmup: number; seed: number; evalFraction: number; evalEvery: number;
-  checkpointEvery: number; resume?: string; separator?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
+  checkpointEvery: number; resume?: string; separator?: string; from?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
 }
 
 async function train(o: TrainOpts): Promise<void> {
@@ -60,25 +60,28 @@ async function train(o: TrainOpts): Promise<void> {
   const heldCount = docs.length > 1 ? Math.round(docs.length * o.evalFraction) : 0;
   const split = heldCount > 0 ? { train: docs.slice(0, -heldCount), heldOut: docs.slice(-heldCount) }
     : (({ train, heldOut }) => ({ train: [train], heldOut: heldOut ? [heldOut] : [] }))(splitText(docs[0] ?? '', o.evalFraction));
-  const tok = o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize });
-  const config: ModelConfig = modelConfig({
+  // Continue training a saved model (its architecture and tokenizer), or build both from scratch.
+  const start = o.from ? await loadOrFail(o.from) : undefined;
+  const tok = start?.tokenizer ?? (o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize }));
+  const config: ModelConfig = start?.model.config ?? modelConfig({
     family: o.family, vocabSize: tok.vocabSize, contextLength: o.context, dModel: o.dModel, nLayers: o.layers,
     nHeads: o.heads, nKvHeads: o.kvHeads, dropout: o.dropout,
   });
+  const context = Math.min(o.context, config.contextLength);
   const trainIds = tokenStream(tok, split.train);
   const evalIds = tokenStream(tok, split.heldOut);
-  const model = new CausalLM(config, { seed: o.seed });
-  const data = new TokenWindows(trainIds, o.context, o.batchSize, o.seed, o.data);
-  const canEval = evalIds.length > o.context + 1;
+  const model = start?.model ?? new CausalLM(config, { seed: o.seed });
+  const data = new TokenWindows(trainIds, context, o.batchSize, o.seed, o.data);
+  const canEval = evalIds.length > context + 1;
   const trainer = new Trainer(model, causalLmObjective, data, {
     lr: o.lr, maxSteps: o.steps, schedule: o.schedule, warmupSteps: o.warmup, seed: o.seed, evalEvery: o.evalEvery,
     checkpointEvery: o.checkpointEvery, outDir: o.out, gradAccumSteps: o.gradAccum, weightDecay: o.weightDecay,
   }, {
     checkpoints: checkpointWriter(tok),
-    evaluate: canEval ? (m) => evaluateLm(m, evalWindows(evalIds, o.context, o.batchSize)) : undefined,
+    evaluate: canEval ? (m) => evaluateLm(m, evalWindows(evalIds, context, o.batchSize)) : undefined,
   });
   if (o.resume) resumeFrom(trainer as Trainer<unknown>, o.resume);
-  process.stderr.write(`tunelab: ${config.family} ${model.paramCount().toLocaleString('en-US')} params, vocab ${tok.vocabSize}, ` +
+  process.stderr.write(`tunelab: ${o.from ? `from ${o.from}, ` : ''}${config.family} ${model.paramCount().toLocaleString('en-US')} params, vocab ${tok.vocabSize}, ` +
     `${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}\n`);
   const progress = new TerminalProgress(o.steps);
   trainer.on('step', (m) => progress.update(m));
@@ -152,8 +155,9 @@ export function program(): Command {
       print(!!o.json, v, [`tunelab ${version} (node ${process.version})`, `backend: ${e.backend} (tfjs ${e.tfjsVersion}, ${e.threads} thread${e.threads > 1 ? 's' : ''})`,
         ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`].join('\n'));
     });
-  p.command('train').description('train a causal LM from scratch on a text file or folder')
+  p.command('train').description('train a causal LM on a text file or folder, from scratch or --from a saved model')
     .requiredOption('--data <path>', 'text file, or folder of .txt/.md files')
+    .option('--from <model>', 'continue training this model folder (its architecture and tokenizer; the shape options below are ignored)')
     .option('--separator <text>', 'split files into documents on this text (\\n allowed), e.g. "\\n\\n\\n"')
     .option('--out <dir>', 'run folder (checkpoints, final model)', 'runs/train')
     .addOption(new Option('--family <name>', 'architecture').choices(['llama', 'gpt2']).default('llama'))
@@ -161,7 +165,7 @@ export function program(): Command {
     .option('--d-model <n>', 'residual width', int('--d-model', 1), 128)
     .option('--heads <n>', 'attention heads', int('--heads', 1), 4)
     .option('--kv-heads <n>', 'key/value heads (llama grouped-query attention)', int('--kv-heads', 1))
-    .option('--context <n>', 'sequence length', int('--context', 2), 64)
+    .option('--context <n>', 'sequence length (at most the model\'s context)', int('--context', 2), 64)
     .option('--vocab-size <n>', 'BPE vocabulary to train', int('--vocab-size', 260), 1024)
     .option('--tokenizer <file>', 'use this tokenizer.json instead of training one')
     .option('--steps <n>', 'optimizer steps', int('--steps', 1), 300)

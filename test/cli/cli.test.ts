@@ -45,6 +45,11 @@ describe('cli', () => {
     assert.ok(gen.tokens >= 1 && gen.tokens <= 8);
     const plain = cli('generate', model, '--prompt', 'The cat', '--max-new-tokens', '8', '--no-cache', '--json');
     assert.equal(JSON.parse(plain.stdout).completion, gen.completion, 'cache and no-cache agree');
+    const cont = cli('train', '--from', model, '--data', text, '--out', path.join(dir, 'run2'), '--steps', '5', '--context', '16', '--batch-size', '8', '--lr', '1e-3', '--warmup', '0', '--json');
+    assert.equal(cont.code, 0, cont.stderr);
+    const c = JSON.parse(cont.stdout);
+    assert.ok(c.firstLoss < s.firstLoss - 1, `continued training starts from the trained weights (${c.firstLoss} vs ${s.firstLoss})`);
+    assert.match(cont.stderr, /from .*final/);
     const e = cli('eval', model, '--data', text, '--json');
     assert.equal(e.code, 0, e.stderr);
     const ev = JSON.parse(e.stdout);

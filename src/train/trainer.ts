@@ -210,23 +210,23 @@ export class Trainer<B> {
     const loss = lossSum / k;
     const accumulated = sum!;
     // Gradients in the order of `params` (variableGrads keys them by variable name).
-    const [norm, clipped] = tf.tidy(() => {
+    const [norm, ...clipped] = tf.tidy((): tf.Tensor[] => {
       const mean = vars.map((v) => (k > 1 ? tf.div(accumulated[v.name], k) : accumulated[v.name]));
       const gnorm = tf.sqrt(tf.addN(mean.map((g) => tf.sum(tf.square(g)))));
       const scale = this.config.maxGradNorm > 0 ? tf.minimum(1, tf.div(this.config.maxGradNorm, tf.add(gnorm, 1e-6))) : tf.scalar(1);
-      return [gnorm, mean.map((g) => tf.mul(g, scale))] as const;
+      return [gnorm, ...mean.map((g) => tf.mul(g, scale))];
     });
     tf.dispose(Object.values(accumulated));
     const gradNorm = (await norm.data())[0];
     norm.dispose();
     const fail = !Number.isFinite(loss) ? { v: loss, what: 'loss' as const } : !Number.isFinite(gradNorm) ? { v: gradNorm, what: 'gradient norm' as const } : undefined;
     if (fail) {
-      tf.dispose(clipped as tf.Tensor[]);
+      tf.dispose(clipped);
       throw new NonFiniteLossError(this.step + 1, fail.v, fail.what, this.lastCheckpoint);
     }
     const grads = new Map([...params.keys()].map((path, i) => [path, clipped[i]]));
     this.optimizer.apply(grads, this.lr);
-    tf.dispose(clipped as tf.Tensor[]);
+    tf.dispose(clipped);
     this.step++;
     this.tokens += tokens;
     return { loss, gradNorm, tokens };

@@ -186,7 +186,7 @@ describe('tokenizer/Tokenizer', () => {
       assert.deepEqual(Object.keys(j.model), ['type', 'dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix', 'fuse_unk', 'byte_fallback', 'ignore_merges', 'vocab', 'merges']);
       assert.equal(Object.keys(vocab).length, 512);
       assert.equal(merges.length, 512 - 261);
-      assert.ok(merges.every((m) => typeof m === 'string' && m.split(' ').length === 2));
+      assert.ok((merges as unknown[]).every((m) => typeof m === 'string' && m.split(' ').length === 2));
     });
 
     it('toJSON returns a copy that callers cannot use to change the tokenizer', () => {

@@ -19,6 +19,8 @@ export * from './train';
 export * from './io';
 export * from './data';
 export { TerminalProgress, progressLine, formatDuration } from './viz/progress';
+export * as viz from './viz';
+export { liveLossChart, progress, lossChart, showTable } from './viz';
 export { Rng } from './util/rng';
 export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';

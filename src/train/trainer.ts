@@ -167,11 +167,15 @@ export class Trainer<B> {
   on<E extends keyof TrainerEvents>(event: E, listener: Listener<E>): () => void {
     const list = (this.listeners[event] ??= []) as Listener<E>[];
     list.push(listener);
-    return () => list.splice(list.indexOf(listener), 1);
+    return () => {
+      const i = list.indexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+    };
   }
 
   private emit<E extends keyof TrainerEvents>(event: E, payload: TrainerEvents[E]): void {
-    for (const l of (this.listeners[event] ?? []) as Listener<E>[]) l(payload);
+    // A copy: a listener may unsubscribe while the event is delivered.
+    for (const l of [...((this.listeners[event] ?? []) as Listener<E>[])]) l(payload);
   }
 
   /** Learning rate of the next step. */

@@ -1,5 +1,9 @@
-/** A terminal progress bar for training: steps, loss, tokens/s and ETA, redrawn in place on a TTY. */
+/**
+ * Training progress: a terminal bar redrawn in place on a TTY, and the same facts as an HTML bar for
+ * notebooks (`progress(trainer)` in ./live picks one).
+ */
 import type { StepMetrics } from '../train/trainer';
+import { escapeHtml } from './html';
 
 /** Formats milliseconds as `1h02m`, `3m07s` or `12s`. */
 export function formatDuration(ms: number): string {
@@ -35,4 +39,45 @@ export class TerminalProgress {
   done(): void {
     if (this.out.isTTY) this.out.write('\n');
   }
+}
+
+/** What the notebook progress bar shows besides the step metrics. */
+export interface ProgressExtras {
+  /** Latest eval loss, if any evaluation ran. */
+  evalLoss?: number;
+  /** Training finished: the bar turns green and the ETA becomes the total time. */
+  done?: boolean;
+  /** Training stopped before `total` (early stop). */
+  stoppedEarly?: boolean;
+}
+
+/**
+ * The notebook progress bar as HTML (inline styles only, no script, so it also shows in untrusted
+ * notebooks and exported HTML): bar, steps, loss, lr, tokens/s, elapsed and ETA.
+ *
+ * @example
+ * progressHtml({ step: 150, loss: 2.3, lr: 8e-4, gradNorm: 1, tokens: 1e5, tokensPerSec: 1820, elapsedMs: 42_000, etaMs: 42_000 }, 300)
+ */
+export function progressHtml(m: StepMetrics | undefined, total: number, extras: ProgressExtras = {}): string {
+  const step = m?.step ?? 0;
+  const frac = Math.min(1, step / Math.max(1, total));
+  const color = extras.done ? '#16a34a' : '#4f46e5';
+  const facts: string[] = [`${step.toLocaleString('en-US')}/${total.toLocaleString('en-US')} steps`];
+  if (m) {
+    facts.push(`loss ${m.loss.toFixed(4)}`);
+    if (extras.evalLoss !== undefined) facts.push(`eval loss ${extras.evalLoss.toFixed(4)}`);
+    facts.push(`lr ${m.lr.toExponential(2)}`, `${Math.round(m.tokensPerSec).toLocaleString('en-US')} tok/s`);
+    facts.push(extras.done ? `done in ${formatDuration(m.elapsedMs)}` : `${formatDuration(m.elapsedMs)} elapsed, ETA ${formatDuration(m.etaMs)}`);
+  } else {
+    facts.push('waiting for the first step');
+  }
+  if (extras.stoppedEarly) facts.push('stopped early');
+  return (
+    '<div class="tunelab-progress" style="font:12px/1.6 monospace">' +
+    '<div style="display:flex;align-items:center;gap:8px">' +
+    `<div style="flex:0 0 320px;height:12px;background:#e5e7eb;border-radius:3px;overflow:hidden">` +
+    `<div style="width:${(frac * 100).toFixed(1)}%;height:100%;background:${color}"></div></div>` +
+    `<span>${(frac * 100).toFixed(0)}%</span></div>` +
+    `<div>${escapeHtml(facts.join(' · '))}</div></div>`
+  );
 }

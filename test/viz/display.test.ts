@@ -1,0 +1,133 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  Chart, RecordingSink, detectEnvironment, displaySink, lossChart, loadPlotly, locatePlotly, plotlyScript, resetPlotly, scriptSafe,
+  setDisplaySink, terminalSink, tslabSink,
+} from '../../src/viz';
+
+const tiny = () => lossChart({ step: [1, 2, 3], loss: [3, 2, 1.5] });
+const isBundle = (html: string | undefined) => !!html && html.includes('inlined by tunelab');
+
+describe('viz display', () => {
+  it('detects a script (no tslab kernel) and a tslab kernel through its __tslab__ global', () => {
+    assert.equal(detectEnvironment(), 'terminal');
+    const g = globalThis as { __tslab__?: unknown };
+    const fake = { display: { raw() {} }, newDisplay: () => ({ raw() {} }) };
+    g.__tslab__ = { require: (id: string) => (id === 'tslab' ? fake : undefined) };
+    try {
+      assert.equal(detectEnvironment(), 'tslab');
+    } finally {
+      delete g.__tslab__;
+    }
+  });
+
+  it('tslab sink sends the richest mime and keeps one display per live output', () => {
+    const sent: { display: string; mime: string; data: string }[] = [];
+    let n = 0;
+    const make = (id?: string) => ({ id, raw: (mime: string, data: string | Uint8Array) => void sent.push({ display: id ?? 'none', mime, data: String(data) }) });
+    const sink = tslabSink({ display: make(), newDisplay: () => make(`d${++n}`) });
+    sink.show({ 'text/plain': 'p', 'text/html': '<b>h</b>' });
+    const live = sink.live();
+    live.render({ 'text/html': '1' });
+    live.render({ 'text/html': '2' });
+    assert.equal(live.id, 'd1');
+    assert.deepEqual(sent, [
+      { display: 'none', mime: 'text/html', data: '<b>h</b>' },
+      { display: 'd1', mime: 'text/html', data: '1' },
+      { display: 'd1', mime: 'text/html', data: '2' },
+    ]);
+  });
+
+  it('sends the plotly.js bundle once per sink across several charts, again after reset or force', () => {
+    const sink = new RecordingSink();
+    tiny().show(sink);
+    tiny().show(sink);
+    lossChart({ step: [1], loss: [1] }).show(sink);
+    assert.equal(sink.messages.length, 4);
+    assert.equal(sink.html().filter(isBundle).length, 1);
+    assert.ok(isBundle(sink.html()[0]), 'the bundle comes before the first chart');
+    resetPlotly(sink);
+    tiny().show(sink);
+    assert.equal(loadPlotly({ sink, force: true }), true);
+    assert.equal(loadPlotly({ sink }), false);
+    assert.equal(sink.html().filter(isBundle).length, 3);
+    // Another notebook (sink) gets its own copy.
+    const other = new RecordingSink();
+    tiny().show(other);
+    assert.equal(other.html().filter(isBundle).length, 1);
+  });
+
+  it('guards the bundle and lets charts wait for window.Plotly', () => {
+    const script = plotlyScript();
+    assert.match(script, /^<script type="text\/javascript">/);
+    assert.match(script, /if \(!window\.Plotly\) \{\(function \(module, exports, define\) \{/);
+    assert.match(script, /dispatchEvent\(new Event\('tunelab:plotly'\)\)/);
+    const chart = tiny().html();
+    assert.match(chart, /if \(window\.Plotly\) \{ draw\(\); return; \}/);
+    assert.match(chart, /addEventListener\('tunelab:plotly', draw\)/);
+  });
+
+  it('emits no network URLs: no http(s), src= or href= outside plotly.js\'s own source', () => {
+    const sink = new RecordingSink();
+    tiny().show(sink);
+    const source = scriptSafe(fs.readFileSync(locatePlotly().file, 'utf8'));
+    assert.ok(sink.html()[0].includes(source), 'the bundle is inlined verbatim');
+    for (const html of sink.html()) {
+      const ours = html.replace(source, '');
+      assert.ok(ours.length < 20_000, 'only plotly.js itself is large');
+      assert.doesNotMatch(ours, /https?:|\bsrc=|\bhref=|<link|<iframe/i);
+    }
+  });
+
+  it('terminal sink prints the text summary and never sends the bundle', () => {
+    const lines: string[] = [];
+    const out = { write: (s: string) => lines.push(s) } as unknown as NodeJS.WritableStream;
+    const sink = terminalSink(out);
+    tiny().show(sink);
+    assert.deepEqual(lines, ['[Training loss] train loss (3 points, last 1.5)\n']);
+    assert.equal(loadPlotly({ sink }), false);
+  });
+
+  it('finds plotly.js-dist first when the user installed it, else plotly.js-dist-min', () => {
+    assert.equal(locatePlotly().package, 'plotly.js-dist-min');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-plotly-'));
+    try {
+      const pkg = path.join(dir, 'node_modules', 'plotly.js-dist');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'plotly.js-dist', version: '9.9.9', main: 'plotly.js' }));
+      fs.writeFileSync(path.join(pkg, 'plotly.js'), 'window.Plotly = {}; var s = "</script><!--<script>";');
+      const found = locatePlotly([dir, __dirname]);
+      assert.deepEqual(found, { package: 'plotly.js-dist', version: '9.9.9', file: path.join(pkg, 'plotly.js') });
+      const script = plotlyScript(found);
+      assert.ok(script.includes('var s = "<\\/script><\\!--<script>";'), 'the bundle cannot end its own <script>');
+      assert.equal(script.match(/<\/script>/g)?.length, 1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('scriptSafe leaves ordinary code alone', () => {
+    assert.equal(scriptSafe('a < b && c <!-- d'), 'a < b && c <!-- d');
+    assert.equal(scriptSafe('"</SCRIPT>"'), '"<\\/SCRIPT>"');
+  });
+
+  it('setDisplaySink overrides auto-detection until reset', () => {
+    const sink = new RecordingSink();
+    setDisplaySink(sink);
+    try {
+      assert.equal(displaySink(), sink);
+      tiny().show();
+      assert.equal(sink.messages.length, 2);
+    } finally {
+      setDisplaySink(undefined);
+    }
+    assert.equal(displaySink().kind, 'terminal');
+  });
+
+  it('a chart prints as one line in tslab', () => {
+    const { inspect } = require('util') as typeof import('util');
+    assert.equal(inspect(new Chart({ data: [{ type: 'bar', y: [1] }], layout: { title: { text: 'x' } } })), 'Chart "x" (1 traces)');
+  });
+});

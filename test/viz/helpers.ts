@@ -1,0 +1,68 @@
+/** Shared helpers of the viz tests: a fake trainer, synthetic metrics and spec extraction. */
+import type { EvalMetrics, StepMetrics, TrainResult, TrainerEvents } from '../../src/train/trainer';
+import type { PlotSpec } from '../../src/viz';
+import type { TrainerEventSource } from '../../src/viz';
+
+/**
+ * A trainer stand-in: just the event emitter, so tests stream synthetic metrics without a model. Emits and
+ * unsubscribes exactly like `Trainer` (walks the live listener array; unsubscribe splices by index).
+ */
+export class FakeTrainer implements TrainerEventSource {
+  readonly history: StepMetrics[] = [];
+  readonly evals: EvalMetrics[] = [];
+  private readonly listeners = new Map<keyof TrainerEvents, ((e: never) => void)[]>();
+
+  constructor(readonly config: { maxSteps: number }) {}
+
+  on<E extends keyof TrainerEvents>(event: E, listener: (e: TrainerEvents[E]) => void): () => void {
+    const list = this.listeners.get(event) ?? [];
+    list.push(listener as (e: never) => void);
+    this.listeners.set(event, list);
+    return () => list.splice(list.indexOf(listener as (e: never) => void), 1);
+  }
+
+  emit<E extends keyof TrainerEvents>(event: E, payload: TrainerEvents[E]): void {
+    for (const l of this.listeners.get(event) ?? []) (l as (e: TrainerEvents[E]) => void)(payload);
+  }
+
+  /** Emits one step (recorded in history like the real trainer). */
+  step(m: StepMetrics): void {
+    this.history.push(m);
+    this.emit('step', m);
+  }
+
+  eval(m: EvalMetrics): void {
+    this.evals.push(m);
+    this.emit('eval', m);
+  }
+
+  end(): TrainResult {
+    const r: TrainResult = { steps: this.history.at(-1)?.step ?? 0, history: this.history, evals: this.evals, stoppedEarly: false };
+    this.emit('end', r);
+    return r;
+  }
+
+  listenerCount(): number {
+    return [...this.listeners.values()].reduce((n, l) => n + l.length, 0);
+  }
+}
+
+/** Deterministic metrics of step `s` (1-based) of a `total`-step run. */
+export function metrics(s: number, total: number): StepMetrics {
+  return {
+    step: s, loss: 4 / Math.sqrt(s) + 0.01 * Math.sin(s), lr: 1e-3 * (1 - (s - 1) / total), gradNorm: 1,
+    tokens: s * 1024, tokensPerSec: 2000, elapsedMs: s * 500, etaMs: (total - s) * 500,
+  };
+}
+
+/** The Plotly spec inside a chart fragment (the chart script keeps it on one `var spec = …;` line). */
+export function specOf(html: string): PlotSpec {
+  const line = html.split('\n').find((l) => l.startsWith('var spec = '));
+  if (!line) throw new Error('no chart spec in this HTML');
+  return JSON.parse(line.slice('var spec = '.length, -1)) as PlotSpec;
+}
+
+/** The part of a bundle message that tunelab wrote (everything but plotly.js's own source). */
+export function wrapperOf(html: string, bundleSource: string): string {
+  return html.replace(bundleSource, '');
+}

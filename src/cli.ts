@@ -16,6 +16,7 @@ import { Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
 import { TerminalProgress, formatDuration } from './viz/progress';
+import { registerKernelCommand } from './cli-kernel';
 
 const version: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
@@ -200,6 +201,7 @@ export function program(): Command {
     .option('--batch-size <n>', 'sequences per batch', int('--batch-size', 1), 16)
     .addOption(backendOption()).option('--json', 'print JSON')
     .action((dir: string, o) => evalCmd(dir, o));
+  registerKernelCommand(p);
   return p;
 }
 

@@ -24,3 +24,4 @@ export { liveLossChart, progress, lossChart, showTable } from './viz';
 export { Rng } from './util/rng';
 export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';
+export { clearOutput } from './kernel';

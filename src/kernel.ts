@@ -1,0 +1,777 @@
+/**
+ * The "TypeScript (tunelab)" Jupyter kernel: tslab's TypeScript compiler and executor behind a protocol layer
+ * of our own, so that the kernel behaves where stock tslab 1.0.22 does not (nothing in node_modules is edited):
+ *
+ * - output floods arrive whole: sockets never refuse a send (no high-water mark, no send timeout) and
+ *   stream writes are batched into few messages (tslab sent one unawaited message per write, and zeromq
+ *   threw "Socket is busy writing" after ~512 of them);
+ * - sockets are bound before any message is read (tslab read while binding: EBUSY, a hung start now and then);
+ * - failures are Jupyter errors (an `error` message, execute_reply status 'error' with ename/evalue/traceback),
+ *   the last expression is an `execute_result`, kernel_info and history replies follow the protocol, and only
+ *   requests already queued when a cell fails are aborted, and only if the client asked (`stop_on_error`);
+ * - `tunelab` is importable from any folder (see {@link enablePackageFallback}).
+ *
+ * Started by Jupyter through the kernelspec that `tunelab kernel install` writes: `node kernel.js <connection file>`.
+ * Everything heavy (tslab, TypeScript, zeromq) loads lazily, so importing this module costs nothing.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import Module from 'module';
+import * as path from 'path';
+import * as util from 'util';
+import type * as Zmq from 'zeromq';
+import type { ConverterSet, Executor } from 'tslab/dist/executor';
+import type { Converter } from 'tslab/dist/converter';
+
+/** The package root (one level above `src/` or `dist/`). */
+const packageRoot = path.resolve(__dirname, '..');
+const hooksKey = Symbol.for('tunelab.kernel');
+
+interface KernelHooks {
+  clearOutput(wait: boolean): void;
+}
+
+/**
+ * Clears the output of the running notebook cell, like IPython's `clear_output`.
+ * @param wait - keep the old output until new output arrives (avoids flicker in update loops)
+ * @returns false outside the tunelab kernel (nothing to clear), true otherwise
+ */
+export function clearOutput(wait = false): boolean {
+  const hooks = Reflect.get(globalThis, hooksKey) as KernelHooks | undefined;
+  if (!hooks) return false;
+  hooks.clearOutput(wait);
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Module resolution: `import ... from 'tunelab'` in any folder.
+
+/** Whether `<dir>/node_modules/<name>` exists in `dir` or one of its ancestors (Node's and TypeScript's lookup). */
+function installedFrom(dir: string, name: string): boolean {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (path.basename(d) !== 'node_modules' && fs.existsSync(path.join(d, 'node_modules', name, 'package.json'))) return true;
+    if (path.dirname(d) === d) return false;
+  }
+}
+
+const toSlash = (p: string) => p.replace(/\\/g, '/');
+
+/**
+ * Makes `name` resolve to `root` for cells run from `cwd` when no node_modules on the way up has it (a notebook
+ * in this repository, or in a folder without `npm install tunelab`): tslab's TypeScript program sees a virtual
+ * `<cwd>/node_modules/<name>` mapped onto `root` (kept under node_modules so tslab neither compiles nor emits
+ * it, which a symlink or `../src` import would trigger through its rootDir check), and Node's resolver falls back
+ * to `root`. An installed copy always wins. Returns a function that undoes it, or null when `name` is installed.
+ */
+export function enablePackageFallback(ts: { sys: TsSystem }, cwd: string, name = 'tunelab', root = packageRoot): (() => void) | null {
+  if (installedFrom(cwd, name)) return null;
+  const saved = new Map(Object.entries(ts.sys));
+  const virtual = toSlash(path.join(cwd, 'node_modules', name));
+  const real = toSlash(root);
+  const map = (p: string) => (p === virtual || p.startsWith(`${virtual}/`) ? real + p.slice(virtual.length) : p);
+  const inside = (p: string) => p === virtual || p.startsWith(`${virtual}/`);
+  const sys = ts.sys;
+  for (const key of ['fileExists', 'directoryExists', 'readFile', 'getDirectories', 'readDirectory', 'getModifiedTime', 'watchFile', 'watchDirectory'] as const) {
+    const original = sys[key] as ((p: string, ...rest: unknown[]) => unknown) | undefined;
+    if (original) Reflect.set(sys, key, (p: string, ...rest: unknown[]) => original.call(sys, map(p), ...rest));
+  }
+  // Virtual paths stay as they are: TypeScript must see the package under node_modules (a library it neither
+  // checks with the cell nor emits), not at its real path outside the kernel's rootDir.
+  const realpath = sys.realpath;
+  if (realpath) sys.realpath = (p: string) => (inside(p) ? p : realpath.call(sys, p));
+
+  type Resolve = (this: unknown, request: string, parent: unknown, isMain: boolean, options?: unknown) => string;
+  const loader = Module as unknown as { _resolveFilename: Resolve };
+  const resolve = loader._resolveFilename;
+  loader._resolveFilename = function (request, parent, isMain, options) {
+    try {
+      return resolve.call(this, request, parent, isMain, options);
+    } catch (err) {
+      const ours = request === name || request.startsWith(`${name}/`);
+      if (!ours || (err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      return resolve.call(this, path.join(root, request.slice(name.length)), parent, isMain, options);
+    }
+  };
+  return () => {
+    loader._resolveFilename = resolve;
+    for (const [k, v] of saved) Reflect.set(sys, k, v);
+  };
+}
+
+/** The parts of TypeScript's `ts.sys` that {@link enablePackageFallback} redirects. */
+export interface TsSystem {
+  fileExists(path: string): boolean;
+  directoryExists(path: string): boolean;
+  readFile(path: string, encoding?: string): string | undefined;
+  getDirectories(path: string): string[];
+  readDirectory(path: string, ...rest: never[]): string[];
+  getModifiedTime?(path: string): Date | undefined;
+  watchFile?(path: string, ...rest: never[]): unknown;
+  watchDirectory?(path: string, ...rest: never[]): unknown;
+  realpath?(path: string): string;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wire protocol.
+
+/** A Jupyter connection file. */
+export interface ConnectionInfo {
+  transport: string;
+  ip: string;
+  key: string;
+  signature_scheme: string;
+  shell_port: number;
+  iopub_port: number;
+  stdin_port: number;
+  control_port: number;
+  hb_port: number;
+}
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+interface Header {
+  msg_id: string;
+  session: string;
+  username: string;
+  date: string;
+  msg_type: string;
+  version: string;
+}
+
+interface Message {
+  identities: Buffer[];
+  header: Header;
+  parent: JsonObject;
+  metadata: JsonObject;
+  content: JsonObject;
+  buffers: Buffer[];
+}
+
+const DELIM = '<IDS|MSG>';
+const PROTOCOL_VERSION = '5.3';
+
+class Wire {
+  private readonly algorithm: string | null;
+  readonly session = crypto.randomUUID();
+
+  constructor(private readonly key: string, scheme: string) {
+    this.algorithm = key ? scheme.replace(/^hmac-/, '') : null;
+  }
+
+  private sign(parts: (string | Buffer)[]): string {
+    if (!this.algorithm) return '';
+    const h = crypto.createHmac(this.algorithm, this.key);
+    for (const p of parts) h.update(p);
+    return h.digest('hex');
+  }
+
+  /** Parses and authenticates a multipart message; null for anything malformed or wrongly signed. */
+  parse(frames: Buffer[]): Message | null {
+    const d = frames.findIndex((f) => f.length === DELIM.length && f.toString() === DELIM);
+    if (d < 0 || frames.length < d + 6) return null;
+    const body = frames.slice(d + 2, d + 6);
+    const expected = Buffer.from(this.sign(body));
+    const given = frames[d + 1];
+    if (this.algorithm && (given.length !== expected.length || !crypto.timingSafeEqual(given, expected))) return null;
+    try {
+      const [header, parent, metadata, content] = body.map((b) => JSON.parse(b.toString()) as JsonObject);
+      if (typeof header?.msg_type !== 'string' || typeof content !== 'object' || content === null) return null;
+      return { identities: frames.slice(0, d), header: header as unknown as Header, parent, metadata, content, buffers: frames.slice(d + 6) };
+    } catch {
+      return null;
+    }
+  }
+
+  /** Builds the frames of a message of `type` in reply to (or caused by) `parent`. */
+  frames(type: string, content: object, parent: Message | null, identities: Buffer[]): (Buffer | string)[] {
+    const header: Header = {
+      msg_id: crypto.randomUUID(), session: this.session, username: 'kernel',
+      date: new Date().toISOString(), msg_type: type, version: PROTOCOL_VERSION,
+    };
+    const body = [JSON.stringify(header), JSON.stringify(parent?.header ?? {}), '{}', JSON.stringify(content)];
+    return [...identities, DELIM, this.sign(body), ...body];
+  }
+}
+
+interface SendSocket {
+  send(frames: (Buffer | string)[]): Promise<void>;
+  readonly closed: boolean;
+}
+
+/**
+ * Sends on one socket in call order, from synchronous code too (a cell's loop doesn't yield to the event loop):
+ * with `sendTimeout: 0` and no high-water mark zeromq takes every send at once, and should it refuse one anyway
+ * (EBUSY/EAGAIN) that and all later ones wait in a backlog drained with awaited sends, instead of being lost.
+ */
+class Sender {
+  private backlog: (Buffer | string)[][] = [];
+  private draining = false;
+
+  constructor(private readonly socket: SendSocket, private readonly log: (s: string) => void) {}
+
+  send(frames: (Buffer | string)[]): void {
+    if (this.backlog.length === 0 && !this.draining) {
+      try {
+        this.socket.send(frames).catch((e: unknown) => this.failed(frames, e));
+        return;
+      } catch (e) {
+        if (!isBusy(e)) return this.log(`send failed: ${String(e)}`);
+      }
+    }
+    this.backlog.push(frames);
+    void this.drain();
+  }
+
+  private failed(frames: (Buffer | string)[], e: unknown): void {
+    if (isBusy(e)) {
+      this.backlog.unshift(frames);
+      void this.drain();
+    } else if (!this.socket.closed) this.log(`send failed: ${String(e)}`);
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.backlog.length > 0 && !this.socket.closed) {
+        try {
+          await this.socket.send(this.backlog[0]);
+          this.backlog.shift();
+        } catch (e) {
+          if (!isBusy(e)) { this.log(`send failed: ${String(e)}`); this.backlog.shift(); }
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+}
+
+const isBusy = (e: unknown) => ['EBUSY', 'EAGAIN'].includes((e as NodeJS.ErrnoException)?.code ?? '');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers.
+
+const str = (c: JsonObject, k: string, d = '') => (typeof c[k] === 'string' ? (c[k] as string) : d);
+const bool = (c: JsonObject, k: string, d: boolean) => (typeof c[k] === 'boolean' ? (c[k] as boolean) : d);
+const int = (c: JsonObject, k: string, d: number) => (typeof c[k] === 'number' ? Math.trunc(c[k] as number) : d);
+
+/** Jupyter counts cursor positions in code points; JavaScript strings index UTF-16 units. */
+function codePointToIndex(s: string, cp: number): number {
+  let i = 0;
+  for (let n = 0; n < cp && i < s.length; n++) i += (s.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
+  return i;
+}
+const indexToCodePoint = (s: string, i: number) => Array.from(s.slice(0, i)).length;
+
+/** Shell-style glob (`*`, `?`, `[...]`) matching a whole string, as IPython's history search does. */
+function globRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '*') re += '[\\s\\S]*';
+    else if (c === '?') re += '[\\s\\S]';
+    else if (c === '[' && glob.indexOf(']', i + 2) > i) {
+      // A class: `[abc]`, `[a-z]`, negated `[^...]` (SQLite) or `[!...]` (shell); `]` first is literal.
+      const end = glob.indexOf(']', i + 2);
+      let body = glob.slice(i + 1, end);
+      const negated = body[0] === '^' || body[0] === '!';
+      if (negated) body = body.slice(1);
+      re += `[${negated ? '^' : ''}${body.replace(/[\\\]^]/g, '\\$&')}]`;
+      i = end;
+    } else re += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+interface JupyterError {
+  ename: string;
+  evalue: string;
+  traceback: string[];
+}
+
+/** Turns what tslab's executor reported through `console.error` into one Jupyter error. */
+function toJupyterError(reports: unknown[][]): JupyterError {
+  const thrown = reports.find((r) => r.length === 1);
+  if (thrown) {
+    const e = thrown[0];
+    if (e instanceof Error || (typeof e === 'object' && e !== null && 'stack' in e && 'message' in e)) {
+      const err = e as Error;
+      const ename = err.name || err.constructor?.name || 'Error';
+      const stack = (typeof err.stack === 'string' ? err.stack : `${ename}: ${err.message}`).split('\n');
+      // Frames of the kernel, tslab and node internals say nothing about the user's code.
+      const own = stack.filter((l) => !/^\s+at /.test(l) || !/(node:vm|node:internal|[/\\]tslab[/\\]dist[/\\]|[/\\](src|dist)[/\\]kernel\.[jt]s)/.test(l));
+      return { ename, evalue: String(err.message ?? ''), traceback: own };
+    }
+    const evalue = util.inspect(e);
+    return { ename: 'Uncaught', evalue, traceback: [`Uncaught ${evalue}`] };
+  }
+  // Type errors: tslab prints each as ("%s%d:%d - %s", file, line, column, message).
+  const lines = reports.map((r) => util.format(...r));
+  if (lines.length === 0) return { ename: 'Error', evalue: 'execution failed', traceback: ['Error: execution failed'] };
+  return { ename: 'CompileError', evalue: lines.join('\n'), traceback: lines };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kernel.
+
+interface HistoryEntry {
+  line: number;
+  input: string;
+  output: string | null;
+}
+
+type SocketName = 'shell' | 'control';
+interface Queued {
+  socket: SocketName;
+  msg: Message;
+}
+
+/** How long the kernel waits idle after starting before compiling TypeScript's lib files (ms; 0 turns it off). */
+const WARM_AFTER_MS = Number(process.env.TUNELAB_KERNEL_WARM_MS ?? 1000);
+/** Stream writes: up to STREAM_BURST messages per STREAM_INTERVAL_MS go out at once, then text is batched. */
+const STREAM_INTERVAL_MS = 50;
+const STREAM_BURST = 8;
+const STREAM_MAX_CHARS = 1 << 16;
+/** History covers this kernel process only; IPython numbers sessions across restarts, ours is always 1. */
+const HISTORY_SESSION = 1;
+
+/** Options for {@link startKernel}. */
+export interface KernelOptions {
+  /** Path of the connection file Jupyter wrote. */
+  connectionFile: string;
+  /** Folder cells run in and resolve modules from (default: the process's working directory). */
+  cwd?: string;
+}
+
+/** A running kernel (returned for tests). */
+export interface RunningKernel {
+  /** Resolves when the kernel has shut down and closed its sockets. */
+  closed: Promise<void>;
+}
+
+/**
+ * Starts the kernel: binds the five sockets of the connection file, then serves requests until a
+ * shutdown_request. Cell output goes to the notebook; the kernel's own log goes to the real stderr.
+ */
+export async function startKernel(options: KernelOptions): Promise<RunningKernel> {
+  const kernel = new Kernel(options);
+  await kernel.start();
+  return { closed: kernel.closed };
+}
+
+class Kernel {
+  private readonly cwd: string;
+  private readonly conn: ConnectionInfo;
+  private readonly wire: Wire;
+  private readonly log: (s: string) => void;
+  private sockets!: { shell: Zmq.Router; control: Zmq.Router; stdin: Zmq.Router; iopub: Zmq.Publisher; hb: Zmq.Reply };
+  private senders!: { shell: Sender; control: Sender; iopub: Sender };
+  private queue: Queued[] = [];
+  private wake: (() => void) | null = null;
+  private executionCount = 0;
+  private readonly history: HistoryEntry[] = [];
+  private executor: Executor | null = null;
+  private convs: (ConverterSet & { created(): boolean }) | null = null;
+  private warmTimer: NodeJS.Timeout | null = null;
+  /** The request whose cell receives output (the running one, or the last one for late async output). */
+  private parent: Message | null = null;
+  private capture: { value: unknown; hasValue: boolean; errors: unknown[][] } = { value: undefined, hasValue: false, errors: [] };
+  private stream = { name: '', text: '', parent: null as Message | null, windowStart: 0, sentInWindow: 0, scheduled: false };
+  private shuttingDown = false;
+  private resolveClosed!: () => void;
+  readonly closed = new Promise<void>((r) => { this.resolveClosed = r; });
+
+  constructor(options: KernelOptions) {
+    this.cwd = options.cwd ?? process.cwd();
+    this.conn = JSON.parse(fs.readFileSync(options.connectionFile, 'utf8')) as ConnectionInfo;
+    this.wire = new Wire(this.conn.key ?? '', this.conn.signature_scheme || 'hmac-sha256');
+    const stderr = process.stderr.write.bind(process.stderr);
+    this.log = (s: string) => { stderr(`[tunelab kernel] ${s}\n`); };
+  }
+
+  async start(): Promise<void> {
+    const zmq = tslabRequire('zeromq') as typeof Zmq;
+    // Never refuse a send: a flood of output must queue, not throw "busy writing" or drop.
+    const opts = { sendHighWaterMark: 0, sendTimeout: 0, linger: 1000 };
+    this.sockets = {
+      shell: new zmq.Router(opts), control: new zmq.Router(opts), stdin: new zmq.Router(opts),
+      iopub: new zmq.Publisher(opts), hb: new zmq.Reply(opts),
+    };
+    const s = this.sockets;
+    const addr = (port: number) => `${this.conn.transport}://${this.conn.ip}:${port}`;
+    // Bind everything before the first receive: reading a socket that is still binding fails with EBUSY.
+    await Promise.all([s.shell.bind(addr(this.conn.shell_port)), s.control.bind(addr(this.conn.control_port)),
+      s.stdin.bind(addr(this.conn.stdin_port)), s.iopub.bind(addr(this.conn.iopub_port)), s.hb.bind(addr(this.conn.hb_port))]);
+    this.senders = { shell: new Sender(s.shell, this.log), control: new Sender(s.control, this.log), iopub: new Sender(s.iopub, this.log) };
+    this.installProcessHooks();
+    void this.receive('shell');
+    void this.receive('control');
+    void this.heartbeat();
+    void this.serveShell();
+    this.scheduleWarm();
+    this.watchParent();
+  }
+
+  /** Exits when the Jupyter process that started us is gone (ipykernel's parent poller), so no kernel is orphaned. */
+  private watchParent(): void {
+    const parent = Number(process.env.JPY_PARENT_PID);
+    if (!Number.isInteger(parent) || parent <= 1) return;
+    setInterval(() => {
+      try {
+        process.kill(parent, 0);
+      } catch {
+        this.log(`parent process ${parent} is gone; exiting`);
+        process.exit(0);
+      }
+    }, 2000).unref();
+  }
+
+  // -- sockets ------------------------------------------------------------------------------------------------
+
+  private async receive(name: SocketName): Promise<void> {
+    try {
+      for await (const frames of this.sockets[name]) {
+        const msg = this.wire.parse(frames);
+        if (!msg) { this.log(`dropped a malformed or unsigned message on ${name}`); continue; }
+        // Control requests (shutdown, interrupt) must not wait behind a running cell.
+        if (name === 'control') void this.handle('control', msg);
+        else { this.queue.push({ socket: name, msg }); this.wake?.(); }
+      }
+    } catch (e) {
+      if (!this.shuttingDown) this.log(`${name} receive failed: ${String(e)}`);
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      for await (const frames of this.sockets.hb) await this.sockets.hb.send(frames);
+    } catch (e) {
+      if (!this.shuttingDown) this.log(`heartbeat failed: ${String(e)}`);
+    }
+  }
+
+  /** Shell requests run one at a time, in arrival order, like ipykernel. */
+  private async serveShell(): Promise<void> {
+    while (!this.shuttingDown) {
+      const next = this.queue.shift();
+      if (!next) { await new Promise<void>((r) => { this.wake = r; }); this.wake = null; continue; }
+      await this.handle(next.socket, next.msg);
+    }
+  }
+
+  private reply(socket: SocketName, req: Message, type: string, content: object): void {
+    this.senders[socket].send(this.wire.frames(type, content, req, req.identities));
+  }
+
+  private publish(type: string, content: object, parent: Message | null): void {
+    if (type !== 'stream') this.flushStream();
+    this.senders.iopub.send(this.wire.frames(type, content, parent, [Buffer.from(`kernel.${this.wire.session}.${type}`)]));
+  }
+
+  // -- requests -----------------------------------------------------------------------------------------------
+
+  private async handle(socket: SocketName, msg: Message): Promise<void> {
+    const type = msg.header.msg_type;
+    this.publish('status', { execution_state: 'busy' }, msg);
+    try {
+      switch (type) {
+        case 'kernel_info_request': this.reply(socket, msg, 'kernel_info_reply', this.kernelInfo()); break;
+        case 'execute_request': await this.execute(socket, msg); break;
+        case 'complete_request': this.reply(socket, msg, 'complete_reply', this.guard(() => this.complete(msg.content))); break;
+        case 'inspect_request': this.reply(socket, msg, 'inspect_reply', this.guard(() => this.inspect(msg.content))); break;
+        case 'is_complete_request': this.reply(socket, msg, 'is_complete_reply', this.isComplete(msg.content)); break;
+        case 'history_request': this.reply(socket, msg, 'history_reply', { status: 'ok', history: this.historyReply(msg.content) }); break;
+        case 'comm_info_request': this.reply(socket, msg, 'comm_info_reply', { status: 'ok', comms: {} }); break;
+        case 'interrupt_request': this.executor?.interrupt(); this.reply(socket, msg, 'interrupt_reply', { status: 'ok' }); break;
+        case 'shutdown_request': {
+          const restart = bool(msg.content, 'restart', false);
+          this.reply(socket, msg, 'shutdown_reply', { status: 'ok', restart });
+          this.publish('status', { execution_state: 'idle' }, msg);
+          this.shutdown();
+          return;
+        }
+        case 'comm_open': case 'comm_msg': case 'comm_close': break; // no comm targets
+        default: this.log(`unsupported message type ${type}`);
+      }
+    } catch (e) {
+      this.log(`${type} failed: ${e instanceof Error ? e.stack : String(e)}`);
+    } finally {
+      if (!this.shuttingDown) this.publish('status', { execution_state: 'idle' }, msg);
+      this.scheduleWarm();
+    }
+  }
+
+  private guard(fn: () => object): object {
+    try {
+      return fn();
+    } catch (e) {
+      const err = toJupyterError([[e]]);
+      return { status: 'error', ...err };
+    }
+  }
+
+  private kernelInfo(): object {
+    const version = (file: string) => {
+      try { return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version; } catch { return ''; }
+    };
+    const tslabDir = path.dirname(require.resolve('tslab/package.json'));
+    const typescript = version(path.join(path.dirname(tslabRequire.resolve('@tslab/typescript-for-tslab')), '..', 'package.json'));
+    const tunelab = version(path.join(packageRoot, 'package.json'));
+    return {
+      status: 'ok', protocol_version: PROTOCOL_VERSION, implementation: 'tunelab', implementation_version: tunelab,
+      language_info: {
+        name: 'typescript', version: typescript, mimetype: 'text/typescript', file_extension: '.ts', pygments_lexer: 'typescript',
+        // tslab's codemirror mode: TypeScript highlighting in classic notebook and JupyterLab.
+        codemirror_mode: { name: 'javascript', mode: 'typescript', typescript: true },
+      },
+      banner: `TypeScript ${typescript} (tunelab ${tunelab}, tslab ${version(path.join(tslabDir, 'package.json'))}, Node.js ${process.version})`,
+      help_links: [{ text: 'tunelab', url: 'https://www.npmjs.com/package/tunelab' }, { text: 'tslab', url: 'https://github.com/yunabe/tslab' }],
+    };
+  }
+
+  // -- execution ----------------------------------------------------------------------------------------------
+
+  private async execute(socket: SocketName, msg: Message): Promise<void> {
+    if (this.aborted.delete(msg)) return this.reply(socket, msg, 'execute_reply', { status: 'aborted' });
+    const code = str(msg.content, 'code');
+    const silent = bool(msg.content, 'silent', false);
+    const storeHistory = silent ? false : bool(msg.content, 'store_history', true);
+    if (storeHistory) this.executionCount++;
+    const count = this.executionCount;
+    if (!silent) this.publish('execute_input', { code, execution_count: count }, msg);
+    this.parent = msg;
+    // IPython's help syntax (`name?`, `?name`): the type and docs in the pager instead of running anything.
+    const help = /^\s*\?*\s*([\p{L}_$][\p{L}\p{N}_$.]*)\s*\?*\s*$/u.exec(code);
+    if (help && /\?/.test(code)) {
+      const info = this.inspect({ code: help[1], cursor_pos: Array.from(help[1]).length });
+      const text = info.found ? info.data['text/plain'] : `No information about ${help[1]}.`;
+      const payload = [{ source: 'page', data: { 'text/plain': text }, start: 0 }];
+      this.reply(socket, msg, 'execute_reply', { status: 'ok', execution_count: count, payload, user_expressions: {} });
+      if (storeHistory) this.history.push({ line: count, input: code, output: null });
+      return;
+    }
+    this.capture = { value: undefined, hasValue: false, errors: [] };
+    let ok: boolean;
+    try {
+      ok = await this.getExecutor().execute(code);
+    } catch (e) {
+      this.capture.errors.push([e]);
+      ok = false;
+    }
+    const { value, hasValue, errors } = this.capture;
+    let output: string | null = null;
+    if (ok) {
+      // Module cells (//%module) report type errors as warnings and still succeed.
+      for (const r of errors) process.stderr.write(`${util.format(...r)}\n`);
+      if (hasValue) {
+        output = util.format(value);
+        if (!silent) this.publish('execute_result', { execution_count: count, data: { 'text/plain': output }, metadata: {} }, msg);
+      }
+      this.flushStream();
+      this.reply(socket, msg, 'execute_reply', { status: 'ok', execution_count: count, payload: [], user_expressions: {} });
+    } else {
+      const err = toJupyterError(errors);
+      this.publish('error', { ...err, execution_count: count }, msg);
+      if (bool(msg.content, 'stop_on_error', true)) await this.abortQueued();
+      this.reply(socket, msg, 'execute_reply', { status: 'error', execution_count: count, ...err, user_expressions: {}, payload: [] });
+    }
+    if (storeHistory) this.history.push({ line: count, input: code, output });
+  }
+
+  /** Execute requests to answer with status 'aborted' when their turn comes. */
+  private readonly aborted = new Set<Message>();
+
+  /**
+   * Jupyter's stop_on_error: execute requests that had already arrived when a cell failed are aborted (a
+   * frontend's "run all"); ones sent later run. One event-loop turn first lets already-delivered messages in.
+   */
+  private async abortQueued(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    for (const q of this.queue) if (q.msg.header.msg_type === 'execute_request') this.aborted.add(q.msg);
+  }
+
+  private getExecutor(): Executor {
+    if (this.executor) return this.executor;
+    const converter = tslabRequire('tslab/dist/converter') as typeof import('tslab/dist/converter');
+    const { createExecutor } = tslabRequire('tslab/dist/executor') as typeof import('tslab/dist/executor');
+    const ts = tslabRequire('@tslab/typescript-for-tslab') as { sys: TsSystem };
+    enablePackageFallback(ts, this.cwd);
+    const tslabJupyter = tslabRequire('tslab/dist/jupyter') as { lastWriteDisplayData: unknown };
+    // tslab.display / tslab.newDisplay() call this with a display_data bundle.
+    tslabJupyter.lastWriteDisplayData = (data: object, update: boolean) => this.publish(update ? 'update_display_data' : 'display_data', data, this.parent);
+    let node: Converter | null = null;
+    let browser: Converter | null = null;
+    this.convs = {
+      get node() { return (node ??= converter.createConverter({ isJS: false, isBrowser: false })); },
+      get browser() { return (browser ??= converter.createConverter({ isJS: false, isBrowser: true })); },
+      close() { node?.close(); browser?.close(); },
+      created: () => node !== null,
+    };
+    // tslab reports the last expression with console.log and failures with console.error: capture both.
+    this.executor = createExecutor(this.cwd, this.convs, {
+      log: (value: unknown) => { this.capture.value = value; this.capture.hasValue = true; },
+      error: (...args: unknown[]) => { this.capture.errors.push(args); },
+    });
+    return this.executor;
+  }
+
+  /** Compiles TypeScript's lib files once the kernel has sat idle a moment, so the first cell starts sooner. */
+  private scheduleWarm(): void {
+    if (this.warmTimer) clearTimeout(this.warmTimer);
+    if (WARM_AFTER_MS <= 0 || this.shuttingDown || this.convs?.created()) return;
+    this.warmTimer = setTimeout(() => {
+      this.warmTimer = null;
+      if (this.queue.length > 0 || this.shuttingDown) return;
+      this.getExecutor();
+      void this.convs?.node;
+    }, WARM_AFTER_MS);
+    this.warmTimer.unref();
+  }
+
+  private complete(content: JsonObject): object {
+    const code = str(content, 'code');
+    const pos = codePointToIndex(code, int(content, 'cursor_pos', Array.from(code).length));
+    const info = this.getExecutor().complete(code, pos);
+    return {
+      status: 'ok', matches: info.candidates, metadata: {},
+      cursor_start: indexToCodePoint(code, info.start), cursor_end: indexToCodePoint(code, info.end),
+    };
+  }
+
+  private inspect(content: JsonObject): { status: string; found: boolean; data: JsonObject; metadata: JsonObject } {
+    const code = str(content, 'code');
+    const pos = codePointToIndex(code, int(content, 'cursor_pos', Array.from(code).length));
+    const info = this.getExecutor().inspect(code, pos);
+    if (!info) return { status: 'ok', found: false, data: {}, metadata: {} };
+    const { printQuickInfo } = tslabRequire('tslab/dist/inspect') as typeof import('tslab/dist/inspect');
+    return { status: 'ok', found: true, data: { 'text/plain': printQuickInfo(info) }, metadata: {} };
+  }
+
+  private isComplete(content: JsonObject): object {
+    try {
+      const { isCompleteCode } = tslabRequire('tslab/dist/converter') as typeof import('tslab/dist/converter');
+      const r = isCompleteCode(str(content, 'code'));
+      return r.completed ? { status: 'complete' } : { status: 'incomplete', indent: r.indent ?? '' };
+    } catch {
+      return { status: 'unknown' };
+    }
+  }
+
+  /** history_request over this session's cells (tail, range and glob search, as IPython answers them). */
+  private historyReply(content: JsonObject): Json[] {
+    const withOutput = bool(content, 'output', false);
+    const row = (h: HistoryEntry): Json => [HISTORY_SESSION, h.line, withOutput ? [h.input, h.output] : h.input];
+    const n = int(content, 'n', -1);
+    const last = (list: HistoryEntry[]) => (n >= 0 ? list.slice(Math.max(0, list.length - n)) : list);
+    switch (str(content, 'hist_access_type')) {
+      case 'tail': return last(this.history).map(row);
+      case 'range': {
+        const session = int(content, 'session', 0);
+        if (session !== 0 && session !== HISTORY_SESSION) return [];
+        const start = int(content, 'start', 0);
+        const stop = int(content, 'stop', Number.MAX_SAFE_INTEGER);
+        return this.history.filter((h) => h.line >= start && h.line < stop).map(row);
+      }
+      case 'search': {
+        const re = globRegExp(str(content, 'pattern', '*'));
+        let found = this.history.filter((h) => re.test(h.input));
+        if (bool(content, 'unique', false)) found = found.filter((h, i) => !found.slice(i + 1).some((g) => g.input === h.input));
+        return last(found).map(row);
+      }
+      default: return [];
+    }
+  }
+
+  // -- output -------------------------------------------------------------------------------------------------
+
+  /** Cell output to the notebook, tslab.display and clearOutput() to iopub, SIGINT to an interrupt. */
+  private installProcessHooks(): void {
+    const writer = (name: 'stdout' | 'stderr') => ((chunk: string | Uint8Array, enc?: BufferEncoding | ((e?: Error | null) => void), cb?: (e?: Error | null) => void) => {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString(typeof enc === 'string' ? enc : 'utf8');
+      this.writeStream(name, text);
+      const done = typeof enc === 'function' ? enc : cb;
+      if (done) process.nextTick(done);
+      return true;
+    }) as typeof process.stdout.write;
+    process.stdout.write = writer('stdout');
+    process.stderr.write = writer('stderr');
+    const hooks: KernelHooks = { clearOutput: (wait) => this.publish('clear_output', { wait }, this.parent) };
+    Reflect.set(globalThis, hooksKey, hooks);
+    process.on('SIGINT', () => this.executor?.interrupt());
+    // Async failures after a cell finished: report in the notebook instead of killing the kernel.
+    process.on('uncaughtException', (e) => process.stderr.write(`Uncaught ${util.inspect(e)}\n`));
+    process.on('unhandledRejection', (e) => process.stderr.write(`Unhandled promise rejection: ${util.inspect(e)}\n`));
+  }
+
+  /**
+   * Sends writes at once, except in a flood: past a few messages in 50 ms, text is batched and sent by the next
+   * write after the 50 ms (so synchronous loops still stream) or on the next event-loop turn. Sending the first
+   * ones at once matters: a line printed just before long synchronous work must not wait for it.
+   */
+  private writeStream(name: string, text: string): void {
+    const s = this.stream;
+    if (s.text && (s.name !== name || s.parent !== this.parent)) this.flushStream();
+    s.name = name;
+    s.parent = this.parent;
+    s.text += text;
+    const now = Date.now();
+    if (now - s.windowStart >= STREAM_INTERVAL_MS) { s.windowStart = now; s.sentInWindow = 0; }
+    if (s.sentInWindow < STREAM_BURST || s.text.length >= STREAM_MAX_CHARS) this.flushStream();
+    else if (!s.scheduled) {
+      s.scheduled = true;
+      setImmediate(() => { s.scheduled = false; this.flushStream(); });
+    }
+  }
+
+  private flushStream(): void {
+    const s = this.stream;
+    if (!s.text || this.shuttingDown) return;
+    const text = s.text;
+    s.text = '';
+    s.sentInWindow++;
+    this.publish('stream', { name: s.name, text }, s.parent);
+  }
+
+  private shutdown(): void {
+    this.shuttingDown = true;
+    if (this.warmTimer) clearTimeout(this.warmTimer);
+    this.wake?.();
+    try { this.convs?.close(); } catch { /* closing watchers only */ }
+    // linger (1 s) lets the shutdown reply and the last status leave before the context terminates.
+    for (const sock of Object.values(this.sockets)) sock.close();
+    this.resolveClosed();
+  }
+}
+
+/** `require` from tslab's folder, so that zeromq and TypeScript are the very instances tslab uses. */
+const tslabRequire: NodeJS.Require = (() => {
+  let req: NodeJS.Require | null = null;
+  const get = () => (req ??= Module.createRequire(require.resolve('tslab/package.json')));
+  const fn = ((id: string) => get()(id)) as NodeJS.Require;
+  fn.resolve = ((id: string, o?: { paths?: string[] }) => get().resolve(id, o)) as NodeJS.RequireResolve;
+  return fn;
+})();
+
+/** Command-line entry: `node kernel.js <connection file>` (what the kernelspec's argv runs). */
+export async function main(argv: string[]): Promise<void> {
+  const file = argv.filter((a) => !a.startsWith('-')).pop();
+  if (!file) {
+    process.stderr.write('usage: kernel <connection file>\n');
+    process.exitCode = 2;
+    return;
+  }
+  const k = await startKernel({ connectionFile: file });
+  await k.closed;
+  // Watchers of tslab's compiler would keep the process alive; the reply is out (sockets linger).
+  setImmediate(() => process.exit(0));
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(`[tunelab kernel] failed to start: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  });
+}

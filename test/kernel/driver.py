@@ -1,0 +1,191 @@
+"""Drives the tunelab kernel through jupyter_client for test/kernel/*.test.ts; prints one JSON object.
+
+    /usr/bin/python3 driver.py session          # flood, live display, errors, stop_on_error, results (one kernel)
+    /usr/bin/python3 driver.py starts N P       # N kernel starts, P at a time: start, kernel_info, shutdown
+
+The kernelspec is found through JUPYTER_PATH; TUNELAB_KERNEL_NAME names it (default "tunelab").
+"""
+import asyncio
+import json
+import os
+import sys
+import time
+from queue import Empty
+
+from jupyter_client.manager import AsyncKernelManager, start_new_kernel
+
+KERNEL = os.environ.get("TUNELAB_KERNEL_NAME", "tunelab")
+TIMEOUT = 120
+
+
+def run_cell(kc, code, **kwargs):
+    """Executes code; returns (reply content, iopub messages of this request until idle)."""
+    msg_id = kc.execute(code, **kwargs)
+    return collect(kc, msg_id)
+
+
+_iopub = {}  # iopub messages by parent msg_id, kept for requests collected later
+_replies = {}
+
+
+def collect(kc, msg_id):
+    """The reply and iopub messages (until idle) of request msg_id."""
+    deadline = time.time() + TIMEOUT
+    while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in _iopub.get(msg_id, [])):
+        msg = kc.get_iopub_msg(timeout=max(1, deadline - time.time()))
+        _iopub.setdefault(msg["parent_header"].get("msg_id"), []).append(msg)
+    while msg_id not in _replies:
+        r = kc.get_shell_msg(timeout=max(1, deadline - time.time()))
+        _replies[r["parent_header"].get("msg_id")] = r["content"]
+    return _replies.pop(msg_id), [m for m in _iopub.pop(msg_id) if m["msg_type"] != "status"]
+
+
+def wait_for_stream(kc, msg_id, text):
+    """Reads iopub (keeping messages for collect) until request msg_id printed text."""
+    deadline = time.time() + TIMEOUT
+    while text not in stream_text(_iopub.get(msg_id, [])):
+        msg = kc.get_iopub_msg(timeout=max(1, deadline - time.time()))
+        _iopub.setdefault(msg["parent_header"].get("msg_id"), []).append(msg)
+
+
+def stream_text(outputs, name="stdout"):
+    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def session():
+    km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60)
+    out = {}
+    try:
+        # Warm the compiler, so the timings below measure the cells.
+        run_cell(kc, "0")
+
+        t = time.time()
+        reply, msgs = run_cell(kc, "for (let i = 0; i < 20000; i++) console.log('line ' + i)")
+        text = stream_text(msgs)
+        lines = text.splitlines()
+        out["flood"] = {
+            "status": reply["status"], "lines": len(lines), "messages": len(msgs),
+            "first": lines[0] if lines else None, "last": lines[-1] if lines else None,
+            "in_order": lines == [f"line {i}" for i in range(20000)],
+            "stderr": stream_text(msgs, "stderr"), "seconds": round(time.time() - t, 2),
+        }
+
+        t = time.time()
+        reply, msgs = run_cell(
+            kc,
+            "import * as tslab from 'tslab';\n"
+            "const d = tslab.newDisplay();\n"
+            "for (let i = 0; i <= 2000; i++) d.text('step ' + i);",
+        )
+        shown = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+        ids = {m["content"].get("transient", {}).get("display_id") for m in shown}
+        out["display"] = {
+            "status": reply["status"], "displays": sum(m["msg_type"] == "display_data" for m in shown),
+            "updates": sum(m["msg_type"] == "update_display_data" for m in shown),
+            "last": shown[-1]["content"]["data"].get("text/plain") if shown else None, "display_ids": len(ids),
+            "errors": [m["content"] for m in msgs if m["msg_type"] == "error"],
+            "stderr": stream_text(msgs, "stderr"), "seconds": round(time.time() - t, 2),
+        }
+
+        reply, msgs = run_cell(kc, "40 + 2")
+        results = [m["content"] for m in msgs if m["msg_type"] == "execute_result"]
+        out["result"] = {"status": reply["status"], "count": reply.get("execution_count"), "results": results,
+                         "stdout": stream_text(msgs)}
+
+        def error_of(code):
+            reply, msgs = run_cell(kc, code)
+            errs = [m["content"] for m in msgs if m["msg_type"] == "error"]
+            return {"reply": reply, "errors": errs, "stderr": stream_text(msgs, "stderr")}
+
+        out["runtime_error"] = error_of("console.log('before');\nthrow new TypeError('bad value')")
+        reply, msgs = run_cell(kc, "console.log('after')")
+        out["after_error"] = {"status": reply["status"], "stdout": stream_text(msgs)}
+        out["compile_error"] = error_of("const n: number = 'text'")
+        out["async_error"] = error_of("await new Promise((_, reject) => setTimeout(() => reject(new RangeError('late')), 10))")
+
+        # stop_on_error (what "run all" sends): requests queued behind a failing cell are aborted ...
+        # (The failing cell waits 1.5 s so that both later requests are surely queued when it fails.)
+        ids = [kc.execute("await new Promise((r) => setTimeout(r, 1500));\nthrow new Error('first')"), kc.execute("console.log('queued 1')"),
+               kc.execute("console.log('queued 2')")]
+        out["stop_on_error"] = [collect(kc, i)[0]["status"] for i in ids]
+        # ... and a request sent after the failure runs.
+        out["after_abort"] = run_cell(kc, "console.log('fresh')")[0]["status"]
+        # stop_on_error=False (nbclient --allow-errors): queued requests run.
+        ids = [kc.execute("throw new Error('second')", stop_on_error=False), kc.execute("console.log('runs')")]
+        out["allow_errors"] = [collect(kc, i)[0]["status"] for i in ids]
+
+        # Interrupts (SIGINT, the kernelspec's interrupt_mode) stop a busy loop and a pending await.
+        # A line printed just before blocking work arrives at once: wait for it, then interrupt.
+        out["interrupt"] = []
+        for code in ["console.log('started');\nwhile (true) {}", "console.log('started');\nawait new Promise(() => {})"]:
+            msg_id = kc.execute(code)
+            wait_for_stream(kc, msg_id, "started")
+            km.interrupt_kernel()
+            out["interrupt"].append(collect(kc, msg_id)[0].get("evalue"))
+        out["after_interrupt"] = run_cell(kc, "console.log('alive')")[0]["status"]
+
+        # tunelab resolves from a folder without node_modules/tunelab (types and runtime).
+        reply, msgs = run_cell(kc, "require.resolve('tunelab/package.json')")
+        out["resolve"] = {"status": reply["status"],
+                          "result": [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"],
+                          "errors": [m["content"] for m in msgs if m["msg_type"] == "error"]}
+        # ... and TypeScript sees it too (a JSON module, so no build of dist/ is needed).
+        reply, msgs = run_cell(kc, "import pkg from 'tunelab/package.json';\npkg.name")
+        out["typed_import"] = {"status": reply["status"],
+                               "result": [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"],
+                               "errors": [m["content"]["evalue"] for m in msgs if m["msg_type"] == "error"]}
+
+        reply = kc.history(hist_access_type="tail", n=3, output=False, raw=True, reply=True, timeout=10)
+        out["history"] = reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    return out
+
+
+async def one_start(i, sem, results):
+    async with sem:
+        t = time.time()
+        km = AsyncKernelManager(kernel_name=KERNEL)
+        try:
+            await km.start_kernel()
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=30)
+                msg_id = kc.kernel_info()
+                reply = await kc.get_shell_msg(timeout=10)
+                # wait_for_ready may have sent several kernel_info requests: skip their replies.
+                while reply["parent_header"]["msg_id"] != msg_id:
+                    reply = await kc.get_shell_msg(timeout=10)
+                ok = reply["content"]["status"] == "ok"
+                results.append({"i": i, "ok": ok, "seconds": round(time.time() - t, 2)})
+            finally:
+                kc.stop_channels()
+        except Exception as e:  # noqa: BLE001 - every failure is a result to report
+            results.append({"i": i, "ok": False, "error": f"{type(e).__name__}: {e}", "seconds": round(time.time() - t, 2)})
+        finally:
+            try:
+                await km.shutdown_kernel(now=False)
+            except Exception as e:  # noqa: BLE001
+                results.append({"i": i, "ok": False, "error": f"shutdown: {e}"})
+
+
+async def starts(n, parallel):
+    sem = asyncio.Semaphore(parallel)
+    results = []
+    t = time.time()
+    await asyncio.gather(*(one_start(i, sem, results) for i in range(n)))
+    failed = [r for r in results if not r["ok"]]
+    times = sorted(r["seconds"] for r in results if r["ok"])
+    return {"count": n, "ok": len(results) - len(failed), "failed": failed, "seconds": round(time.time() - t, 2),
+            "median": times[len(times) // 2] if times else None, "max": times[-1] if times else None}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "session":
+        print(json.dumps(session()))
+    elif sys.argv[1] == "starts":
+        print(json.dumps(asyncio.run(starts(int(sys.argv[2]), int(sys.argv[3])))))
+    else:
+        sys.exit(f"unknown command {sys.argv[1]}")

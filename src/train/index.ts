@@ -6,3 +6,6 @@ export { learningRateAt } from './schedule';
 export type { ScheduleName, ScheduleOptions } from './schedule';
 export { causalLmObjective, maskedCrossEntropy, TokenWindows, evalWindows, evaluateLm, tokenStream } from './causal-lm';
 export type { LmBatch } from './causal-lm';
+export * from './pretrain';
+export * from './sft';
+export * from './freeze';

@@ -25,3 +25,4 @@ export { Rng } from './util/rng';
 export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';
 export { clearOutput } from './kernel';
+export * from './eval';

@@ -1,0 +1,3 @@
+/** Evaluation: held-out metrics, question→answer scoring, generation samples and forgetting tracking. */
+export * from './metrics';
+export * from './forgetting';

@@ -7,6 +7,7 @@ The kernelspec is found through JUPYTER_PATH; TUNELAB_KERNEL_NAME names it (defa
 """
 import asyncio
 import json
+import queue
 import os
 import sys
 import time
@@ -38,6 +39,24 @@ def collect(kc, msg_id):
         r = kc.get_shell_msg(timeout=max(1, deadline - time.time()))
         _replies[r["parent_header"].get("msg_id")] = r["content"]
     return _replies.pop(msg_id), [m for m in _iopub.pop(msg_id) if m["msg_type"] != "status"]
+
+
+def interrupt_until_idle(kc, km, msg_id, tries=10):
+    """Interrupts until request msg_id goes idle, as a user presses interrupt again: a SIGINT that lands
+    while the cell is still entering its blocking work can be missed (noted in the closing note)."""
+    idle = lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in _iopub.get(msg_id, []))
+    for attempt in range(1, tries + 1):
+        km.interrupt_kernel()
+        deadline = time.time() + 3
+        while time.time() < deadline and not idle():
+            try:
+                msg = kc.get_iopub_msg(timeout=0.5)
+            except queue.Empty:
+                continue
+            _iopub.setdefault(msg["parent_header"].get("msg_id"), []).append(msg)
+        if idle():
+            return collect(kc, msg_id), attempt
+    return collect(kc, msg_id), tries
 
 
 def wait_for_stream(kc, msg_id, text):
@@ -120,8 +139,9 @@ def session():
         for code in ["console.log('started');\nwhile (true) {}", "console.log('started');\nawait new Promise(() => {})"]:
             msg_id = kc.execute(code)
             wait_for_stream(kc, msg_id, "started")
-            km.interrupt_kernel()
-            out["interrupt"].append(collect(kc, msg_id)[0].get("evalue"))
+            (reply, _), attempts = interrupt_until_idle(kc, km, msg_id)
+            out["interrupt"].append(reply.get("evalue"))
+            out.setdefault("interrupt_attempts", []).append(attempts)
         out["after_interrupt"] = run_cell(kc, "console.log('alive')")[0]["status"]
 
         # tunelab resolves from a folder without node_modules/tunelab (types and runtime).

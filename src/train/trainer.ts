@@ -124,8 +124,6 @@ export interface TrainerOptions<B> {
   evaluate?: (model: CausalLM) => Promise<{ loss: number; perplexity: number }>;
   /** Writes `checkpoint-<step>` folders (needed when `checkpointEvery` > 0). */
   checkpoints?: CheckpointIO;
-  /** Called once per batch for custom sources; default `data.next()`. */
-  batches?: BatchSource<B>;
 }
 
 type Listener<E extends keyof TrainerEvents> = (event: TrainerEvents[E]) => void;

@@ -70,13 +70,12 @@ interface KernelArgs {
 }
 
 /** The kernels registered before ours (the stock ones), used for dtypes and shapes we do not take. */
-let stockBatchMatMul: KernelConfig | undefined;
-let stockSum: KernelConfig | undefined;
-let stockIdentity: KernelConfig | undefined;
+const stock = new Map<string, KernelConfig>();
 
-function callStockKernel(stock: KernelConfig | undefined, args: KernelArgs): TensorInfo {
-  if (!stock) throw new Error('wasm-kernels: stock kernel is not available');
-  return stock.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
+function callStockKernel(name: string, args: KernelArgs): TensorInfo {
+  const config = stock.get(name);
+  if (!config) throw new Error(`wasm-kernels: stock ${name} kernel is not available`);
+  return config.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
 }
 
 /** The C++ matmul of one wasm module instance, and a 6-int32 heap buffer for its two rank-3 shapes. */
@@ -107,7 +106,7 @@ function tensorData(backend: WasmBackend, t: TensorInfo): WasmTensorData {
 }
 
 function callStock(args: KernelArgs): TensorInfo {
-  return callStockKernel(stockBatchMatMul, args);
+  return callStockKernel(BATCH_MAT_MUL, args);
 }
 
 /**
@@ -288,11 +287,11 @@ function sum(args: KernelArgs): TensorInfo {
   const rank = x.shape.length;
   const axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape).sort((a, b) => a - b);
   const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
-  if (x.dtype !== 'float32' || !leading) return callStockKernel(stockSum, args);
+  if (x.dtype !== 'float32' || !leading) return callStockKernel(SUM, args);
   const backend = args.backend as WasmBackend;
   const rows = tf.util.sizeFromShape(x.shape.slice(0, axes.length));
   const cols = tf.util.sizeFromShape(x.shape.slice(axes.length));
-  if (rows === 0 || cols === 0) return callStockKernel(stockSum, args);
+  if (rows === 0 || cols === 0) return callStockKernel(SUM, args);
   const ones = backend.makeOutput([1, rows], 'float32');
   (backend.typedArrayFromHeap(ones) as Float32Array).fill(1);
   try {
@@ -311,42 +310,33 @@ function sum(args: KernelArgs): TensorInfo {
 function identity(args: KernelArgs): TensorInfo {
   const { x } = args.inputs;
   const data = (args.backend as WasmBackend).dataIdMap.get(x.dataId);
-  if (x.dtype === 'string' || !data) return callStockKernel(stockIdentity, args);
+  if (x.dtype === 'string' || !data) return callStockKernel(IDENTITY, args);
   data.refCount++;
   return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
 }
 
+/**
+ * One of our kernels; its setupFunc runs the stock kernel's setup (on every tf.setBackend('wasm')), since
+ * the stock kernel stays our fallback.
+ */
+function wasmKernel(kernelName: string, kernelFunc: (args: KernelArgs) => TensorInfo): KernelConfig {
+  return {
+    kernelName, backendName: BACKEND,
+    setupFunc: (backend: object) => stock.get(kernelName)?.setupFunc?.(backend),
+    kernelFunc: kernelFunc as unknown as KernelFunc,
+  };
+}
+
 /** tunelab's `BatchMatMul` for the wasm backend (XNNPACK for every float32 case). */
-export const batchMatMulConfig: KernelConfig = {
-  kernelName: BATCH_MAT_MUL,
-  backendName: BACKEND,
-  // Runs on every tf.setBackend('wasm'); the stock kernel we fall back to needs its own setup.
-  setupFunc: (backend: object) => stockBatchMatMul?.setupFunc?.(backend),
-  kernelFunc: batchMatMul as unknown as KernelFunc,
-};
-
+export const batchMatMulConfig = wasmKernel(BATCH_MAT_MUL, batchMatMul);
 /** tunelab's `UnsortedSegmentSum` for the wasm backend (stock wasm has none). */
-export const unsortedSegmentSumConfig: KernelConfig = {
-  kernelName: UNSORTED_SEGMENT_SUM,
-  backendName: BACKEND,
-  kernelFunc: unsortedSegmentSum as unknown as KernelFunc,
-};
-
+export const unsortedSegmentSumConfig = wasmKernel(UNSORTED_SEGMENT_SUM, unsortedSegmentSum);
 /** tunelab's `Sum` for the wasm backend (leading-axes float32 sums as one product). */
-export const sumConfig: KernelConfig = {
-  kernelName: SUM,
-  backendName: BACKEND,
-  setupFunc: (backend: object) => stockSum?.setupFunc?.(backend),
-  kernelFunc: sum as unknown as KernelFunc,
-};
-
+export const sumConfig = wasmKernel(SUM, sum);
 /** tunelab's zero-copy `Identity` for the wasm backend. */
-export const identityConfig: KernelConfig = {
-  kernelName: IDENTITY,
-  backendName: BACKEND,
-  setupFunc: (backend: object) => stockIdentity?.setupFunc?.(backend),
-  kernelFunc: identity as unknown as KernelFunc,
-};
+export const identityConfig = wasmKernel(IDENTITY, identity);
+
+const ours = [batchMatMulConfig, unsortedSegmentSumConfig, sumConfig, identityConfig];
 
 function register(config: KernelConfig): void {
   if (tf.getKernel(config.kernelName, BACKEND)) tf.unregisterKernel(config.kernelName, BACKEND);
@@ -364,16 +354,12 @@ function register(config: KernelConfig): void {
  * @returns the kernel names registered for backend 'wasm'; empty when the wasm backend is not loaded.
  */
 export function patchWasmKernels(): string[] {
-  const current = tf.getKernel(BATCH_MAT_MUL, BACKEND);
-  if (!current) return [];
-  if (current.kernelFunc !== batchMatMulConfig.kernelFunc) stockBatchMatMul = current;
-  const sumNow = tf.getKernel(SUM, BACKEND);
-  if (sumNow && sumNow.kernelFunc !== sumConfig.kernelFunc) stockSum = sumNow;
-  const identityNow = tf.getKernel(IDENTITY, BACKEND);
-  if (identityNow && identityNow.kernelFunc !== identityConfig.kernelFunc) stockIdentity = identityNow;
-  register(batchMatMulConfig);
-  register(unsortedSegmentSumConfig);
-  register(sumConfig);
-  register(identityConfig);
-  return [BATCH_MAT_MUL, UNSORTED_SEGMENT_SUM, SUM, IDENTITY];
+  if (!tf.getKernel(BATCH_MAT_MUL, BACKEND)) return [];
+  for (const config of ours) {
+    // Keep the first (stock) kernel as the fallback; a second call finds ours and keeps the stock one.
+    const current = tf.getKernel(config.kernelName, BACKEND);
+    if (current && current.kernelFunc !== config.kernelFunc) stock.set(config.kernelName, current);
+    register(config);
+  }
+  return ours.map((c) => c.kernelName);
 }

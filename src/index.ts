@@ -26,3 +26,4 @@ export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';
 export { clearOutput } from './kernel';
 export * from './eval';
+export * from './peft';

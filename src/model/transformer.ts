@@ -7,11 +7,18 @@ import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
 import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, silu, dropout } from './layers';
 import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
 
+/** What a linear hook knows about the forward pass it runs in (adapter dropout needs both). */
+export interface LinearContext {
+  training: boolean;
+  /** The forward call's dropout seed, when it has one; hooks derive their own from it and the path. */
+  seed?: number;
+}
+
 /**
- * Replaces a linear layer's forward pass; `base` runs the original x·W + b. LoRA and bottleneck
- * adapters use it. x: (N, in) → (N, out).
+ * Replaces a linear layer's forward pass; `base` runs the original x·W + b. LoRA, bottleneck adapters
+ * and IA3 use it. x: (N, in) → (N, out).
  */
-export type LinearHook = (x: tf.Tensor2D, base: (x: tf.Tensor2D) => tf.Tensor2D, path: string) => tf.Tensor2D;
+export type LinearHook = (x: tf.Tensor2D, base: (x: tf.Tensor2D) => tf.Tensor2D, path: string, ctx: LinearContext) => tf.Tensor2D;
 
 /** Rewrites token embeddings (B, T, d) before the first block, e.g. prompt tuning's virtual tokens. */
 export type EmbeddingHook = (embeddings: tf.Tensor3D, inputIds: tf.Tensor2D) => tf.Tensor3D;
@@ -45,8 +52,13 @@ export interface Parameter {
  */
 export class CausalLM {
   readonly config: ModelConfig;
-  /** Every parameter by path; tied heads have no `lm_head.weight` entry. */
+  /** Every parameter of the base model by path; tied heads have no `lm_head.weight` entry. */
   readonly params = new Map<string, Parameter>();
+  /**
+   * Parameters that PEFT methods add (`adapters.<name>.<key>`): trained with the model, never part of
+   * the base checkpoint, counted in trainable counts but not in the base size.
+   */
+  readonly adapterParams = new Map<string, Parameter>();
   /** Hooks that PEFT methods install: linear layers by path, and the input embedding. */
   readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook } = { linear: new Map() };
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
@@ -119,16 +131,34 @@ export class CausalLM {
     return n;
   }
 
-  /** Trainable parameters by path. */
+  /** Trainable parameters by path: base parameters, then adapter parameters. */
   trainableParams(): Map<string, tf.Variable> {
-    return new Map([...this.params].filter(([, p]) => p.trainable).map(([k, p]) => [k, p.variable]));
+    return new Map([...this.params, ...this.adapterParams].filter(([, p]) => p.trainable).map(([k, p]) => [k, p.variable]));
   }
 
-  /** Number of parameters (tied weights counted once); `trainableOnly` counts only trainable ones. */
+  /**
+   * Parameter count (tied weights once). Default: the base model's size, adapters excluded (the
+   * denominator of "% of base"); `trainableOnly`: every trainable parameter, adapters included.
+   */
   paramCount(trainableOnly = false): number {
     let n = 0;
-    for (const p of this.params.values()) if (!trainableOnly || p.trainable) n += p.variable.size;
+    if (!trainableOnly) for (const p of this.params.values()) n += p.variable.size;
+    else for (const p of [...this.params.values(), ...this.adapterParams.values()]) if (p.trainable) n += p.variable.size;
     return n;
+  }
+
+  /**
+   * A copy of the base model: same config, weights and trainable flags, no hooks or adapters. Used
+   * to keep a model (e.g. the reference of DPO, or the "before" of a comparison) while training another.
+   */
+  clone(): CausalLM {
+    const copy = new CausalLM(this.config, { seed: 0 });
+    for (const [path, p] of this.params) {
+      const target = copy.params.get(path)!;
+      target.variable.assign(p.variable);
+      target.trainable = p.trainable;
+    }
+    return copy;
   }
 
   /**
@@ -143,10 +173,10 @@ export class CausalLM {
   }
 
   /** Runs linear layer `path` on x (N, in), through its hook if one is installed. */
-  linear(path: string, x: tf.Tensor2D): tf.Tensor2D {
+  linear(path: string, x: tf.Tensor2D, ctx: LinearContext = { training: false }): tf.Tensor2D {
     const base = (input: tf.Tensor2D) => linear(input, this.weight(`${path}.weight`), this.params.get(`${path}.bias`)?.variable);
     const hook = this.hooks.linear.get(path);
-    return hook ? hook(x, base, path) : base(x);
+    return hook ? hook(x, base, path, ctx) : base(x);
   }
 
   private norm(path: string, x: tf.Tensor): tf.Tensor {
@@ -197,25 +227,27 @@ export class CausalLM {
     }
     x = dropout(x, rate, nextSeed()) as tf.Tensor3D;
     const mask = attentionMask(t, offset + t, options.segmentIds);
+    const lc: LinearContext = { training, seed: options.seed };
+    const lin = (path: string, y: tf.Tensor2D) => this.linear(path, y, lc);
     const hd = headDim(c);
     const groups = c.nHeads / c.nKvHeads;
     const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [b, t, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     for (let i = 0; i < c.nLayers; i++) {
       const p = `layers.${i}`;
       const h = tf.reshape(this.norm(`${p}.attn_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
-      const q = heads(this.linear(`${p}.attn.q_proj`, h), c.nHeads);
-      const k = heads(this.linear(`${p}.attn.k_proj`, h), c.nKvHeads);
-      const v = heads(this.linear(`${p}.attn.v_proj`, h), c.nKvHeads);
+      const q = heads(lin(`${p}.attn.q_proj`, h), c.nHeads);
+      const k = heads(lin(`${p}.attn.k_proj`, h), c.nKvHeads);
+      const v = heads(lin(`${p}.attn.v_proj`, h), c.nKvHeads);
       const att = scaledDotProductAttention(
         { q, k, v, rope, mask, dropoutRate: rate, dropoutSeed: nextSeed() }, groups, cache && { i, cache });
       const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [b * t, c.nHeads * hd]) as tf.Tensor2D;
-      const attnOut = tf.reshape(this.linear(`${p}.attn.o_proj`, merged), [b, t, c.dModel]);
+      const attnOut = tf.reshape(lin(`${p}.attn.o_proj`, merged), [b, t, c.dModel]);
       x = tf.add(x, dropout(attnOut, rate, nextSeed())) as tf.Tensor3D;
       const m = tf.reshape(this.norm(`${p}.mlp_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
       const inner = c.family === 'gpt2'
-        ? gelu(this.linear(`${p}.mlp.up_proj`, m))
-        : tf.mul(silu(this.linear(`${p}.mlp.gate_proj`, m)), this.linear(`${p}.mlp.up_proj`, m));
-      const mlpOut = tf.reshape(this.linear(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
+        ? gelu(lin(`${p}.mlp.up_proj`, m))
+        : tf.mul(silu(lin(`${p}.mlp.gate_proj`, m)), lin(`${p}.mlp.up_proj`, m));
+      const mlpOut = tf.reshape(lin(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
       x = tf.add(x, dropout(mlpOut, rate, nextSeed())) as tf.Tensor3D;
     }
     return this.norm('norm', x) as tf.Tensor3D;
@@ -226,10 +258,11 @@ export class CausalLM {
     return this.head(this.hidden(inputIds, options));
   }
 
-  /** Frees every variable and table of the model. */
+  /** Frees every variable and table of the model, adapters included. */
   dispose(): void {
-    for (const p of this.params.values()) p.variable.dispose();
+    for (const p of [...this.params.values(), ...this.adapterParams.values()]) p.variable.dispose();
     this.params.clear();
+    this.adapterParams.clear();
     if (this.rope) tf.dispose([this.rope.cos, this.rope.sin, this.rope.rotate]);
   }
 }

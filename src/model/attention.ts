@@ -5,6 +5,11 @@ import { applyRope, dropout } from './layers';
 /** Per-layer key/value cache for incremental decoding; k, v: (B, n_kv_heads, S, hd), kept outside tidy. */
 export class KVCache {
   readonly layers: ({ k: tf.Tensor4D; v: tf.Tensor4D } | undefined)[];
+  /**
+   * Leading positions held by prefix-tuning prefixes / prompt-tuning virtual tokens, which the model
+   * puts in on the first (empty-cache) call; later calls shift given `positionIds` by it.
+   */
+  reserved = 0;
 
   constructor(nLayers: number) {
     this.layers = new Array(nLayers).fill(undefined);
@@ -30,6 +35,7 @@ export class KVCache {
   dispose(): void {
     for (const l of this.layers) if (l) tf.dispose([l.k, l.v]);
     this.layers.fill(undefined);
+    this.reserved = 0;
   }
 }
 
@@ -45,13 +51,26 @@ export function repeatKv(x: tf.Tensor4D, groups: number): tf.Tensor4D {
  * Additive attention mask (0 where allowed, -1e9 where not), (1 or B, 1, T, S).
  * Query t sits at absolute position offset + t and may see keys at positions ≤ its own; with segment ids
  * (B, T) it also sees only keys of its own segment, so packed documents do not attend across boundaries.
+ * `shared` leading keys (prefix-tuning prefixes, prompt-tuning virtual tokens) belong to no segment:
+ * every query may see them (causality still applies), so each packed document sees them as if alone;
+ * `segmentIds` then label the S − shared keys after them.
  */
-export function attentionMask(t: number, s: number, segmentIds?: tf.Tensor2D): tf.Tensor4D {
+export function attentionMask(t: number, s: number, segmentIds?: tf.Tensor2D, shared = 0): tf.Tensor4D {
   const offset = s - t;
   const causal = new Float32Array(t * s);
   for (let i = 0; i < t; i++) for (let j = 0; j < s; j++) causal[i * s + j] = j <= i + offset ? 0 : -1e9;
   const mask = tf.tensor4d(causal, [1, 1, t, s]);
   if (!segmentIds) return mask;
+  if (shared > 0) {
+    if (segmentIds.shape[1] !== s - shared) throw new Error('segmentIds cannot be combined with a KV cache');
+    // Shared keys get a placeholder id; the OR with the shared-column flags makes them visible to all.
+    const keys = tf.concat([tf.zeros([segmentIds.shape[0], shared], segmentIds.dtype), segmentIds], 1) as tf.Tensor2D;
+    const queries = tf.slice(keys, [0, offset], [-1, t]);
+    const flags = tf.tensor3d(Array.from({ length: s }, (_, j) => (j < shared ? 1 : 0)), [1, 1, s], 'bool');
+    const visible = tf.logicalOr(tf.equal(tf.expandDims(queries, 2), tf.expandDims(keys, 1)), flags); // (B, T, S)
+    const segment = tf.where(visible, tf.zeros(visible.shape), tf.fill(visible.shape, -1e9));
+    return tf.add(mask, tf.expandDims(segment, 1)) as tf.Tensor4D;
+  }
   if (offset !== 0) throw new Error('segmentIds cannot be combined with a KV cache');
   const same = tf.equal(tf.expandDims(segmentIds, 2), tf.expandDims(segmentIds, 1)); // (B, T, T)
   const segment = tf.where(same, tf.zeros(same.shape), tf.fill(same.shape, -1e9));
@@ -66,6 +85,11 @@ export interface AttentionInputs {
   /** RoPE tables broadcastable to (B, H, T, hd) and the rotate-half matrix; omitted for learned positions. */
   rope?: { cos: tf.Tensor; sin: tf.Tensor; rotate: tf.Tensor2D };
   mask: tf.Tensor4D;
+  /**
+   * Keys/values (B, H_kv, P, hd) put before this call's keys after RoPE (prefix tuning: learned in the
+   * rotated space, as Hugging Face's past_key_values); with a cache they enter it with this call's.
+   */
+  prefix?: { k: tf.Tensor4D; v: tf.Tensor4D };
   dropoutRate: number;
   dropoutSeed?: number;
 }
@@ -76,6 +100,10 @@ export function scaledDotProductAttention(a: AttentionInputs, groups: number, ca
   if (a.rope) {
     q = applyRope(q, a.rope.cos, a.rope.sin, a.rope.rotate);
     k = applyRope(k, a.rope.cos, a.rope.sin, a.rope.rotate);
+  }
+  if (a.prefix) {
+    k = tf.concat([a.prefix.k, k], 2);
+    v = tf.concat([a.prefix.v, v], 2);
   }
   if (cache) ({ k, v } = cache.cache.append(cache.i, k, v));
   const hd = q.shape[3];

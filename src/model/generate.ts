@@ -82,7 +82,8 @@ function lastLogits(model: CausalLM, ids: number[], cache?: KVCache): Float32Arr
 /**
  * Continues `prompt` (token ids) and returns the new tokens. With a cache, each step feeds one token; once
  * the context window is full, both paths slide it over the last `contextLength` tokens, so cached output
- * equals uncached output token for token.
+ * equals uncached output token for token. Prefix-tuning prefixes and prompt-tuning virtual tokens stay
+ * in front of the window and shrink it by their P positions.
  *
  * @example
  * const ids = generate(model, tok.encode('Call me'), { maxNewTokens: 20, doSample: true, topP: 0.9, seed: 7 });
@@ -93,6 +94,10 @@ export function generate(model: CausalLM, prompt: number[], options: Partial<Gen
   checkOptions(o, vocabSize);
   if (prompt.length === 0) throw new Error('generate: prompt must contain at least one token');
   for (const t of prompt) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new Error(`generate: prompt token ${t} is not a token id (vocab ${vocabSize})`);
+  // Room for real tokens: prefixes / virtual tokens keep the first positions (they never slide out).
+  const reserved = model.reservedPositions();
+  const window = contextLength - reserved;
+  if (window < 1) throw new Error(`generate: prefix / virtual tokens take ${reserved} positions, leaving none of contextLength ${contextLength}`);
   const rng = new Rng(o.seed);
   const tokens = [...prompt];
   const out: number[] = [];
@@ -101,12 +106,12 @@ export function generate(model: CausalLM, prompt: number[], options: Partial<Gen
     let fed = 0; // tokens of `tokens` already in the cache
     for (let step = 0; step < o.maxNewTokens; step++) {
       let logits: Float32Array;
-      if (cache && tokens.length <= contextLength) {
+      if (cache && tokens.length <= window) {
         logits = lastLogits(model, tokens.slice(fed), cache);
         fed = tokens.length;
       } else {
         cache?.dispose();
-        logits = lastLogits(model, tokens.slice(-contextLength));
+        logits = lastLogits(model, tokens.slice(-window));
       }
       const next = sampleToken(logits, o, rng);
       tokens.push(next);

@@ -20,8 +20,24 @@ export interface LinearContext {
  */
 export type LinearHook = (x: tf.Tensor2D, base: (x: tf.Tensor2D) => tf.Tensor2D, path: string, ctx: LinearContext) => tf.Tensor2D;
 
-/** Rewrites token embeddings (B, T, d) before the first block, e.g. prompt tuning's virtual tokens. */
+/** Rewrites token embeddings (B, T, d) before the first block (same shape; virtual tokens use {@link VirtualTokensHook}). */
 export type EmbeddingHook = (embeddings: tf.Tensor3D, inputIds: tf.Tensor2D) => tf.Tensor3D;
+
+/**
+ * Prefix tuning (Li & Liang, arXiv 2101.00190): key/value prefixes (B, n_kv_heads, P, hd) of layer
+ * `layer` that every query attends to. They go before the keys after RoPE (learned directly in the
+ * rotated space, as Hugging Face's `past_key_values`), and like a past they take positions 0..P-1: real
+ * tokens start at position P (what HF models do with PEFT's prefix as past_key_values), so P + T must
+ * fit `contextLength`.
+ */
+export type PrefixHook = (layer: number, batch: number) => { k: tf.Tensor4D; v: tf.Tensor4D };
+
+/**
+ * Prompt tuning (Lester et al., arXiv 2104.08691): virtual-token embeddings (B, P, d) put before the
+ * token embeddings. They take positions 0..P-1 and real tokens shift by P (as PEFT), so P + T must fit
+ * `contextLength`; the model returns hidden states/logits of the real tokens only.
+ */
+export type VirtualTokensHook = (batch: number) => tf.Tensor3D;
 
 /** Options of {@link CausalLM.forward}. */
 export interface ForwardOptions {
@@ -31,9 +47,16 @@ export interface ForwardOptions {
   seed?: number;
   /** Incremental decoding: keys/values of earlier positions; updated in place. */
   cache?: KVCache;
-  /** (B, T) document ids of packed sequences: tokens attend only within their own document. */
+  /**
+   * (B, T) document ids of packed sequences: tokens attend only within their own document. Prefixes and
+   * virtual tokens belong to no document: every document sees them, as if it ran alone.
+   */
   segmentIds?: tf.Tensor2D;
-  /** (B, T) absolute positions (default 0..T-1, or continuing the cache). */
+  /**
+   * (B, T) absolute positions (default 0..T-1, or continuing the cache). With prefixes or virtual tokens
+   * they count real tokens from 0 and the model adds the P positions those take (so packed documents,
+   * whose positions restart at 0, each see the prefix as if alone).
+   */
   positionIds?: tf.Tensor2D;
 }
 
@@ -59,8 +82,11 @@ export class CausalLM {
    * the base checkpoint, counted in trainable counts but not in the base size.
    */
   readonly adapterParams = new Map<string, Parameter>();
-  /** Hooks that PEFT methods install: linear layers by path, and the input embedding. */
-  readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook } = { linear: new Map() };
+  /**
+   * Hooks that PEFT methods install: linear layers by path, the input embedding, and the prefixes /
+   * virtual tokens of prompt learning. Without hooks the forward pass runs no extra op.
+   */
+  readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook; prefix?: PrefixHook; virtualTokens?: VirtualTokensHook } = { linear: new Map() };
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
 
   constructor(config: ModelConfig, options: { seed?: number } = {}) {
@@ -202,7 +228,24 @@ export class CausalLM {
     return tf.reshape(logits, [b, t, this.config.vocabSize]);
   }
 
-  /** Hidden states after the final norm: (B, T) ids → (B, T, d). */
+  /**
+   * Positions the installed prefix / virtual-token hooks take before the real tokens (0 without them);
+   * generation keeps its window within `contextLength` minus this.
+   */
+  reservedPositions(): number {
+    let n = 0;
+    tf.tidy(() => {
+      if (this.hooks.prefix) n += this.hooks.prefix(0, 1).k.shape[2];
+      if (this.hooks.virtualTokens) n += this.hooks.virtualTokens(1).shape[1];
+    });
+    return n;
+  }
+
+  /**
+   * Hidden states after the final norm: (B, T) ids → (B, T, d). Prefix / virtual-token hooks enter
+   * when there is no cache or it is empty (then they go into the cache, so later steps attend to them);
+   * the output covers the real tokens only.
+   */
   hidden(inputIds: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const { training = false, cache } = options;
@@ -210,12 +253,31 @@ export class CausalLM {
     let seed = options.seed;
     const nextSeed = () => (seed === undefined ? undefined : seed++);
     let x = this.embed(inputIds);
-    const [b, t] = x.shape;
-    const offset = cache?.length ?? 0;
+    const b = x.shape[0];
+    const fresh = !cache || cache.length === 0;
+    const prefixes = fresh && this.hooks.prefix ? Array.from({ length: c.nLayers }, (_, i) => this.hooks.prefix!(i, b)) : undefined;
+    const nPrefix = prefixes ? prefixes[0].k.shape[2] : 0;
+    const virtual = fresh && this.hooks.virtualTokens ? this.hooks.virtualTokens(b) : undefined;
+    const nVirtual = virtual ? virtual.shape[1] : 0;
+    if (virtual) x = tf.concat([virtual, x], 1);
+    const reserved = nPrefix + nVirtual;
+    const t = x.shape[1];
+    // A prefix acts as a past of nPrefix positions: real keys and queries start after it.
+    const offset = (cache?.length ?? 0) + nPrefix;
     if (offset + t > c.contextLength) {
-      throw new Error(`sequence of ${offset + t} tokens exceeds contextLength ${c.contextLength}`);
+      const note = reserved ? ` (${reserved} of them prefix / virtual tokens)` : '';
+      throw new Error(`sequence of ${offset + t} tokens${note} exceeds contextLength ${c.contextLength}`);
     }
-    const positions = options.positionIds ?? null;
+    if (cache && reserved) cache.reserved = reserved;
+    let positions = options.positionIds ?? null;
+    const shift = fresh ? reserved : cache!.reserved;
+    if (positions && shift) {
+      positions = tf.add(positions, tf.scalar(shift, positions.dtype)) as tf.Tensor2D;
+      if (nVirtual) {
+        const own = tf.tile(tf.expandDims(tf.range(nPrefix, reserved, 1, 'int32'), 0), [b, 1]);
+        positions = tf.concat([own, positions], 1) as tf.Tensor2D;
+      }
+    }
     let rope: { cos: tf.Tensor; sin: tf.Tensor; rotate: tf.Tensor2D } | undefined;
     if (this.rope) {
       rope = positions
@@ -226,7 +288,7 @@ export class CausalLM {
       x = tf.add(x, tf.gather(this.weight('embed_positions.weight'), pos)) as tf.Tensor3D;
     }
     x = dropout(x, rate, nextSeed()) as tf.Tensor3D;
-    const mask = attentionMask(t, offset + t, options.segmentIds);
+    const mask = attentionMask(t, offset + t, options.segmentIds, reserved);
     const lc: LinearContext = { training, seed: options.seed };
     const lin = (path: string, y: tf.Tensor2D) => this.linear(path, y, lc);
     const hd = headDim(c);
@@ -239,7 +301,7 @@ export class CausalLM {
       const k = heads(lin(`${p}.attn.k_proj`, h), c.nKvHeads);
       const v = heads(lin(`${p}.attn.v_proj`, h), c.nKvHeads);
       const att = scaledDotProductAttention(
-        { q, k, v, rope, mask, dropoutRate: rate, dropoutSeed: nextSeed() }, groups, cache && { i, cache });
+        { q, k, v, rope, mask, prefix: prefixes?.[i], dropoutRate: rate, dropoutSeed: nextSeed() }, groups, cache && { i, cache });
       const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [b * t, c.nHeads * hd]) as tf.Tensor2D;
       const attnOut = tf.reshape(lin(`${p}.attn.o_proj`, merged), [b, t, c.dModel]);
       x = tf.add(x, dropout(attnOut, rate, nextSeed())) as tf.Tensor3D;
@@ -250,6 +312,8 @@ export class CausalLM {
       const mlpOut = tf.reshape(lin(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
       x = tf.add(x, dropout(mlpOut, rate, nextSeed())) as tf.Tensor3D;
     }
+    // Virtual positions are dropped here so every objective and metric sees the real tokens only.
+    if (nVirtual) x = tf.slice(x, [0, nVirtual, 0], [-1, -1, -1]);
     return this.norm('norm', x) as tf.Tensor3D;
   }
 

@@ -1,1 +1,7 @@
 export * from './peft';
+export * from './bottleneck';
+export * from './ia3';
+export * from './lora';
+export * from './io';
+export * from './prefix';
+export * from './prompt';

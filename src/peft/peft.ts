@@ -17,6 +17,8 @@ export interface Adapter {
   readonly peftType: PeftType;
   /** Trainable weights by key, e.g. `layers.0.attn.q_proj.lora_A` (prefixed by the registry, not here). */
   readonly weights: ReadonlyMap<string, tf.Variable>;
+  /** Folded into the base weights (LoRA, IA3): outside the forward pass, so never trainable. */
+  readonly merged?: boolean;
   /** Linear layer paths whose forward pass {@link Adapter.linear} wraps. */
   readonly targets: readonly string[];
   /**
@@ -24,6 +26,16 @@ export interface Adapter {
    * (the base layer or adapters added earlier).
    */
   linear?(path: string, x: tf.Tensor2D, inner: (x: tf.Tensor2D) => tf.Tensor2D, ctx: LinearContext): tf.Tensor2D;
+  /**
+   * Prefix tuning: key/value prefixes (B, n_kv_heads, P, hd) of layer `layer` for batch size B, which
+   * every query attends to (see `PrefixHook` in the model). Several active adapters' prefixes concatenate.
+   */
+  prefix?(layer: number, batch: number): { k: tf.Tensor4D; v: tf.Tensor4D };
+  /**
+   * Prompt tuning: virtual-token embeddings (B, P, d) put before the token embeddings (see
+   * `VirtualTokensHook` in the model). Several active adapters' tokens concatenate.
+   */
+  virtualTokens?(batch: number): tf.Tensor3D;
   /** `adapter_config.json` contents (PEFT field names where PEFT has the method). */
   peftConfig(): Record<string, unknown>;
   /** Frees tensors the adapter holds besides `weights` (the registry disposes the weights). */
@@ -160,7 +172,7 @@ export class AdapterRegistry {
   refresh(): void {
     const running = this.activeNames.map((n) => this.adapters.get(n)!);
     for (const [name, a] of this.adapters) {
-      const on = running.includes(a);
+      const on = running.includes(a) && !a.merged;
       for (const key of a.weights.keys()) this.model.adapterParams.get(adapterParamKey(name, key))!.trainable = on;
     }
     const hooks = this.model.hooks.linear;
@@ -177,6 +189,20 @@ export class AdapterRegistry {
         return f(x);
       });
     }
+    // Prompt learning: no hook at all when no active adapter has one, so the base path runs no extra op.
+    const prefixers = running.filter((a) => a.prefix);
+    if (prefixers.length === 0) delete this.model.hooks.prefix;
+    else if (prefixers.length === 1) this.model.hooks.prefix = (layer, batch) => prefixers[0].prefix!(layer, batch);
+    else {
+      this.model.hooks.prefix = (layer, batch) => {
+        const parts = prefixers.map((a) => a.prefix!(layer, batch));
+        return { k: tf.concat(parts.map((p) => p.k), 2), v: tf.concat(parts.map((p) => p.v), 2) };
+      };
+    }
+    const prompters = running.filter((a) => a.virtualTokens);
+    if (prompters.length === 0) delete this.model.hooks.virtualTokens;
+    else if (prompters.length === 1) this.model.hooks.virtualTokens = (batch) => prompters[0].virtualTokens!(batch);
+    else this.model.hooks.virtualTokens = (batch) => tf.concat(prompters.map((a) => a.virtualTokens!(batch)), 1);
   }
 }
 

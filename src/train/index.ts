@@ -2,10 +2,12 @@ export { Trainer, NonFiniteLossError, trainDefaults, validateTrainConfig } from 
 export type { TrainConfig, Objective, BatchSource, StepMetrics, EvalMetrics, TrainResult, TrainerEvents, TrainerOptions, TrainerState, CheckpointIO } from './trainer';
 export { AdamW, adamWDefaults, decays } from './optimizer';
 export type { AdamWOptions } from './optimizer';
-export { learningRateAt } from './schedule';
+export { learningRateAt, stepsForEpochs } from './schedule';
 export type { ScheduleName, ScheduleOptions } from './schedule';
 export { causalLmObjective, maskedCrossEntropy, TokenWindows, evalWindows, evaluateLm, tokenStream } from './causal-lm';
 export type { LmBatch } from './causal-lm';
 export * from './pretrain';
 export * from './sft';
 export * from './freeze';
+export { l2sp, l2spDefaults, ewc, ewcDefaults, fisherDiagonal } from './regularize';
+export type { Penalty, L2spConfig, EwcConfig, FisherOptions } from './regularize';

@@ -9,6 +9,7 @@ import type { CausalLM } from '../model/transformer';
 import { Rng } from '../util/rng';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './causal-lm';
 import { Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from './trainer';
+import { stepsForEpochs } from './schedule';
 import type { LmBatch } from './causal-lm';
 
 /** The tokenizer surface continued pretraining needs. */
@@ -36,6 +37,8 @@ export interface PretrainConfig extends TrainConfig {
   evalDocs: readonly string[] | ArrayLike<number> | null;
   /** Most held-out windows evaluated (`null` = all). */
   maxEvalWindows: number | null;
+  /** Passes over the training windows (HF `num_train_epochs`); sets `maxSteps` unless that is given too. */
+  epochs: number | null;
 }
 
 /**
@@ -43,7 +46,7 @@ export interface PretrainConfig extends TrainConfig {
  * (DAPT used the base's own peak rate; tiny models tolerate far larger rates than HF's 5e-5).
  */
 export const pretrainDefaults: Readonly<Omit<PretrainConfig, keyof TrainConfig> & Partial<TrainConfig>> = Object.freeze({
-  lr: 1e-3, maxSteps: 100, warmupSteps: 0, seqLen: null, batchSize: 8, replay: null, evalDocs: null, maxEvalWindows: null,
+  lr: 1e-3, maxSteps: 100, warmupSteps: 0, seqLen: null, batchSize: 8, replay: null, evalDocs: null, maxEvalWindows: null, epochs: null,
 });
 
 /** What {@link continuedPretraining} returns: the trainer's result plus data statistics. */
@@ -105,8 +108,10 @@ export async function continuedPretraining(
   options: TrainerOptions<LmBatch> & { onTrainer?: (t: Trainer<LmBatch>) => void } = {},
 ): Promise<PretrainResult> {
   const c = { ...pretrainDefaults, ...config };
-  const seqLen = c.seqLen ?? model.config.contextLength;
-  if (seqLen > model.config.contextLength) throw new RangeError(`seqLen ${seqLen} exceeds the model's context ${model.config.contextLength}`);
+  // Prefix / prompt tuning take positions of the context.
+  const room = model.config.contextLength - model.reservedPositions();
+  const seqLen = c.seqLen ?? room;
+  if (seqLen > room) throw new RangeError(`seqLen ${seqLen} exceeds the model's context ${room}${room < model.config.contextLength ? ` (${model.config.contextLength} less ${model.config.contextLength - room} taken by prefix/virtual tokens)` : ''}`);
   const { tokens, domainTokens, replayTokens } = replayStream(tokenizer, docs, c.replay, c.seed ?? trainDefaults.seed);
   const data = new TokenWindows(tokens, seqLen, c.batchSize, c.seed ?? trainDefaults.seed, 'continued-pretraining data');
   let evaluate = options.evaluate;
@@ -116,7 +121,8 @@ export async function continuedPretraining(
     const cut = n === null ? evalIds : evalIds.slice(0, n * seqLen + 1);
     evaluate = async (m) => evaluateLm(m, evalWindows(cut, seqLen, c.batchSize, 'held-out documents'));
   }
-  const { seqLen: _s, batchSize: _b, replay: _r, evalDocs: _e, maxEvalWindows: _w, ...train } = c;
+  if (c.epochs !== null && config.maxSteps === undefined) c.maxSteps = stepsForEpochs(c.epochs, data.windows, c.batchSize, c.gradAccumSteps ?? 1);
+  const { seqLen: _s, batchSize: _b, replay: _r, evalDocs: _e, maxEvalWindows: _w, epochs: _n, ...train } = c;
   const trainer = new Trainer(model, causalLmObjective, data, train, { ...options, evaluate });
   options.onTrainer?.(trainer);
   try {

@@ -30,3 +30,15 @@ export function learningRateAt(step: number, o: ScheduleOptions): number {
   const decay = o.schedule === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
   return o.lr * (o.minLrRatio + (1 - o.minLrRatio) * decay);
 }
+
+/**
+ * Optimizer steps for `epochs` passes over `rows` rows (HF `num_train_epochs`): ⌈epochs · rows /
+ * (batchSize · gradAccumSteps)⌉, at least 1. Fractional epochs are allowed.
+ *
+ * @example
+ * stepsForEpochs(1, 1000, 8, 1); // 125
+ */
+export function stepsForEpochs(epochs: number, rows: number, batchSize: number, gradAccumSteps = 1): number {
+  if (!(epochs > 0) || !Number.isFinite(epochs)) throw new RangeError(`epochs must be a finite number > 0 (got ${epochs})`);
+  return Math.max(1, Math.ceil((epochs * rows) / (batchSize * gradAccumSteps)));
+}

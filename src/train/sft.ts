@@ -11,6 +11,7 @@ import { SftRow, TokenizedExample, tokenizeDefaults, tokenizeRows, TokenizeRepor
 import { ExampleBatches, evalBatches, SftBatch, BatchStats } from '../data/batches';
 import { Rng } from '../util/rng';
 import { causalLmObjective, evaluateLm } from './causal-lm';
+import { stepsForEpochs } from './schedule';
 import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from './trainer';
 
 /** Options of {@link sft}: the shared {@link TrainConfig} plus SFT's data knobs (TRL `SFTConfig` names). */
@@ -32,6 +33,8 @@ export interface SftConfig extends TrainConfig {
   batchSize: number;
   /** Held-out rows for single-task {@link sft}; `null` = no eval. */
   evalRows: readonly SftRow[] | null;
+  /** Passes over the training rows of all tasks (TRL `num_train_epochs`); sets `maxSteps` unless that is given too. */
+  epochs: number | null;
 }
 
 /**
@@ -41,7 +44,7 @@ export interface SftConfig extends TrainConfig {
  */
 export const sftDefaults: Readonly<Omit<SftConfig, keyof TrainConfig> & Partial<TrainConfig>> = Object.freeze({
   lr: 5e-4, maxSteps: 100, completionOnlyLoss: true, assistantOnlyLoss: true, template: chatmlTemplate,
-  packing: false, maxLength: null, batchSize: 8, evalRows: null,
+  packing: false, maxLength: null, batchSize: 8, evalRows: null, epochs: null,
 });
 
 /** One task of multi-task SFT. */
@@ -137,7 +140,7 @@ export async function multiTaskSft(
   if (tasks.length === 0) throw new Error('multiTaskSft: no tasks');
   const names = new Set(tasks.map((t) => t.name));
   if (names.size !== tasks.length) throw new Error('multiTaskSft: task names must be unique');
-  const ctx = model.config.contextLength;
+  const ctx = model.config.contextLength - model.reservedPositions(); // prefix / prompt tuning take positions
   const maxLength = c.maxLength ?? ctx + 1;
   const seed = c.seed ?? trainDefaults.seed;
   const batchCfg = { packing: c.packing, seqLen: ctx, batchSize: c.batchSize, seed };
@@ -166,7 +169,10 @@ export async function multiTaskSft(
       return { loss, perplexity: Math.exp(loss) };
     };
   }
-  const { completionOnlyLoss: _a, assistantOnlyLoss: _b, template: _t, packing: _p, maxLength: _m, batchSize: _s, evalRows: _e, ...train } = c;
+  if (c.epochs !== null && config.maxSteps === undefined) {
+    c.maxSteps = stepsForEpochs(c.epochs, prepared.reduce((s, p) => s + p.batches.stats.rows, 0), c.batchSize, c.gradAccumSteps ?? 1);
+  }
+  const { completionOnlyLoss: _a, assistantOnlyLoss: _b, template: _t, packing: _p, maxLength: _m, batchSize: _s, evalRows: _e, epochs: _n, ...train } = c;
   const t = new Trainer<SftBatch>(model, causalLmObjective as Objective<SftBatch>, data, train, { ...options, evaluate });
   trainer = t;
   options.onTrainer?.(t);

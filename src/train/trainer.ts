@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { AdamW } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
+import type { Penalty } from './regularize';
 
 /** A training method's loss: built inside `tf.variableGrads`, so intermediates are tracked. */
 export interface Objective<B> {
@@ -57,13 +58,19 @@ export interface TrainConfig {
   outDir?: string;
   /** Seed of dropout masks (and of the data order, where the data source takes it). HF: 42. */
   seed: number;
+  /**
+   * Run the first step under tfjs's profiler and record its peak tensor memory as
+   * `StepMetrics.peakBytes` (one step: every step of a run has the same shapes, and profiling all would
+   * keep a record per kernel call).
+   */
+  profileMemory: boolean;
 }
 
 /** Defaults of {@link TrainConfig}. */
 export const trainDefaults: Readonly<TrainConfig> = Object.freeze({
   lr: 5e-5, maxSteps: 100, gradAccumSteps: 1, schedule: 'linear', warmupSteps: 0, minLrRatio: 0, weightDecay: 0,
   beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, evalEvery: 0, earlyStopPatience: 0, earlyStopThreshold: 0,
-  checkpointEvery: 0, seed: 42,
+  checkpointEvery: 0, seed: 42, profileMemory: false,
 });
 
 /** Metrics of one optimizer step, streamed to listeners. */
@@ -79,6 +86,10 @@ export interface StepMetrics {
   elapsedMs: number;
   /** Estimated time to `maxSteps`. */
   etaMs: number;
+  /** Value of the configured {@link TrainerOptions.penalty} (mean over micro-batches); `loss` excludes it. */
+  penalty?: number;
+  /** Peak bytes of live tensors during this step (only the first step, with `profileMemory`). */
+  peakBytes?: number;
 }
 
 /** Result of an evaluation. */
@@ -124,6 +135,11 @@ export interface TrainerOptions<B> {
   evaluate?: (model: CausalLM) => Promise<{ loss: number; perplexity: number }>;
   /** Writes `checkpoint-<step>` folders (needed when `checkpointEvery` > 0). */
   checkpoints?: CheckpointIO;
+  /**
+   * A regularizer added to every micro-batch's loss (e.g. `l2sp`, `ewc` from regularize.ts); its gradient flows,
+   * its value is reported as `StepMetrics.penalty`. The caller owns it and disposes it after training.
+   */
+  penalty?: Penalty;
 }
 
 type Listener<E extends keyof TrainerEvents> = (event: TrainerEvents[E]) => void;
@@ -184,24 +200,34 @@ export class Trainer<B> {
 
   /**
    * One optimizer step: accumulate gradients over `gradAccumSteps` micro-batches, clip, update.
-   * Returns the mean loss and the pre-clip gradient norm. Throws {@link NonFiniteLossError} before
-   * touching the weights if either is not finite.
+   * Returns the mean objective loss, the pre-clip gradient norm and, with a penalty, its mean value.
+   * Throws {@link NonFiniteLossError} before touching the weights if loss or norm is not finite.
    */
-  async trainStep(): Promise<{ loss: number; gradNorm: number; tokens: number }> {
+  async trainStep(): Promise<{ loss: number; gradNorm: number; tokens: number; penalty?: number }> {
     const params = this.model.trainableParams();
     const vars = [...params.values()];
     const k = this.config.gradAccumSteps;
     let sum: tf.NamedTensorMap | undefined;
     let lossSum = 0;
+    let penaltySum = 0;
     let tokens = 0;
+    const penalty = this.options.penalty;
     for (let micro = 0; micro < k; micro++) {
       const batch = this.data.next();
       tokens += this.objective.tokens(batch);
       const seed = (this.config.seed * 7919 + this.step * 104729 + micro * 31) % 2147483647;
-      const { value, grads } = tf.variableGrads(() => this.objective.loss(this.model, batch, { training: true, seed }), vars);
+      // With a penalty the gradient is of loss + term; both parts are kept to report them separately.
+      let parts: tf.Scalar[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const loss = this.objective.loss(this.model, batch, { training: true, seed });
+        if (!penalty) return loss;
+        parts = [tf.keep(loss), tf.keep(penalty.term(this.model))];
+        return tf.add(loss, parts[1]) as tf.Scalar;
+      }, vars);
       this.objective.dispose(batch);
-      lossSum += (await value.data())[0];
-      value.dispose();
+      lossSum += (await (parts[0] ?? value).data())[0];
+      if (parts[1]) penaltySum += (await parts[1].data())[0];
+      tf.dispose([value, ...parts]);
       if (!sum) sum = grads;
       else {
         const prev: tf.NamedTensorMap = sum;
@@ -231,7 +257,7 @@ export class Trainer<B> {
     tf.dispose(clipped);
     this.step++;
     this.tokens += tokens;
-    return { loss, gradNorm, tokens };
+    return { loss, gradNorm, tokens, ...(penalty && { penalty: penaltySum / k }) };
   }
 
   /** Runs held-out evaluation now (if configured) and records it. */
@@ -282,13 +308,21 @@ export class Trainer<B> {
     let stoppedEarly = false;
     while (this.step < c.maxSteps) {
       const lr = this.lr;
-      const { loss, gradNorm } = await this.trainStep();
+      let peakBytes: number | undefined;
+      let stepResult: Awaited<ReturnType<Trainer<B>['trainStep']>> | undefined;
+      if (c.profileMemory && this.step === startStep) {
+        const info = await tf.profile(async () => {
+          stepResult = await this.trainStep();
+        });
+        peakBytes = info.peakBytes;
+      } else stepResult = await this.trainStep();
+      const { loss, gradNorm, penalty } = stepResult!;
       const elapsedMs = Date.now() - start;
       const done = this.step - startStep;
       const m: StepMetrics = {
         step: this.step, loss, lr, gradNorm, tokens: this.tokens,
         tokensPerSec: ((this.tokens - startTokens) * 1000) / Math.max(1, elapsedMs), elapsedMs,
-        etaMs: (elapsedMs / done) * (c.maxSteps - this.step),
+        etaMs: (elapsedMs / done) * (c.maxSteps - this.step), ...(penalty !== undefined && { penalty }), ...(peakBytes !== undefined && { peakBytes }),
       };
       this.history.push(m);
       this.emit('step', m);

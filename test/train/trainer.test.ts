@@ -84,6 +84,23 @@ describe('train', () => {
     assert.equal(new Set(a.counts.slice(1)).size, 1, `tensor counts ${a.counts}`);
   });
 
+  it('profiles the first step\'s peak memory, without changing the run', async () => {
+    const plain = trainer({ maxSteps: 3 });
+    const profiled = trainer({ maxSteps: 3, profileMemory: true });
+    const [a, b] = [await plain.train(), await profiled.train()];
+    assert.deepEqual(a.history.map((m) => m.loss), b.history.map((m) => m.loss));
+    const peak = b.history[0].peakBytes!;
+    // At least the weights, their gradients and the AdamW moments' share live during a step.
+    const weightBytes = profiled.model.paramCount() * 4;
+    assert.ok(peak > weightBytes, `peak ${peak} vs weights ${weightBytes}`);
+    assert.equal(b.history[1].peakBytes, undefined);
+    assert.equal(a.history[0].peakBytes, undefined);
+    for (const t of [plain, profiled]) {
+      t.dispose();
+      t.model.dispose();
+    }
+  });
+
   it('frees every tensor it made: trainer.dispose + model.dispose return to the starting count', async () => {
     const before = tf.memory().numTensors;
     const t = trainer({ maxSteps: 3 });

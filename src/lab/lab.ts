@@ -1,0 +1,433 @@
+/**
+ * The fluent notebook API: a run reads like the workflow (base model → data → strategy → method →
+ * evaluate), in the style of arquero's verbs. Every verb returns a new builder, so one prefix can start
+ * several runs; the training verbs (`pretrain`, `sft`) return a {@link Run}, which is itself a builder
+ * for the next stage (base → domain-adapted → instruction-tuned). Each run is logged (arquero table +
+ * JSONL under a run folder) so runs compare across cells, notebooks and sessions.
+ *
+ * @example
+ * const run = await lab.base('tiny-llama').data(lab.dataset('domain')).track().pretrain({ maxSteps: 200 });
+ * run.plot();
+ * const chat = await run.data(lab.dataset('instructions')).freeze({ lastLayers: 2 }).sft({ epochs: 1 });
+ * chat.ask('What is a tarball?');
+ */
+import type { CausalLM } from '../model/transformer';
+import type { Tokenizer } from '../tokenizer/tokenizer';
+import { base as loadBase } from './base';
+import { dataKind, dataset, toDocuments, toSftRows, type LabData } from './data';
+import { continuedPretraining, type PretrainConfig } from '../train/pretrain';
+import { multiTaskSft, type SftConfig, type SftTask } from '../train/sft';
+import { freezeAllBut, freezeDefaults, trainableReport, type FreezeConfig } from '../train/freeze';
+import { ewc, l2sp, type EwcConfig, type L2spConfig, type Penalty } from '../train/regularize';
+import { tokenStream } from '../train/causal-lm';
+import type { Trainer, TrainResult } from '../train/trainer';
+import { addLora, loraDefaults, type LoraConfig } from '../peft/lora';
+import { addIa3, type Ia3Config } from '../peft/ia3';
+import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
+import { addPrefixTuning, prefixTuningDefaults, type PrefixTuningConfig } from '../peft/prefix';
+import { addPromptTuning, promptTuningDefaults, type PromptTuningConfig } from '../peft/prompt';
+import { compareStrategies, type CompareMethod, type Comparison } from './compare';
+import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
+import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
+import { configJson, finalLoss, RunLog, type RunRecord } from '../eval/runs';
+import { tokenizeRows, tokenizeDefaults } from '../data/tokenize';
+import * as path from 'path';
+import { saveModel } from '../io/checkpoint';
+import { peft } from '../peft/peft';
+import { saveAdapter } from '../peft/io';
+import { detectEnvironment } from '../viz/display';
+import { progress, liveLossChart } from '../viz/live';
+import { lossChart, forgettingChart, type ForgettingSeries } from '../viz/charts';
+
+/** What a stage trains: every weight, a frozen subset, or an adapter a PEFT method attaches. */
+export type Strategy =
+  | { kind: 'full' }
+  | { kind: 'freeze'; config: Partial<FreezeConfig> }
+  | { kind: 'adapter'; label: string; attach: (model: CausalLM, tokenizer: Tokenizer) => unknown };
+
+/** Forgetting tracking of a stage: the sets measured and how often. */
+export interface TrackConfig {
+  /** Extra named held-out sets (documents or rows); `general` (the shipped general held-out text) is always included. */
+  sets: Record<string, LabData>;
+  /** Measure every N steps. */
+  every: number;
+  /** Most windows of a document set measured (cost bound). */
+  windows: number;
+}
+
+interface LabState {
+  source: { name: string } | { run: Run };
+  data?: LabData;
+  tasks?: { name: string; data: LabData; weight: number; eval?: LabData }[];
+  eval?: LabData;
+  strategy: Strategy;
+  track?: Partial<TrackConfig>;
+  replay?: { data: LabData; fraction: number };
+  penalty?: { kind: 'l2sp'; config: Partial<L2spConfig> } | { kind: 'ewc'; config: Partial<EwcConfig> };
+  name?: string;
+  logDir: string;
+  show: boolean;
+}
+
+/** Options common to the training verbs besides the method's own config. */
+interface StageExtras {
+  /** Called with the trainer before training (attach your own charts or listeners). */
+  onTrainer?: (t: Trainer<unknown>) => void;
+}
+
+/**
+ * A run being described. Verbs return new builders; `pretrain` / `sft` train and return a {@link Run}.
+ */
+export class Lab {
+  /** @internal use {@link lab}.base */
+  constructor(protected readonly state: LabState) {}
+
+  private with(patch: Partial<LabState>): Lab {
+    return new Lab({ ...this.state, ...patch });
+  }
+
+  /** Training data: documents for `pretrain`; prompt/completion or messages rows for `sft`. */
+  data(data: LabData): Lab {
+    return this.with({ data, tasks: undefined });
+  }
+
+  /** Held-out data of the same kind: eval loss during training and the forgetting tracker's target set. */
+  eval(data: LabData): Lab {
+    return this.with({ eval: data });
+  }
+
+  /**
+   * Several SFT tasks mixed by weight, each with its own held-out loss (multi-task instruction tuning).
+   *
+   * @example
+   * lab.base('tiny-llama').tasks([{ name: 'faq', data: faq, weight: 1, eval: faqHeld }, { name: 'defs', data: defs, weight: 2 }]).sft()
+   */
+  tasks(tasks: { name: string; data: LabData; weight?: number; eval?: LabData }[]): Lab {
+    return this.with({ tasks: tasks.map((t) => ({ ...t, weight: t.weight ?? 1 })), data: undefined });
+  }
+
+  /** Trains every weight (the default). */
+  full(): Lab {
+    return this.with({ strategy: { kind: 'full' } });
+  }
+
+  /** Trains only the last layers (and by default the head and final norm): a frozen-subset baseline. */
+  freeze(config: Partial<FreezeConfig> = {}): Lab {
+    return this.with({ strategy: { kind: 'freeze', config } });
+  }
+
+  /** Trains an adapter that `attach` adds to the model (any PEFT method); `label` names the strategy in logs. */
+  adapter(label: string, attach: (model: CausalLM, tokenizer: Tokenizer) => unknown): Lab {
+    return this.with({ strategy: { kind: 'adapter', label, attach } });
+  }
+
+  /** LoRA (PEFT defaults: r 8, α 8, q_proj and v_proj). */
+  lora(config: Partial<LoraConfig> = {}): Lab {
+    return this.adapter(`lora-r${config.r ?? loraDefaults.r}`, (m) => addLora(m, config));
+  }
+
+  /** IA3: learned scaling of keys, values and the MLP's inner activation. */
+  ia3(config: Partial<Ia3Config> = {}): Lab {
+    return this.adapter('ia3', (m) => addIa3(m, config));
+  }
+
+  /** Houlsby bottleneck adapters after attention and MLP. */
+  bottleneck(config: Partial<BottleneckConfig> = {}): Lab {
+    return this.adapter('bottleneck', (m) => addBottleneck(m, config));
+  }
+
+  /** Prefix tuning: learned key/value prefixes in every layer. */
+  prefixTuning(config: Partial<PrefixTuningConfig> = {}): Lab {
+    return this.adapter(`prefix-${config.numVirtualTokens ?? prefixTuningDefaults.numVirtualTokens}`, (m) => addPrefixTuning(m, config));
+  }
+
+  /** Prompt tuning: learned virtual-token embeddings before the input (`initText` starts them from a text's embeddings). */
+  promptTuning(config: Partial<PromptTuningConfig> & { initText?: string } = {}): Lab {
+    const { initText, ...rest } = config;
+    return this.adapter(`prompt-${config.numVirtualTokens ?? promptTuningDefaults.numVirtualTokens}`,
+      (m, tok) => addPromptTuning(m, initText === undefined ? rest : { ...rest, initFrom: { text: initText, tokenizer: tok } }));
+  }
+
+  /**
+   * Trains each strategy on this builder's data with the same method, budget and seed, and returns
+   * the table and chart of {@link Comparison}.
+   *
+   * @example
+   * const cmp = await lab.base('tiny-llama').data(rows).eval(held).track().compare({
+   *   full: (l) => l.full(), 'lora r=8': (l) => l.lora({ r: 8 }), ia3: (l) => l.ia3(),
+   * }, { method: 'sft', config: { maxSteps: 100 } });
+   * cmp.plot();
+   */
+  compare(strategies: Record<string, (lab: Lab) => Lab>, how: CompareMethod): Promise<Comparison> {
+    return compareStrategies(this, strategies, how);
+  }
+
+  /**
+   * Tracks forgetting: the shipped general held-out set (and the eval data as `target`, plus any `sets`)
+   * before training and every `every` steps.
+   */
+  track(config: Partial<TrackConfig> = {}): Lab {
+    return this.with({ track: config });
+  }
+
+  /** Mitigation: mixes `fraction` of general documents into continued pretraining (default: the shipped general set). */
+  replay(fraction: number, data: LabData = dataset('general')): Lab {
+    return this.with({ replay: { data, fraction } });
+  }
+
+  /** Mitigation: L2-SP pull toward the starting weights. */
+  l2sp(config: Partial<L2spConfig> = {}): Lab {
+    return this.with({ penalty: { kind: 'l2sp', config } });
+  }
+
+  /** Mitigation: EWC with a Fisher estimated on the shipped general held-out text. */
+  ewc(config: Partial<EwcConfig> = {}): Lab {
+    return this.with({ penalty: { kind: 'ewc', config } });
+  }
+
+  /** Names the run in the log (default: method and strategy). */
+  name(name: string): Lab {
+    return this.with({ name });
+  }
+
+  /** Folder of the run log (default `runs`, relative to the working directory). */
+  log(dir: string): Lab {
+    return this.with({ logDir: dir });
+  }
+
+  /** Turns the live progress bar and loss chart off (`false`) or on. */
+  show(on = true): Lab {
+    return this.with({ show: on });
+  }
+
+  /** Domain-adaptive continued pretraining on the data's documents. */
+  async pretrain(config: Partial<PretrainConfig> & StageExtras = {}): Promise<Run> {
+    const s = this.state;
+    if (!s.data) throw new Error('pretrain: no data; call .data(documents) first');
+    const docs = toDocuments(s.data, 'pretrain data');
+    return this.stage('continued-pretraining', config, async (model, tok, extras) => {
+      const evalDocs = s.eval ? toDocuments(s.eval, 'eval data') : null;
+      const replay = s.replay ? { docs: toDocuments(s.replay.data, 'replay data'), fraction: s.replay.fraction } : null;
+      return continuedPretraining(model, tok, docs, { evalDocs, replay, ...stripExtras(config) }, extras);
+    });
+  }
+
+  /** Supervised fine-tuning (instruction tuning) on the data's rows, or on several `tasks`. */
+  async sft(config: Partial<SftConfig> & StageExtras = {}): Promise<Run> {
+    const s = this.state;
+    if (s.replay) throw new Error('sft: replay applies to continued pretraining; for SFT mix general data in as a task with .tasks()');
+    const tasks: SftTask[] = s.tasks
+      ? s.tasks.map((t) => ({ name: t.name, weight: t.weight, rows: toSftRows(t.data, `task "${t.name}"`), evalRows: t.eval ? toSftRows(t.eval, `task "${t.name}" eval`) : undefined }))
+      : s.data ? [{ name: 'sft', weight: 1, rows: toSftRows(s.data, 'sft data'), evalRows: s.eval ? toSftRows(s.eval, 'eval data') : undefined }]
+        : [];
+    if (tasks.length === 0) throw new Error('sft: no data; call .data(rows) or .tasks([...]) first');
+    return this.stage('sft', config, (model, tok, extras) => multiTaskSft(model, tok, tasks, stripExtras(config), extras));
+  }
+
+  /** Loads or copies the starting model, applies the strategy, mitigations and tracking, trains, logs. */
+  private async stage(method: string, config: Partial<PretrainConfig | SftConfig> & StageExtras,
+    train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: <B>(t: Trainer<B>) => void; penalty?: Penalty }) => Promise<TrainResult>): Promise<Run> {
+    const s = this.state;
+    const start = 'run' in s.source
+      ? { name: s.source.run.record.run, model: s.source.run.model.clone(), tokenizer: s.source.run.tokenizer }
+      : await loadBase(s.source.name);
+    const { model, tokenizer } = start;
+    const strategy = applyStrategy(model, tokenizer, s.strategy);
+    const size = trainableReport(model);
+    const penalty = s.penalty?.kind === 'l2sp' ? l2sp(model, s.penalty.config)
+      : s.penalty?.kind === 'ewc' ? ewc(model, { tokens: tokenStream(tokenizer, dataset('general', 'heldout')) }, s.penalty.config)
+        : undefined;
+    const tracker = s.track ? this.makeTracker(model, tokenizer, s.track) : undefined;
+    // The baseline is the model before the strategy: prefix / prompt tuning start as a random change.
+    if (tracker) peft(model).withDisabledSync(() => tracker.baseline());
+    const notebook = detectEnvironment() === 'tslab';
+    const began = Date.now();
+    let result: TrainResult;
+    try {
+      result = await train(model, tokenizer, {
+        penalty,
+        onTrainer: <B>(t: Trainer<B>) => {
+          tracker?.attach(t);
+          if (s.show) {
+            progress(t);
+            if (notebook) liveLossChart(t, { title: `${method} (${strategy})` });
+          }
+          config.onTrainer?.(t as Trainer<unknown>);
+        },
+      });
+    } finally {
+      penalty?.dispose();
+    }
+    const wallMs = Date.now() - began;
+    const score = (set: string) => (tracker && tracker.setNames.includes(set) ? tracker.score(set).deltaLoss : null);
+    const label = `${method}-${strategy}${s.penalty ? `-${s.penalty.kind}` : ''}${s.replay ? `-replay${s.replay.fraction}` : ''}`;
+    const log = new RunLog(s.logDir);
+    const record = log.add({
+      run: s.name ?? label, method, strategy, base: start.name, finishedAt: new Date().toISOString(),
+      steps: result.steps, tokens: result.history.at(-1)?.tokens ?? 0, wallMs,
+      tokensPerSec: result.history.length ? (result.history.at(-1)!.tokens * 1000) / Math.max(1, wallMs) : 0,
+      trainableParams: size.trainable, trainablePercent: size.percent,
+      finalTrainLoss: finalLoss(result.history), finalEvalLoss: result.evals.at(-1)?.evalLoss ?? null,
+      forgettingDelta: score('general'), targetDelta: score('target'),
+      config: configJson({ ...stripExtras(config), penalty: s.penalty, replay: s.replay && { fraction: s.replay.fraction }, strategy: s.strategy }),
+    }, { steps: result.history, evals: result.evals, forgetting: tracker?.rows });
+    return new Run({ ...s, source: { name: start.name }, data: undefined, tasks: undefined, eval: undefined, strategy: { kind: 'full' }, replay: undefined, penalty: undefined, name: undefined },
+      model, tokenizer, result, record, log, tracker, 'run' in s.source ? s.source.run : undefined);
+  }
+
+  private makeTracker(model: CausalLM, tok: Tokenizer, t: Partial<TrackConfig>): ForgettingTracker {
+    const seqLen = model.config.contextLength - model.reservedPositions();
+    const windows = t.windows ?? 16;
+    const asSet = (data: LabData, what: string) => heldOutSet(data, tok, seqLen, what, windows);
+    const sets: Record<string, HeldOut> = { general: asSet(dataset('general', 'heldout'), 'general held-out set') };
+    if (this.state.eval) sets.target = asSet(this.state.eval, 'eval data');
+    for (const [name, data] of Object.entries(t.sets ?? {})) sets[name] = asSet(data, `tracked set "${name}"`);
+    const options: Partial<ForgettingOptions> = { every: t.every ?? 25, seqLen, tokens: tok, generalSet: 'general', targetSet: 'target' };
+    return new ForgettingTracker(model, sets, options);
+  }
+}
+
+/** Documents become a token stream (at most `windows` windows); rows become completion-masked examples. */
+function heldOutSet(data: LabData, tok: Tokenizer, seqLen: number, what: string, windows = Infinity): HeldOut {
+  if (dataKind(data) === 'documents') return { tokens: tokenStream(tok, toDocuments(data, what)).slice(0, windows * seqLen + 1) };
+  const { examples } = tokenizeRows(toSftRows(data, what), tok, { ...tokenizeDefaults, maxLength: seqLen + 1 });
+  return { examples: examples.slice(0, windows * 8) };
+}
+
+function stripExtras<C extends StageExtras>(config: C): Omit<C, keyof StageExtras> {
+  const { onTrainer: _o, ...rest } = config;
+  return rest;
+}
+
+/** Applies a strategy; returns its label for logs. */
+function applyStrategy(model: CausalLM, tok: Tokenizer, s: Strategy): string {
+  if (s.kind === 'full') {
+    model.setTrainable(() => true, true);
+    return 'full';
+  }
+  if (s.kind === 'freeze') {
+    freezeAllBut(model, s.config);
+    return `last${s.config.lastLayers ?? freezeDefaults.lastLayers}`;
+  }
+  s.attach(model, tok);
+  return s.label;
+}
+
+/**
+ * A trained stage: the model, its results and charts; and a builder for the next stage, starting
+ * from a copy of this model (so this run stays as it is for comparisons).
+ */
+export class Run extends Lab {
+  /** @internal */
+  constructor(state: LabState, readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly result: TrainResult,
+    /** The run's row in the log. */
+    readonly record: RunRecord, readonly runLog: RunLog, readonly tracker?: ForgettingTracker,
+    /** The run this one continued from (`run.data(…).sft()`), if any. */
+    readonly parent?: Run) {
+    super({ ...state, source: { run: undefined as unknown as Run } });
+    (this.state as LabState).source = { run: this };
+  }
+
+  /** Shows the training (and eval) loss curve (build it yourself with `viz.lossChart(run.result)` to keep the chart). */
+  plot(): void {
+    lossChart(this.result, { title: `${this.record.run}: loss` }).show();
+  }
+
+  /** This run and the runs it continued from, oldest first (base → domain-adapted → instruction-tuned). */
+  lineage(): Run[] {
+    return [...(this.parent?.lineage() ?? []), this];
+  }
+
+  /** Shows {@link forgettingSeries} as a chart. */
+  forgetting(metric: 'loss' | 'perplexity' = 'loss'): void {
+    forgettingChart(this.forgettingSeries(metric), { title: `${this.record.run}: held-out ${metric} across stages`, metricName: `held-out ${metric}` }).show();
+  }
+
+  /**
+   * Forgetting curves over the whole lineage: each tracked stage's sets against cumulative training
+   * tokens, so the general-set curve runs from the base through every stage.
+   */
+  forgettingSeries(metric: 'loss' | 'perplexity' = 'loss'): ForgettingSeries[] {
+    const series: ForgettingSeries[] = [];
+    let offset = 0;
+    for (const run of this.lineage()) {
+      for (const set of run.tracker?.setNames ?? []) {
+        const rows = run.tracker!.rows.filter((r) => r.set === set).sort((a, b) => a.tokens - b.tokens);
+        const name = set === 'general' ? 'general' : `${run.record.run}: ${set}`;
+        const prev = series.find((x) => x.name === name);
+        const tokens = rows.map((r) => r.tokens + offset);
+        const values = rows.map((r) => r[metric]);
+        if (prev) series[series.indexOf(prev)] = { name, tokens: [...Array.from(prev.tokens), ...tokens], metric: [...Array.from(prev.metric), ...values] };
+        else series.push({ name, tokens, metric: values });
+      }
+      offset += run.record.tokens;
+    }
+    if (series.length === 0) throw new Error(`run "${this.record.run}" was not tracked; add .track() before training`);
+    return series;
+  }
+
+  /** Every run of this run's log folder as an arquero table. */
+  table() {
+    return this.runLog.table();
+  }
+
+  /** Greedy continuation of `prompt` (text), stopping at end of text. */
+  generate(prompt: string, options: Partial<GenerationEvalOptions> = {}): string {
+    return generationSamples(this.model, this.tokenizer, [prompt], { maxNewTokens: 48, ...options })[0].completion;
+  }
+
+  /** The model's answer to `question` as a chat turn (ChatML; stops at `<|im_end|>`). */
+  ask(question: string, options: Partial<GenerationEvalOptions> = {}): string {
+    return this.generate(question, { format: chatPrompt(), ...options }).trim();
+  }
+
+  /** Answers of this run to `questions`, as rows for a table (compare runs on the same questions). */
+  answers(questions: readonly string[], options: Partial<GenerationEvalOptions> = {}): { run: string; question: string; answer: string }[] {
+    return questions.map((q) => ({ run: this.record.run, question: q, answer: this.ask(q, options) }));
+  }
+
+  /** Loss and perplexity on held-out documents or rows (completion-only for rows). */
+  async evaluate(data: LabData): Promise<LossResult> {
+    const seqLen = this.model.config.contextLength - this.model.reservedPositions();
+    return heldOutLoss(this.model, heldOutSet(data, this.tokenizer, seqLen, 'evaluate data'), { seqLen, tokens: this.tokenizer });
+  }
+
+  /**
+   * Saves what the run trained: with adapters, each in PEFT's layout (`dir`, or `dir/<name>` for
+   * several); otherwise the model and tokenizer as an HF-layout checkpoint folder.
+   */
+  async save(dir: string): Promise<string> {
+    const names = peft(this.model).activeNames;
+    const baseModelNameOrPath = this.lineage()[0].record.base;
+    if (names.length === 1) await saveAdapter(this.model, dir, names[0], { baseModelNameOrPath });
+    else if (names.length > 1) for (const n of names) await saveAdapter(this.model, path.join(dir, n), n, { baseModelNameOrPath });
+    else await saveModel(dir, this.model, this.tokenizer);
+    return dir;
+  }
+
+  /** Frees the model's tensors. */
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/**
+ * Entry points of the fluent API.
+ *
+ * @example
+ * import { lab } from 'tunelab';
+ * const run = await lab.base('tiny-llama').data(lab.dataset('instructions')).sft({ epochs: 1 });
+ * run.plot();
+ */
+export const lab = {
+  /** Starts from a shipped base model by name, or a checkpoint folder by path. */
+  base(nameOrPath = 'tiny-llama'): Lab {
+    return new Lab({ source: { name: nameOrPath }, strategy: { kind: 'full' }, logDir: 'runs', show: true });
+  },
+  /** A shipped dataset split (documents or rows). */
+  dataset,
+  /** The run log of a folder, to compare runs later. */
+  runs(dir = 'runs'): RunLog {
+    return new RunLog(dir);
+  },
+};

@@ -1,0 +1,257 @@
+/**
+ * Adapters on their own, in Hugging Face PEFT's folder layout: `adapter_config.json` (the adapter's
+ * `peftConfig()`) and `adapter_model.safetensors`. LoRA uses PEFT's exact keys (llama:
+ * `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` [r, in]); other methods either give
+ * their own keys with `fileTensors` or get `base_model.model.<weight key>`. Loading dispatches on
+ * `peft_type` through {@link adapterLoaders}.
+ *
+ * GPT-2: tunelab splits HF's fused `c_attn` into q/k/v_proj, so saved q/k/v LoRAs keep tunelab's names
+ * under HF's attention module (`base_model.model.transformer.h.0.attn.q_proj.lora_A.weight`; other
+ * layers use HF names: `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj`). PEFT's own `c_attn` LoRAs load exactly
+ * (three LoRAs sharing A, with B split into q/k/v rows), as do fused `c_attn.bias` tensors.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import type { CausalLM } from '../model/transformer';
+import type { HostTensor } from '../io/hf';
+import { writeJsonAtomic } from '../io/atomic';
+import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safetensors';
+import { Adapter, peft, PeftType } from './peft';
+import { addLora, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
+
+/** File names PEFT's `save_pretrained` writes. */
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+
+/** What a method adds to its {@link Adapter} to choose its own file keys and layouts (LoRA does). */
+export interface AdapterFileTensors {
+  fileTensors(model: CausalLM): Promise<Map<string, HostTensor>>;
+}
+
+function hasFileTensors(a: Adapter): a is Adapter & AdapterFileTensors {
+  return typeof (a as Partial<AdapterFileTensors>).fileTensors === 'function';
+}
+
+/** Options of {@link saveAdapter}. */
+export interface SaveAdapterOptions {
+  /** Replace an existing adapter's files in `dir` (default false: error naming the file). */
+  overwrite?: boolean;
+  /** Written as `base_model_name_or_path` (the hub id or folder of the base model). */
+  baseModelNameOrPath?: string;
+}
+
+/**
+ * Writes adapter `name` of `model` to `dir` as PEFT does (`adapter_config.json`, `adapter_model.safetensors`),
+ * each file atomically.
+ *
+ * @example
+ * addLora(model, { r: 8 });
+ * // … train …
+ * await saveAdapter(model, 'runs/faq-lora', 'default', { baseModelNameOrPath: 'models/tiny-llama' });
+ */
+export async function saveAdapter(model: CausalLM, dir: string, name = 'default', options: SaveAdapterOptions = {}): Promise<void> {
+  const adapter = peft(model).get(name);
+  const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  if (!options.overwrite) {
+    for (const f of [configFile, weightsFile]) if (fs.existsSync(f)) throw new Error(`${f} already exists; pass { overwrite: true } to replace it`);
+  }
+  const tensors = hasFileTensors(adapter) ? await adapter.fileTensors(model) : await defaultFileTensors(adapter);
+  const config = adapter.peftConfig();
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(weightsFile, tensors, { format: 'pt' });
+  // PEFT writes inference_mode true in saved configs (save_pretrained flips it while writing).
+  writeJsonAtomic(configFile, { ...config, base_model_name_or_path: options.baseModelNameOrPath ?? config.base_model_name_or_path ?? null, inference_mode: true });
+}
+
+/** Default file layout: `base_model.model.<weight key>`, values as stored. */
+async function defaultFileTensors(adapter: Adapter): Promise<Map<string, HostTensor>> {
+  const out = new Map<string, HostTensor>();
+  for (const [k, v] of adapter.weights) out.set(`base_model.model.${k}`, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+  return out;
+}
+
+/** An adapter folder as read: parsed config and the (lazily read) tensors. */
+export interface AdapterFile {
+  configFile: string;
+  weightsFile: string;
+  config: Record<string, unknown>;
+  tensors: ReadonlyMap<string, SafeTensorEntry>;
+}
+
+/** Builds and attaches (under `name`) the adapter a folder describes; errors name the file and tensor. */
+export type AdapterLoader = (model: CausalLM, file: AdapterFile, name: string) => Adapter;
+
+/** Loaders by `peft_type`; methods add theirs with {@link registerAdapterLoader}. */
+export const adapterLoaders = new Map<string, AdapterLoader>([['LORA', loadLora]]);
+
+/**
+ * Makes {@link loadAdapter} read folders whose `peft_type` is `peftType`.
+ *
+ * @example
+ * registerAdapterLoader('IA3', (model, file, name) => loadIa3(model, file, name));
+ */
+export function registerAdapterLoader(peftType: PeftType, loader: AdapterLoader): void {
+  adapterLoaders.set(peftType, loader);
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Reads an adapter folder written by {@link saveAdapter} or PEFT and attaches it to `model` under `name`
+ * (active, base frozen). Every tensor's name and shape is checked against the model first, so a wrong
+ * base model or a damaged file fails with the file and tensor named and leaves the model untouched.
+ *
+ * @example
+ * const { model } = await loadModel('models/tiny-llama');
+ * loadAdapter(model, 'runs/faq-lora');
+ * generate(model, prompt, { maxNewTokens: 32 });
+ */
+export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Adapter {
+  const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const config = readJson(configFile);
+  const type = config.peft_type;
+  const loader = typeof type === 'string' ? adapterLoaders.get(type) : undefined;
+  if (!loader) throw new Error(`${configFile}: peft_type ${JSON.stringify(type)} is not supported (known: ${[...adapterLoaders.keys()].join(', ')})`);
+  if (peft(model).has(name)) throw new Error(`adapter "${name}" already exists; remove it first or pick another name`);
+  return loader(model, { configFile, weightsFile, config, tensors: readSafetensors(weightsFile).tensors }, name);
+}
+
+/**
+ * PEFT's target_modules matching over HF module names: a list matches name suffixes (`q_proj` hits
+ * `model.layers.0.self_attn.q_proj`), a string is a full-match regex. Returns the matching modules.
+ */
+function matchTargets(file: AdapterFile, modules: readonly string[], family: string): string[] {
+  const t = file.config.target_modules;
+  if (typeof t === 'string') {
+    const re = new RegExp(`^(?:${t})$`);
+    const hit = modules.filter((m) => re.test(m));
+    if (hit.length === 0) throw new Error(`${file.configFile}: target_modules ${JSON.stringify(t)} matches no linear layer of this ${family} model`);
+    return hit;
+  }
+  if (!Array.isArray(t) || t.length === 0 || !t.every((x) => typeof x === 'string')) throw new Error(`${file.configFile}: target_modules must be a string or a non-empty list of strings`);
+  const names = t as string[];
+  const matches = (m: string, s: string) => m === s || m.endsWith(`.${s}`);
+  for (const s of names) {
+    if (!modules.some((m) => matches(m, s))) throw new Error(`${file.configFile}: target_modules entry "${s}" matches no linear layer of this ${family} model`);
+  }
+  return modules.filter((m) => names.some((s) => matches(m, s)));
+}
+
+/** One tensor the file must hold, and how it becomes adapter weights (tunelab layout). */
+interface Need {
+  key: string;
+  shape: number[];
+  /** For messages: e.g. `lora_A of layers.0.attn.q_proj`. */
+  what: string;
+  /** Adapter weight key → value, from the file's tensor (runs inside tf.tidy). */
+  assign(t: tf.Tensor): [string, tf.Tensor][];
+}
+
+function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter {
+  const c = file.config;
+  const num = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file.configFile}: "${key}" must be a number (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  const r = num('r');
+  const alpha = num('lora_alpha', r);
+  const dropout = num('lora_dropout', 0);
+  const bias = (c.bias ?? 'none') as LoraBias;
+  if (!['none', 'all', 'lora_only'].includes(bias)) throw new Error(`${file.configFile}: bias ${JSON.stringify(c.bias)} is not supported`);
+  if (c.use_dora === true) throw new Error(`${file.configFile}: use_dora (DoRA) is not supported`);
+  for (const k of ['rank_pattern', 'alpha_pattern']) {
+    const v = c[k];
+    if (v && typeof v === 'object' && Object.keys(v).length > 0) throw new Error(`${file.configFile}: ${k} is not supported (one r and lora_alpha for every layer)`);
+  }
+  const init = c.init_lora_weights;
+  const initLoraWeights: LoraInit = init === false || init === 'gaussian' ? init : true; // only matters for fresh weights
+  const tl = c.tunelab as { seed?: unknown } | undefined;
+  const cfg = model.config;
+  // HF module → the tunelab linear layers it covers. GPT-2's fused c_attn (what PEFT adapts there)
+  // covers q/k/v: a LoRA on it is q/k/v LoRAs sharing A, with B split by rows, which is exact.
+  const modules = new Map(model.linearPaths().map((p) => [hfModulePath(cfg, p), [p]]));
+  const width = cfg.nHeads * (cfg.dModel / cfg.nHeads);
+  const fusedOf = (i: number) => ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
+  if (cfg.family === 'gpt2') for (let i = 0; i < cfg.nLayers; i++) modules.set(`transformer.h.${i}.attn.c_attn`, fusedOf(i));
+  const hit = matchTargets(file, [...modules.keys()], cfg.family);
+  const targets = hit.flatMap((m) => modules.get(m)!);
+  const twice = targets.find((p, i) => targets.indexOf(p) !== i);
+  if (twice) throw new Error(`${file.configFile}: target_modules adapt ${twice} twice (c_attn and its q/k/v_proj); keep one`);
+  const ordered = model.linearPaths().filter((p) => targets.includes(p));
+  const biasPaths = bias === 'none' ? [] : (bias === 'lora_only' ? ordered : model.linearPaths()).filter((p) => model.params.has(`${p}.bias`));
+
+  const needs: Need[] = [];
+  const split = (t: tf.Tensor, axis: number) => tf.split(t, 3, axis);
+  for (const m of hit) {
+    const paths = modules.get(m)!;
+    const [inDim, outDim] = paths.length === 1 ? model.weight(`${paths[0]}.weight`).shape : [cfg.dModel, 3 * width];
+    const of = (w: string) => `${w} of ${paths.join(', ')}`;
+    const key = `base_model.model.${m}`;
+    // PEFT [r, in] / [out, r] → tunelab [in, r] / [r, out]; a fused B splits into q/k/v column blocks.
+    needs.push({ key: `${key}.lora_A.weight`, shape: [r, inDim], what: of('lora_A'), assign: (t) => paths.map((p) => [`${p}.lora_A`, tf.transpose(t)]) });
+    needs.push({
+      key: `${key}.lora_B.weight`, shape: [outDim, r], what: of('lora_B'),
+      assign: (t) => (paths.length === 1 ? [tf.transpose(t)] : split(tf.transpose(t), 1)).map((v, j) => [`${paths[j]}.lora_B`, v]),
+    });
+  }
+  // Biases hold base + delta (what PEFT saves); GPT-2 q/k/v biases may come fused, as PEFT writes c_attn.bias.
+  const done = new Set<string>();
+  for (const p of biasPaths) {
+    if (done.has(p)) continue;
+    const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
+    const fusedKey = qkv && `base_model.model.transformer.h.${qkv[1]}.attn.c_attn.bias`;
+    const fused = fusedKey && file.tensors.has(fusedKey) && fusedOf(Number(qkv![1])).every((q) => biasPaths.includes(q));
+    const paths = fused ? fusedOf(Number(qkv![1])) : [p];
+    const minusBase = (vs: tf.Tensor[]): [string, tf.Tensor][] => vs.map((v, j) => [`${paths[j]}.bias_delta`, tf.sub(v, model.weight(`${paths[j]}.bias`))]);
+    needs.push(paths.length === 3
+      ? { key: fusedKey!, shape: [3 * width], what: `bias of ${paths.join(', ')}`, assign: (t) => minusBase(split(t, 0)) }
+      : { key: `base_model.model.${hfModulePath(cfg, p)}.bias`, shape: [...model.weight(`${p}.bias`).shape], what: `bias of ${p}`, assign: (t) => minusBase([t]) });
+    for (const q of paths) done.add(q);
+  }
+
+  // Check every tensor before touching the model.
+  const values = new Map<string, HostTensor>();
+  for (const e of needs) {
+    const entry = file.tensors.get(e.key);
+    if (!entry) throw new Error(`${file.weightsFile}: missing tensor "${e.key}" (${e.what}, as target_modules and bias in ${ADAPTER_CONFIG_FILE} require)`);
+    if (entry.shape.join() !== e.shape.join()) {
+      throw new Error(`${file.weightsFile}: tensor "${e.key}" has shape [${entry.shape}] but r = ${r} on this model needs [${e.shape}] (${e.what}); was the adapter trained on another base model?`);
+    }
+    const t = entry.read();
+    if (!(t.data instanceof Float32Array)) throw new Error(`${file.weightsFile}: tensor "${e.key}" has dtype ${t.dtype}; a float dtype is needed`);
+    values.set(e.key, { shape: t.shape, data: t.data });
+  }
+  const unexpected = [...file.tensors.keys()].filter((k) => !values.has(k));
+  if (unexpected.length) throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules)} and bias "${bias}"`);
+
+  const adapter = addLora(model, {
+    r, alpha, dropout, bias, initLoraWeights, useRslora: c.use_rslora === true, targetModules: ordered,
+    seed: typeof tl?.seed === 'number' ? tl.seed : 0,
+  }, name);
+  for (const e of needs) {
+    const host = values.get(e.key)!;
+    tf.tidy(() => {
+      for (const [k, v] of e.assign(tf.tensor(host.data, host.shape))) adapter.weights.get(k)!.assign(v);
+    });
+  }
+  return adapter;
+}

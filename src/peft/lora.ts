@@ -1,0 +1,418 @@
+/**
+ * LoRA: low-rank adaptation (Hu et al., arXiv 2106.09685), with Hugging Face PEFT's semantics
+ * (`tuners/lora`): y = x·W + b + scale · dropout(x)·A·B, scale = α/r (rsLoRA, Kalajdzievski arXiv
+ * 2312.03732: α/√r). A starts Kaiming-uniform and B at zero, so a fresh adapter changes nothing.
+ *
+ * Layout: tunelab keeps linear weights [in, out], so A is stored [in, r] and B [r, out] (x·A·B needs no
+ * transposes); files hold PEFT's lora_A [r, in] and lora_B [out, r] (see `./io`).
+ *
+ * Biases (PEFT's `bias`): PEFT trains the base model's own biases. Here the adapter owns zero-initialised
+ * bias *deltas* instead ('lora_only': on the layers LoRA targets; 'all': on every linear layer with a
+ * bias), so the base model stays bit-identical in every mode, disabling or switching adapters gives the
+ * base biases back, and two adapters never fight over one bias. Saved files hold base + delta, which is
+ * what PEFT saves. Limitation: 'all' does not reach LayerNorm biases (the model has no norm hook).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ModelConfig } from '../model/config';
+import type { CausalLM, LinearContext } from '../model/transformer';
+import { HostTensor, toHfTensors, transpose2d } from '../io/hf';
+import { Rng } from '../util/rng';
+import { Adapter, AdapterRegistry, peft, resolveTargets } from './peft';
+
+/** PEFT's `bias`: which biases the adapter trains (as deltas here; see the file header). */
+export type LoraBias = 'none' | 'all' | 'lora_only';
+
+/** PEFT's `init_lora_weights`: true = Kaiming-uniform A, zero B; 'gaussian' = normal A (std 1/r), zero B; false = both random (not a no-op). */
+export type LoraInit = boolean | 'gaussian';
+
+/** LoRA hyper-parameters (PEFT `LoraConfig` names in brackets). */
+export interface LoraConfig {
+  /** Rank of the update [`r`]. */
+  r: number;
+  /** Scale numerator: scale = alpha / r, or alpha / √r with rsLoRA [`lora_alpha`]. */
+  alpha: number;
+  /** Dropout on the adapter's input while training [`lora_dropout`]. */
+  dropout: number;
+  /** Layers to adapt: names matched at the end of a path, a regex on the full path, or 'all-linear' (see `resolveTargets`) [`target_modules`]. */
+  targetModules: readonly string[] | string | RegExp;
+  /** Rank-stabilised scaling α/√r [`use_rslora`]. */
+  useRslora: boolean;
+  /** Which biases train [`bias`]. */
+  bias: LoraBias;
+  /** Initialisation [`init_lora_weights`]. */
+  initLoraWeights: LoraInit;
+  /** Seed of the initialisation (tunelab; PEFT uses torch's global RNG). */
+  seed: number;
+}
+
+/** PEFT's defaults (llama's default targets q_proj, v_proj). */
+export const loraDefaults: Readonly<LoraConfig> = Object.freeze({
+  r: 8, alpha: 8, dropout: 0, targetModules: Object.freeze(['q_proj', 'v_proj']), useRslora: false, bias: 'none', initLoraWeights: true, seed: 0,
+});
+
+/** 32-bit FNV-1a of a string, kept to 31 bits so it is a valid tfjs op seed (also used by `./moe`). */
+export function hashSeed(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0) & 0x7fffffff;
+}
+
+function uniform(n: number, bound: number, rng: Rng): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (2 * rng.next() - 1) * bound;
+  return out;
+}
+
+function normal(n: number, std: number, rng: Rng): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    // Box–Muller; 1 − u keeps the log finite.
+    const u = 1 - rng.next();
+    out[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+  }
+  return out;
+}
+
+/** Multiplier of a LoRA update A·B: α/r, or α/√r with rsLoRA (shared with `./moe`). */
+export function loraScale(c: Pick<LoraConfig, 'alpha' | 'r' | 'useRslora'>): number {
+  return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
+}
+
+/**
+ * Fresh A [in, r] and B [r, out] values (row-major) as PEFT initialises them, drawn from `rng` (A first):
+ * A as torch's nn.Linear init (Kaiming-uniform, a = √5: bound 1/√fan_in) or N(0, 1/r); B zero, or with
+ * init false also nn.Linear's init (fan_in r). Shared with `./moe`, whose experts are LoRA pairs.
+ */
+export function loraInitValues(inDim: number, outDim: number, r: number, init: LoraInit, rng: Rng): { a: Float32Array; b: Float32Array } {
+  const a = init === 'gaussian' ? normal(inDim * r, 1 / r, rng) : uniform(inDim * r, 1 / Math.sqrt(inDim), rng);
+  const b = init === false ? uniform(r * outDim, 1 / Math.sqrt(r), rng) : new Float32Array(r * outDim);
+  return { a, b };
+}
+
+/**
+ * Hugging Face module path of a tunelab linear layer, e.g. `layers.0.attn.q_proj` →
+ * `model.layers.0.self_attn.q_proj` (llama) or `layers.0.mlp.up_proj` → `transformer.h.0.mlp.c_fc` (gpt2).
+ * GPT-2 fuses q/k/v into `c_attn`, which tunelab splits; those keep tunelab's names under HF's attention
+ * module: `transformer.h.0.attn.q_proj`.
+ */
+export function hfModulePath(config: ModelConfig, path: string): string {
+  if (config.family === 'gpt2') {
+    const qkv = /^layers\.(\d+)\.attn\.([qkv])_proj$/.exec(path);
+    if (qkv) return `transformer.h.${qkv[1]}.attn.${qkv[2]}_proj`;
+  }
+  // One dummy tensor through the checkpoint mapping, so names are derived in one place (src/io/hf.ts).
+  const [name] = toHfTensors(config, new Map([[`${path}.weight`, { shape: [1, 1], data: new Float32Array(1) }]])).keys();
+  const module = name.slice(0, -'.weight'.length);
+  return config.family === 'gpt2' ? `transformer.${module}` : module;
+}
+
+/** PEFT's `target_modules` for exactly these HF module paths: shortest suffixes that hit nothing else (also used by `./moe`). */
+export function peftTargetModules(all: readonly string[], targets: readonly string[]): string[] {
+  const hit = new Set(targets);
+  const matches = (p: string, s: string) => p === s || p.endsWith(`.${s}`);
+  const out = new Set<string>();
+  for (const t of targets) {
+    const parts = t.split('.');
+    for (let k = 1; k <= parts.length; k++) {
+      const s = parts.slice(-k).join('.');
+      if (all.every((p) => !matches(p, s) || hit.has(p))) { out.add(s); break; }
+    }
+  }
+  return [...out];
+}
+
+function validateLoraConfig(c: LoraConfig): void {
+  if (!Number.isInteger(c.r) || c.r <= 0) throw new Error(`LoraConfig.r must be a positive integer (got ${c.r})`);
+  if (!Number.isFinite(c.alpha)) throw new Error(`LoraConfig.alpha must be a finite number (got ${c.alpha})`);
+  if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`LoraConfig.dropout must be in [0, 1) (got ${c.dropout})`);
+  if (!['none', 'all', 'lora_only'].includes(c.bias)) throw new Error(`LoraConfig.bias must be "none", "all" or "lora_only" (got ${JSON.stringify(c.bias)})`);
+  if (c.initLoraWeights !== true && c.initLoraWeights !== false && c.initLoraWeights !== 'gaussian') {
+    throw new Error(`LoraConfig.initLoraWeights must be true, false or "gaussian" (got ${JSON.stringify(c.initLoraWeights)})`);
+  }
+}
+
+/** What an adapter remembers of its base model (for PEFT names). */
+interface BaseInfo {
+  config: ModelConfig;
+  linearPaths: readonly string[];
+}
+
+/**
+ * A LoRA adapter on one model. Weights: `<path>.lora_A` [in, r], `<path>.lora_B` [r, out] and, with
+ * `bias` ≠ 'none', `<path>.bias_delta` [out]. Create with {@link addLora} or `loadAdapter`.
+ */
+export class LoraAdapter implements Adapter {
+  readonly peftType = 'LORA' as const;
+  readonly weights = new Map<string, tf.Variable>();
+  /** Multiplier of A·B: α/r, or α/√r with rsLoRA. */
+  readonly scale: number;
+  /** True while A·B is folded into the base weights ({@link mergeLora}); the forward hook is off then. */
+  merged = false;
+
+  /** Takes ownership of `tensors` (keys as {@link LoraAdapter.weights}). Prefer {@link addLora}. */
+  constructor(
+    readonly name: string,
+    readonly config: Readonly<LoraConfig>,
+    /** Linear paths with A and B. */
+    readonly loraTargets: readonly string[],
+    /** Linear paths with a bias delta. */
+    readonly biasTargets: readonly string[],
+    private readonly base: BaseInfo,
+    tensors: Map<string, tf.Tensor>,
+  ) {
+    this.scale = loraScale(config);
+    for (const [k, t] of tensors) {
+      this.weights.set(k, tf.variable(t, true));
+      t.dispose();
+    }
+  }
+
+  /** Paths the hook wraps; none while merged, so the registry installs no hook for this adapter. */
+  get targets(): string[] {
+    if (this.merged) return [];
+    const wanted = new Set([...this.loraTargets, ...this.biasTargets]);
+    return this.base.linearPaths.filter((p) => wanted.has(p));
+  }
+
+  linear(path: string, x: tf.Tensor2D, inner: (x: tf.Tensor2D) => tf.Tensor2D, ctx: LinearContext): tf.Tensor2D {
+    let y = inner(x);
+    const a = this.weights.get(`${path}.lora_A`);
+    const b = this.weights.get(`${path}.lora_B`);
+    if (a && b) {
+      // As the model's own dropout: only with a seed (the trainer always passes one), derived per
+      // adapter and layer so masks are reproducible and independent.
+      const rate = ctx.training && ctx.seed !== undefined ? this.config.dropout : 0;
+      const xd = rate > 0 ? tf.dropout(x, rate, undefined, hashSeed(`${ctx.seed}:${this.name}:${path}`)) as tf.Tensor2D : x;
+      const low = tf.mul(tf.matMul(xd, a as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, r): scaling here is cheaper than on (N, out)
+      y = tf.add(y, tf.matMul(low, b as tf.Tensor2D)) as tf.Tensor2D;
+    }
+    const bias = this.weights.get(`${path}.bias_delta`);
+    return bias ? tf.add(y, bias) as tf.Tensor2D : y;
+  }
+
+  /** The weight change of layer `path`: scale·A·B, [in, out] (caller disposes). */
+  delta(path: string): tf.Tensor2D {
+    const a = this.weights.get(`${path}.lora_A`);
+    if (!a) throw new Error(`LoRA adapter "${this.name}" does not target "${path}"`);
+    return tf.tidy(() => tf.mul(tf.matMul(a as tf.Tensor2D, this.weights.get(`${path}.lora_B`)! as tf.Tensor2D), this.scale) as tf.Tensor2D);
+  }
+
+  peftConfig(): Record<string, unknown> {
+    const c = this.config;
+    const hf = (p: string) => hfModulePath(this.base.config, p);
+    return {
+      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: c.r, lora_alpha: c.alpha, lora_dropout: c.dropout,
+      target_modules: peftTargetModules(this.base.linearPaths.map(hf), this.loraTargets.map(hf)),
+      bias: c.bias, use_rslora: c.useRslora,
+      // PEFT sets it for GPT-2's Conv1D layers (weights [in, out]); it changes merging in torch, not the file's shapes.
+      fan_in_fan_out: this.base.config.family === 'gpt2',
+      init_lora_weights: c.initLoraWeights, inference_mode: false, base_model_name_or_path: null,
+      modules_to_save: null, layers_to_transform: null, layers_pattern: null, rank_pattern: {}, alpha_pattern: {}, use_dora: false,
+      tunelab: { family: this.base.config.family, seed: c.seed, targets: [...this.loraTargets], biasTargets: [...this.biasTargets] },
+    };
+  }
+
+  /**
+   * The adapter as PEFT saves it: `base_model.model.<HF module>.lora_A.weight` [r, in], `.lora_B.weight`
+   * [out, r] and, with biases, `base_model.model.<HF module>.bias` (base + delta, the trained bias).
+   */
+  async fileTensors(model: CausalLM): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    const host = async (t: tf.Tensor): Promise<HostTensor> => ({ shape: [...t.shape], data: (await t.data()) as Float32Array });
+    for (const p of this.loraTargets) {
+      const key = `base_model.model.${hfModulePath(this.base.config, p)}`;
+      out.set(`${key}.lora_A.weight`, transpose2d(await host(this.weights.get(`${p}.lora_A`)!)));
+      out.set(`${key}.lora_B.weight`, transpose2d(await host(this.weights.get(`${p}.lora_B`)!)));
+    }
+    for (const p of this.biasTargets) {
+      const full = tf.add(model.weight(`${p}.bias`), this.weights.get(`${p}.bias_delta`)!);
+      out.set(`base_model.model.${hfModulePath(this.base.config, p)}.bias`, await host(full));
+      full.dispose();
+    }
+    return out;
+  }
+}
+
+/** Resolves a LoRA config against a model: LoRA paths and bias-delta paths. */
+function loraPaths(model: CausalLM, c: LoraConfig): { lora: string[]; bias: string[] } {
+  const lora = resolveTargets(model, c.targetModules);
+  const withBias = (p: string) => model.params.has(`${p}.bias`);
+  const bias = c.bias === 'none' ? [] : (c.bias === 'lora_only' ? lora : model.linearPaths()).filter(withBias);
+  return { lora, bias };
+}
+
+function attach(model: CausalLM, adapter: LoraAdapter): LoraAdapter {
+  try {
+    peft(model).add(adapter.name, adapter);
+  } catch (e) {
+    tf.dispose([...adapter.weights.values()]);
+    throw e;
+  }
+  return adapter;
+}
+
+/**
+ * Adds a LoRA adapter to `model` under `name` and makes it the active one; the base model is frozen.
+ *
+ * @example
+ * const lora = addLora(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
+ * adapterSize(model, lora);   // { trainable: …, base: …, percent: … }
+ * await new Trainer(model, causalLmObjective, data, { lr: 1e-3 }).train();
+ */
+export function addLora(model: CausalLM, config: Partial<LoraConfig> = {}, name = 'default'): LoraAdapter {
+  const c: LoraConfig = { ...loraDefaults, ...config };
+  validateLoraConfig(c);
+  const { lora, bias } = loraPaths(model, c);
+  const tensors = new Map<string, tf.Tensor>();
+  for (const p of lora) {
+    const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+    const { a, b } = loraInitValues(inDim, outDim, c.r, c.initLoraWeights, new Rng(hashSeed(`${c.seed}:${name}:${p}`)));
+    tensors.set(`${p}.lora_A`, tf.tensor2d(a, [inDim, c.r]));
+    tensors.set(`${p}.lora_B`, tf.tensor2d(b, [c.r, outDim]));
+  }
+  for (const p of bias) tensors.set(`${p}.bias_delta`, tf.zeros(model.weight(`${p}.bias`).shape));
+  return attach(model, new LoraAdapter(name, c, lora, bias, { config: model.config, linearPaths: model.linearPaths() }, tensors));
+}
+
+function loraAdapter(reg: AdapterRegistry, name: string): LoraAdapter {
+  const a = reg.get(name);
+  if (!(a instanceof LoraAdapter)) throw new Error(`adapter "${name}" is ${a.peftType}, not LORA`);
+  return a;
+}
+
+function loraNames(reg: AdapterRegistry, names: string | readonly string[] | undefined, fallback: string[]): string[] {
+  const list = names === undefined ? fallback.filter((n) => reg.get(n) instanceof LoraAdapter) : typeof names === 'string' ? [names] : [...names];
+  for (const n of list) loraAdapter(reg, n);
+  return list;
+}
+
+/** Adds sign·(scale·A·B) to the base weights and sign·delta to the base biases. */
+function fold(model: CausalLM, a: LoraAdapter, sign: 1 | -1): void {
+  for (const p of a.loraTargets) {
+    const w = model.weight(`${p}.weight`);
+    const next = tf.tidy(() => {
+      const d = a.delta(p);
+      return sign > 0 ? tf.add(w, d) : tf.sub(w, d);
+    });
+    w.assign(next);
+    next.dispose();
+  }
+  for (const p of a.biasTargets) {
+    const b = model.weight(`${p}.bias`);
+    const next = tf.tidy(() => (sign > 0 ? tf.add(b, a.weights.get(`${p}.bias_delta`)!) : tf.sub(b, a.weights.get(`${p}.bias_delta`)!)));
+    b.assign(next);
+    next.dispose();
+  }
+}
+
+/**
+ * Folds adapters into the base weights (W += scale·A·B; biases += delta) and stops their hooks: same
+ * outputs, no adapter cost. Default: the active LoRA adapters. Undo with {@link unmergeLora}. A merged
+ * adapter does not train until unmerged.
+ *
+ * @example
+ * mergeLora(model);           // fast inference
+ * unmergeLora(model);         // back to training
+ */
+export function mergeLora(model: CausalLM, names?: string | readonly string[]): void {
+  const reg = peft(model);
+  for (const n of loraNames(reg, names, reg.activeNames)) {
+    const a = loraAdapter(reg, n);
+    if (a.merged) continue;
+    fold(model, a, 1);
+    a.merged = true;
+  }
+  reg.refresh();
+}
+
+/**
+ * Subtracts merged adapters back out of the base weights and restarts their hooks. Default: every
+ * merged LoRA adapter. Float rounding leaves the base within ~1e-7 of its old values, not bit-identical.
+ *
+ * @example
+ * mergeLora(model, 'faq'); unmergeLora(model, 'faq');
+ */
+export function unmergeLora(model: CausalLM, names?: string | readonly string[]): void {
+  const reg = peft(model);
+  for (const n of loraNames(reg, names, reg.names)) {
+    const a = loraAdapter(reg, n);
+    if (!a.merged) continue;
+    fold(model, a, -1);
+    a.merged = false;
+  }
+  reg.refresh();
+}
+
+/**
+ * PEFT's `merge_and_unload`: merges the active LoRA adapters into the base weights and removes every
+ * LoRA adapter (inactive unmerged ones are dropped), leaving a plain model for `saveModel`. Base
+ * parameters stay frozen, as in PEFT; unfreeze with `model.setTrainable(() => true, true)`.
+ *
+ * @example
+ * mergeAndUnload(model);
+ * await saveModel('runs/merged', model, tokenizer);
+ */
+export function mergeAndUnload(model: CausalLM): CausalLM {
+  const reg = peft(model);
+  mergeLora(model);
+  for (const n of reg.names) if (reg.get(n) instanceof LoraAdapter) reg.remove(n);
+  return model;
+}
+
+/**
+ * PEFT's `add_weighted_adapter`: a new LoRA adapter `newName` from existing ones, scale 1 (α = r).
+ * - 'cat': ranks concatenated, A_i scaled by wᵢ·scaleᵢ: the update is exactly Σ wᵢ·ΔWᵢ (rank Σ rᵢ).
+ * - 'linear': equal ranks; A = Σ sign(wᵢ)√|wᵢ|·scaleᵢ·A_i, B = Σ √|wᵢ|·B_i (PEFT's rule for positive
+ *   weights). The update B·A has cross terms, so it is *not* Σ wᵢ·ΔWᵢ; it keeps the rank r.
+ * Bias deltas (all adapters must share the bias mode) combine as Σ wᵢ·deltaᵢ. Like {@link addLora}, the
+ * new adapter becomes the active one (PEFT leaves the active adapter unchanged).
+ *
+ * @example
+ * addWeightedLora(model, ['faq', 'defs'], [0.7, 0.3], 'mix', 'cat');
+ */
+export function addWeightedLora(model: CausalLM, names: readonly string[], weights: readonly number[], newName: string, combination: 'cat' | 'linear' = 'cat'): LoraAdapter {
+  const reg = peft(model);
+  if (names.length === 0) throw new Error('addWeightedLora: give at least one adapter');
+  if (weights.length !== names.length) throw new Error(`addWeightedLora: ${names.length} adapters but ${weights.length} weights`);
+  if (!weights.every(Number.isFinite)) throw new Error(`addWeightedLora: weights must be finite numbers (got ${weights.join(', ')})`);
+  if (combination !== 'cat' && combination !== 'linear') throw new Error(`addWeightedLora: combination must be "cat" or "linear" (got ${JSON.stringify(combination)})`);
+  const src = names.map((n) => loraAdapter(reg, n));
+  if (combination === 'linear' && src.some((a) => a.config.r !== src[0].config.r)) {
+    throw new Error(`addWeightedLora: 'linear' needs equal ranks (got ${src.map((a) => `${a.name}: ${a.config.r}`).join(', ')}); use 'cat'`);
+  }
+  if (src.some((a) => a.config.bias !== src[0].config.bias)) throw new Error(`addWeightedLora: adapters differ in bias mode (${src.map((a) => `${a.name}: ${a.config.bias}`).join(', ')})`);
+  const all = model.linearPaths();
+  const union = (pick: (a: LoraAdapter) => readonly string[]) => all.filter((p) => src.some((a) => pick(a).includes(p)));
+  const lora = union((a) => a.loraTargets);
+  const bias = union((a) => a.biasTargets);
+  const r = combination === 'cat' ? src.reduce((s, a) => s + a.config.r, 0) : src[0].config.r;
+  const tensors = new Map<string, tf.Tensor>();
+  tf.tidy(() => {
+    for (const p of lora) {
+      const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+      // An adapter that does not target p contributes zeros (its rank block stays empty under 'cat').
+      const get = (a: LoraAdapter, k: 'lora_A' | 'lora_B') =>
+        a.weights.get(`${p}.${k}`) ?? tf.zeros(k === 'lora_A' ? [inDim, a.config.r] : [a.config.r, outDim]);
+      let a: tf.Tensor;
+      let b: tf.Tensor;
+      if (combination === 'cat') {
+        a = tf.concat(src.map((s, i) => tf.mul(get(s, 'lora_A'), weights[i] * s.scale)), 1); // [in, Σr]
+        b = tf.concat(src.map((s) => get(s, 'lora_B')), 0); // [Σr, out]
+      } else {
+        a = tf.addN(src.map((s, i) => tf.mul(get(s, 'lora_A'), Math.sign(weights[i]) * Math.sqrt(Math.abs(weights[i])) * s.scale)));
+        b = tf.addN(src.map((s, i) => tf.mul(get(s, 'lora_B'), Math.sqrt(Math.abs(weights[i])))));
+      }
+      tensors.set(`${p}.lora_A`, tf.keep(a));
+      tensors.set(`${p}.lora_B`, tf.keep(b));
+    }
+    for (const p of bias) {
+      const parts = src.flatMap((s, i) => {
+        const d = s.weights.get(`${p}.bias_delta`);
+        return d ? [tf.mul(d, weights[i])] : [];
+      });
+      tensors.set(`${p}.bias_delta`, tf.keep(tf.addN(parts)));
+    }
+  });
+  const c: LoraConfig = { ...src[0].config, r, alpha: r, useRslora: false, targetModules: lora };
+  return attach(model, new LoraAdapter(newName, c, lora, bias, { config: model.config, linearPaths: all }, tensors));
+}

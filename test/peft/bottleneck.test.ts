@@ -1,0 +1,207 @@
+import { strict as assert } from 'assert';
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM, ModelConfig } from '../../src/model';
+import { generate } from '../../src/model/generate';
+import { Trainer } from '../../src/train/trainer';
+import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
+import { adapterSize, peft } from '../../src/peft/peft';
+import { BottleneckAdapter, addBottleneck, bottleneckDefaults } from '../../src/peft/bottleneck';
+import { addIa3 } from '../../src/peft/ia3';
+import { engineReady, ids, maxAbsDiff } from '../helpers';
+
+const families: Record<string, Partial<ModelConfig>> = {
+  llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 },
+  gpt2: { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 16 },
+};
+// A learnable stream: a repeating pattern with some seeded noise (as test/train/trainer.test.ts).
+const stream = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
+// The fine-tuning task: another pattern, so the adapter has something to learn beyond the base.
+const task = (n: number) => Array.from({ length: n }, (_, i) => (i % 5 === 4 ? (i * 17) % 64 : 20 + ((i * 5) % 11)));
+
+/** A small base model briefly pretrained on `stream` (a random one's logits are too flat to adapt). */
+async function pretrained(cfg: Partial<ModelConfig>): Promise<CausalLM> {
+  const model = CausalLM.create(cfg, { seed: 1 });
+  const t = new Trainer(model, causalLmObjective, new TokenWindows(stream(2000), 16, 8, 3), { lr: 1e-2, maxSteps: 20 });
+  await t.train();
+  t.dispose();
+  return model;
+}
+
+function logitsOf(model: CausalLM, options: { training?: boolean; seed?: number } = {}): Float32Array {
+  const t = tf.tidy(() => model.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16]]), options));
+  const d = t.dataSync().slice() as Float32Array;
+  t.dispose();
+  return d;
+}
+
+const snapshot = (model: CausalLM) => new Map([...model.params].map(([k, p]) => [k, p.variable.dataSync().slice()]));
+
+/** Gives every adapter weight random values, so the adapter does something measurable. */
+function randomize(weights: ReadonlyMap<string, tf.Variable>, seed: number): void {
+  let s = seed;
+  for (const v of weights.values()) tf.tidy(() => v.assign(tf.randomNormal(v.shape, 0, 0.3, 'float32', s++)));
+}
+
+/** Base-linear + bottleneck, by hand: y + up(silu(down(y))). */
+function byHand(a: BottleneckAdapter, path: string, y: tf.Tensor2D): tf.Tensor2D {
+  const w = (k: string) => a.weights.get(`${path}.${k}`)!;
+  const h = tf.add(tf.matMul(y, w('adapter_down.weight') as tf.Tensor2D), w('adapter_down.bias'));
+  const act = tf.mul(h, tf.sigmoid(h)) as tf.Tensor2D;
+  return tf.add(y, tf.add(tf.matMul(act, w('adapter_up.weight') as tf.Tensor2D), w('adapter_up.bias'))) as tf.Tensor2D;
+}
+
+describe('peft: bottleneck adapters', () => {
+  before(engineReady);
+
+  for (const [family, cfg] of Object.entries(families)) {
+    it(`${family}: exact trainable parameter counts`, () => {
+      const model = CausalLM.create(cfg, { seed: 1 });
+      // Default: m = 32 / 16 = 2 on o_proj and down_proj of both blocks, each d·m + m + m·d + d.
+      const a = addBottleneck(model);
+      assert.equal(a.size, 2);
+      assert.deepEqual(a.targets, ['layers.0.attn.o_proj', 'layers.0.mlp.down_proj', 'layers.1.attn.o_proj', 'layers.1.mlp.down_proj']);
+      assert.equal(adapterSize(model, a).trainable, 4 * (32 * 2 + 2 + 2 * 32 + 32));
+      assert.equal(model.paramCount(true), 4 * 162, 'only the adapter trains');
+      assert.deepEqual(a.weights.get('layers.0.attn.o_proj.adapter_down.weight')!.shape, [32, 2]);
+      assert.deepEqual(a.weights.get('layers.0.attn.o_proj.adapter_up.weight')!.shape, [2, 32]);
+      // Width override, one placement, one block left out.
+      const b = addBottleneck(model, { bottleneckSize: 8, placement: 'attention', leaveOut: [1] }, 'small');
+      assert.deepEqual(b.targets, ['layers.0.attn.o_proj']);
+      assert.equal(adapterSize(model, b).trainable, 32 * 8 + 8 + 8 * 32 + 32);
+      const c = addBottleneck(model, { reductionFactor: 4, placement: 'mlp' }, 'mlp');
+      assert.equal(adapterSize(model, c).trainable, 2 * (32 * 8 + 8 + 8 * 32 + 32));
+      assert.deepEqual(c.targets, ['layers.0.mlp.down_proj', 'layers.1.mlp.down_proj']);
+      model.dispose();
+    });
+
+    it(`${family}: fresh adapter is an exact no-op; trains with the Trainer; base untouched; disable and KV cache`, async () => {
+      const model = await pretrained(cfg);
+      const base = logitsOf(model);
+      const weights = snapshot(model);
+      addBottleneck(model, { bottleneckSize: 8 });
+      assert.equal(maxAbsDiff(logitsOf(model), base), 0, 'fresh adapter changes logits');
+      const trainer = new Trainer(model, causalLmObjective, new TokenWindows(task(2000), 16, 8, 3), { lr: 3e-2, maxSteps: 20 });
+      const counts: number[] = [];
+      trainer.on('step', () => counts.push(tf.memory().numTensors));
+      const losses = (await trainer.train()).history.map((h) => h.loss);
+      trainer.dispose();
+      const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+      assert.ok(mean(losses.slice(-4)) < mean(losses.slice(0, 4)) - 0.3, `loss ${losses[0]} → ${losses.at(-1)}`);
+      assert.equal(new Set(counts.slice(1)).size, 1, `tensor counts ${counts}`);
+      for (const [k, v] of weights) assert.equal(maxAbsDiff(model.weight(k).dataSync(), v), 0, `base weight ${k} changed`);
+      assert.ok(maxAbsDiff(logitsOf(model), base) > 1e-3, 'trained adapter changes logits');
+      peft(model).disable();
+      assert.equal(maxAbsDiff(logitsOf(model), base), 0, 'disabled adapter');
+      peft(model).enable();
+      const prompt = [1, 2, 3];
+      const cached = generate(model, prompt, { maxNewTokens: 20, useCache: true });
+      assert.deepEqual(cached, generate(model, prompt, { maxNewTokens: 20, useCache: false }));
+      const sampled = { maxNewTokens: 20, doSample: true, seed: 3 };
+      assert.deepEqual(generate(model, prompt, { ...sampled, useCache: true }), generate(model, prompt, { ...sampled, useCache: false }));
+      model.dispose();
+    });
+  }
+
+  it('computes y + up(act(down(y))) on the wrapped layers', () => {
+    const model = CausalLM.create(families.gpt2, { seed: 2 });
+    const a = addBottleneck(model, { bottleneckSize: 4 });
+    randomize(a.weights, 10);
+    const path = 'layers.1.mlp.down_proj';
+    tf.tidy(() => {
+      const x = tf.randomNormal([5, 64], 0, 1, 'float32', 1) as tf.Tensor2D;
+      const base = tf.add(tf.matMul(x, model.weight(`${path}.weight`) as tf.Tensor2D), model.weight(`${path}.bias`)) as tf.Tensor2D;
+      assert.ok(maxAbsDiff(model.linear(path, x).dataSync(), byHand(a, path, base).dataSync()) < 1e-5);
+      // Unwrapped layers run the base.
+      const q = 'layers.1.attn.q_proj';
+      const h = tf.randomNormal([5, 32], 0, 1, 'float32', 2) as tf.Tensor2D;
+      assert.equal(maxAbsDiff(model.linear(q, h).dataSync(), tf.add(tf.matMul(h, model.weight(`${q}.weight`) as tf.Tensor2D), model.weight(`${q}.bias`)).dataSync()), 0);
+    });
+    model.dispose();
+  });
+
+  it('stacks with another adapter: use([a, b]) runs b on top of a; disable gives the base', () => {
+    const model = CausalLM.create(families.llama, { seed: 3 });
+    const base = logitsOf(model);
+    const a = addBottleneck(model, { bottleneckSize: 4 }, 'a');
+    const b = addBottleneck(model, { bottleneckSize: 4, nonLinearity: 'silu' }, 'b');
+    randomize(a.weights, 20);
+    randomize(b.weights, 40);
+    const p = peft(model);
+    p.use(['a', 'b']);
+    const path = 'layers.0.attn.o_proj';
+    tf.tidy(() => {
+      const x = tf.randomNormal([3, 32], 0, 1, 'float32', 5) as tf.Tensor2D;
+      const y = tf.matMul(x, model.weight(`${path}.weight`) as tf.Tensor2D) as tf.Tensor2D;
+      assert.ok(maxAbsDiff(model.linear(path, x).dataSync(), byHand(b, path, byHand(a, path, y)).dataSync()) < 1e-5);
+    });
+    assert.equal(model.paramCount(true), adapterSize(model, a).trainable + adapterSize(model, b).trainable);
+    const both = logitsOf(model);
+    p.use('a');
+    const onlyA = logitsOf(model);
+    assert.ok(maxAbsDiff(both, onlyA) > 1e-3 && maxAbsDiff(onlyA, base) > 1e-3);
+    // With IA3 on other layers.
+    const ia3 = addIa3(model, {}, 'ia3');
+    randomize(ia3.weights, 60);
+    p.use(['a', 'ia3']);
+    const mixed = logitsOf(model);
+    assert.ok(maxAbsDiff(mixed, onlyA) > 1e-3);
+    p.disable();
+    assert.equal(maxAbsDiff(logitsOf(model), base), 0);
+    model.dispose();
+  });
+
+  it('adapter dropout: only while training, deterministic for a seed', () => {
+    const model = CausalLM.create(families.llama, { seed: 4 });
+    const a = addBottleneck(model, { bottleneckSize: 4, dropout: 0.5 });
+    randomize(a.weights, 7);
+    const plain = logitsOf(model);
+    assert.equal(maxAbsDiff(logitsOf(model, { training: false, seed: 1 }), plain), 0, 'no dropout at inference');
+    assert.equal(maxAbsDiff(logitsOf(model, { training: true }), plain), 0, 'no dropout without a seed');
+    const s1 = logitsOf(model, { training: true, seed: 1 });
+    assert.equal(maxAbsDiff(logitsOf(model, { training: true, seed: 1 }), s1), 0, 'same seed, same masks');
+    assert.ok(maxAbsDiff(logitsOf(model, { training: true, seed: 2 }), s1) > 1e-4, 'other seed, other masks');
+    assert.ok(maxAbsDiff(s1, plain) > 1e-4);
+    model.dispose();
+  });
+
+  it('peftConfig uses AdapterHub field names', () => {
+    const model = CausalLM.create(families.llama, { seed: 1 });
+    const a = addBottleneck(model);
+    assert.deepEqual(a.peftConfig(), {
+      peft_type: 'BOTTLENECK', task_type: 'CAUSAL_LM', architecture: 'bottleneck', mh_adapter: true, output_adapter: true,
+      reduction_factor: 16, bottleneck_size: 2, non_linearity: 'swish', original_ln_before: false, original_ln_after: true,
+      residual_before_ln: true, init_weights: 'mam_adapter', is_parallel: false, scaling: 1, dropout: 0, leave_out: [],
+    });
+    const b = addBottleneck(model, { bottleneckSize: 8, placement: 'mlp', nonLinearity: 'relu' }, 'b');
+    assert.deepEqual(
+      (({ mh_adapter, output_adapter, reduction_factor, bottleneck_size, non_linearity }) => ({ mh_adapter, output_adapter, reduction_factor, bottleneck_size, non_linearity }))(b.peftConfig()),
+      { mh_adapter: false, output_adapter: true, reduction_factor: 4, bottleneck_size: 8, non_linearity: 'relu' });
+    assert.ok(Object.isFrozen(bottleneckDefaults));
+    model.dispose();
+  });
+
+  it('rejects bad configs naming the option, leaking nothing; remove frees every tensor', () => {
+    const model = CausalLM.create(families.llama, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ reductionFactor: 0 }, /BottleneckConfig\.reductionFactor must be > 0/],
+      [{ reductionFactor: 64 }, /BottleneckConfig\.reductionFactor leaves no bottleneck for dModel 32/],
+      [{ bottleneckSize: 2.5 }, /BottleneckConfig\.bottleneckSize/],
+      [{ nonLinearity: 'swish' }, /BottleneckConfig\.nonLinearity must be one of relu, gelu, tanh, silu/],
+      [{ placement: 'ffn' }, /BottleneckConfig\.placement/],
+      [{ dropout: 1 }, /BottleneckConfig\.dropout/],
+      [{ leaveOut: [2] }, /BottleneckConfig\.leaveOut/],
+      [{ leaveOut: [0, 1] }, /BottleneckConfig\.leaveOut leaves out every block/],
+      [{ reduction_factor: 8 }, /BottleneckConfig: unknown option "reduction_factor"/],
+    ];
+    for (const [config, message] of bad) assert.throws(() => addBottleneck(model, config as never), message);
+    assert.throws(() => addBottleneck(model, {}, 'bad name'), /adapter name/);
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(peft(model).names, []);
+    addBottleneck(model, { bottleneckSize: 4 });
+    peft(model).remove('default');
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(model.adapterParams.size, 0);
+    model.dispose();
+  });
+});

@@ -23,6 +23,7 @@ import { tokenStream } from '../train/causal-lm';
 import type { Trainer, TrainResult } from '../train/trainer';
 import { addLora, loraDefaults, type LoraConfig } from '../peft/lora';
 import { addIa3, type Ia3Config } from '../peft/ia3';
+import { addLoraMoe, loraMoeDefaults, type LoraMoeConfig } from '../peft/moe';
 import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
 import { addPrefixTuning, prefixTuningDefaults, type PrefixTuningConfig } from '../peft/prefix';
 import { addPromptTuning, promptTuningDefaults, type PromptTuningConfig } from '../peft/prompt';
@@ -124,6 +125,11 @@ export class Lab {
   /** LoRA (PEFT defaults: r 8, α 8, q_proj and v_proj). */
   lora(config: Partial<LoraConfig> = {}): Lab {
     return this.adapter(`lora-r${config.r ?? loraDefaults.r}`, (m) => addLora(m, config));
+  }
+
+  /** Mixture of LoRA experts with a learned router (per token by default). */
+  loraMoe(config: Partial<LoraMoeConfig> = {}): Lab {
+    return this.adapter(`lora-moe-${config.experts ?? loraMoeDefaults.experts}x${config.r ?? loraMoeDefaults.r}`, (m) => addLoraMoe(m, config));
   }
 
   /** IA3: learned scaling of keys, values and the MLP's inner activation. */

@@ -12,6 +12,8 @@ export interface LinearContext {
   training: boolean;
   /** The forward call's dropout seed, when it has one; hooks derive their own from it and the path. */
   seed?: number;
+  /** Rows B of the forward call: a hook's x has B·T rows (sequence-level routing needs the split). */
+  batch?: number;
 }
 
 /**
@@ -219,12 +221,12 @@ export class CausalLM {
   }
 
   /** Final hidden states (B, T, d) → logits (B, T, V). */
-  head(h: tf.Tensor3D): tf.Tensor3D {
+  head(h: tf.Tensor3D, ctx: LinearContext = { training: false, batch: h.shape[0] }): tf.Tensor3D {
     const [b, t, d] = h.shape;
     const h2 = tf.reshape(h, [b * t, d]) as tf.Tensor2D;
     const logits = this.config.tieEmbeddings
       ? tf.matMul(h2, this.weight('embed_tokens.weight') as tf.Tensor2D, false, true)
-      : this.linear('lm_head', h2);
+      : this.linear('lm_head', h2, ctx);
     return tf.reshape(logits, [b, t, this.config.vocabSize]);
   }
 
@@ -289,7 +291,7 @@ export class CausalLM {
     }
     x = dropout(x, rate, nextSeed()) as tf.Tensor3D;
     const mask = attentionMask(t, offset + t, options.segmentIds, reserved);
-    const lc: LinearContext = { training, seed: options.seed };
+    const lc: LinearContext = { training, seed: options.seed, batch: b };
     const lin = (path: string, y: tf.Tensor2D) => this.linear(path, y, lc);
     const hd = headDim(c);
     const groups = c.nHeads / c.nKvHeads;
@@ -319,7 +321,7 @@ export class CausalLM {
 
   /** Logits (B, T, V) for input ids (B, T) int32. Call inside `tf.tidy` (intermediates are not disposed). */
   forward(inputIds: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
-    return this.head(this.hidden(inputIds, options));
+    return this.head(this.hidden(inputIds, options), { training: options.training ?? false, seed: options.seed, batch: inputIds.shape[0] });
   }
 
   /** Frees every variable and table of the model, adapters included. */

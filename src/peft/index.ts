@@ -5,3 +5,4 @@ export * from './lora';
 export * from './io';
 export * from './prefix';
 export * from './prompt';
+export * from './moe';

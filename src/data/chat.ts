@@ -171,6 +171,19 @@ export function chatml(options: Partial<ChatmlOptions> = {}): ChatTemplate {
 }
 
 /**
+ * {@link chatml} as a Hugging Face Jinja `chat_template` (written to `tokenizer_config.json`, so
+ * `transformers`' `apply_chat_template` and llama.cpp render the same text).
+ *
+ * @example
+ * jinjaTemplate(chatmlJinja()).render(messages).text === chatmlTemplate.render(messages).text;
+ */
+export function chatmlJinja(options: Partial<ChatmlOptions> = {}): string {
+  const { imStart, imEnd } = { ...chatmlDefaults, ...options };
+  return `{% for message in messages %}{{ '${imStart}' + message['role'] + '\n' + message['content'] + '${imEnd}' + '\n' }}{% endfor %}`
+    + `{% if add_generation_prompt %}{{ '${imStart}assistant\n' }}{% endif %}`;
+}
+
+/**
  * The default template: {@link chatml} with {@link chatmlDefaults}.
  *
  * @example

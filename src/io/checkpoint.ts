@@ -9,6 +9,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../model/transformer';
 import { Tokenizer } from '../tokenizer/tokenizer';
+import { chatmlJinja, chatTemplateFromConfig, type ChatTemplate, type TokenizerConfigJson } from '../data/chat';
 import type { Trainer, TrainerState, CheckpointIO } from '../train/trainer';
 import { writeJsonAtomic } from './atomic';
 import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
@@ -42,7 +43,25 @@ async function writeModelFiles(dir: string, model: CausalLM, tokenizer?: Tokeniz
   const special = tokenizer ? { bos: tokenizer.specialTokens.bos?.id, eos: tokenizer.specialTokens.eos?.id } : {};
   writeJsonAtomic(path.join(dir, 'config.json'), toHfConfig(model.config, special));
   writeSafetensors(path.join(dir, 'model.safetensors'), toHfTensors(model.config, await hostParams(model)), { format: 'pt' });
-  if (tokenizer) tokenizer.save(path.join(dir, 'tokenizer.json'));
+  if (tokenizer) {
+    tokenizer.save(path.join(dir, 'tokenizer.json'));
+    writeJsonAtomic(path.join(dir, 'tokenizer_config.json'), tokenizerConfig(tokenizer, model.config.contextLength));
+  }
+}
+
+/**
+ * `tokenizer_config.json` for HF tools: special-token names, no automatic bos/eos (tunelab adds none),
+ * and the ChatML chat template when the tokenizer has its delimiters.
+ */
+export function tokenizerConfig(tokenizer: Tokenizer, contextLength: number): Record<string, unknown> {
+  const st = tokenizer.specialTokens;
+  const out: Record<string, unknown> = {
+    tokenizer_class: 'PreTrainedTokenizerFast', model_max_length: contextLength, add_bos_token: false, add_eos_token: false,
+    clean_up_tokenization_spaces: false, bos_token: st.bos?.token ?? null, eos_token: st.eos?.token ?? null,
+    pad_token: st.pad?.token ?? null, unk_token: st.unk?.token ?? null,
+  };
+  if (st.imStart && st.imEnd) out.chat_template = chatmlJinja({ imStart: st.imStart.token, imEnd: st.imEnd.token });
+  return out;
 }
 
 /**
@@ -104,13 +123,29 @@ export function loadWeightsInto(model: CausalLM, dir: string): void {
   });
 }
 
+/** What {@link loadModel} returns. */
+export interface LoadedModel {
+  model: CausalLM;
+  /** From `tokenizer.json`, with special-token roles from `tokenizer_config.json` when present. */
+  tokenizer?: Tokenizer;
+  /** The `chat_template` of `tokenizer_config.json` (needs the optional `@huggingface/jinja`). */
+  chatTemplate?: ChatTemplate;
+  /** Things read but not usable, e.g. a chat template without `@huggingface/jinja` installed. */
+  warnings: string[];
+}
+
+const tokenName = (t: unknown): string | undefined =>
+  typeof t === 'string' ? t : t && typeof (t as { content?: unknown }).content === 'string' ? (t as { content: string }).content : undefined;
+
 /**
- * Loads a model folder saved by tunelab or by Hugging Face (Llama or GPT-2, safetensors).
+ * Loads a model folder saved by tunelab or by Hugging Face (Llama, Mistral-style Llama or GPT-2;
+ * `model.safetensors` or a sharded `model.safetensors.index.json`; f32/f16/bf16), with its tokenizer
+ * and, from `tokenizer_config.json`, the special-token roles and chat template.
  *
  * @example
- * const { model, tokenizer } = await loadModel('runs/demo/final');
+ * const { model, tokenizer, chatTemplate } = await loadModel('runs/demo/final');
  */
-export async function loadModel(dir: string): Promise<{ model: CausalLM; tokenizer?: Tokenizer }> {
+export async function loadModel(dir: string): Promise<LoadedModel> {
   const config = loadModelConfig(dir);
   const model = new CausalLM(config);
   try {
@@ -119,13 +154,32 @@ export async function loadModel(dir: string): Promise<{ model: CausalLM; tokeniz
     model.dispose();
     throw e;
   }
+  const warnings: string[] = [];
   const tokFile = path.join(dir, 'tokenizer.json');
-  const tokenizer = fs.existsSync(tokFile) ? Tokenizer.load(tokFile) : undefined;
+  const tcFile = path.join(dir, 'tokenizer_config.json');
+  const tc = fs.existsSync(tcFile) ? (readJson(tcFile) as TokenizerConfigJson & Record<string, unknown>) : undefined;
+  const roles = tc && Object.fromEntries((['bos', 'eos', 'pad', 'unk'] as const)
+    .map((r) => [r, tokenName(tc[`${r}_token`])] as const).filter(([, v]) => v !== undefined));
+  let tokenizer: Tokenizer | undefined;
+  try {
+    tokenizer = fs.existsSync(tokFile) ? Tokenizer.load(tokFile, roles && Object.keys(roles).length ? { specialTokens: roles } : {}) : undefined;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
     model.dispose();
     throw new Error(`${tokFile}: tokenizer has ${tokenizer.vocabSize} tokens but config.json vocab_size is ${config.vocabSize}`);
   }
-  return { model, tokenizer };
+  let chatTemplate: ChatTemplate | undefined;
+  if (tc?.chat_template !== undefined) {
+    try {
+      chatTemplate = chatTemplateFromConfig(tc, tcFile);
+    } catch (e) {
+      warnings.push(`${tcFile}: chat_template not loaded: ${(e as Error).message}`);
+    }
+  }
+  return { model, tokenizer, chatTemplate, warnings };
 }
 
 /** Saved alongside each training checkpoint. */

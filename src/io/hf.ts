@@ -191,8 +191,20 @@ export function fromHfConfig(hf: Record<string, unknown>, source: string): Model
     return v;
   };
   const type = hf.model_type;
-  if (type === 'llama' || type === 'mistral' || type === 'qwen2') {
-    if (hf.hidden_act !== undefined && hf.hidden_act !== 'silu') throw new Error(`${source}: hidden_act "${String(hf.hidden_act)}" is not supported (silu only)`);
+  // Options that change the computation and that tunelab does not implement: loading would give wrong outputs.
+  const unsupported = (key: string, ok: (v: unknown) => boolean, why: string) => {
+    if (hf[key] !== undefined && !ok(hf[key])) throw new Error(`${source}: ${key} ${JSON.stringify(hf[key])} is not supported (${why})`);
+  };
+  if (type === 'llama' || type === 'mistral') {
+    unsupported('hidden_act', (v) => v === 'silu', 'silu only');
+    unsupported('rope_scaling', (v) => v === null, 'plain RoPE only; no linear/dynamic/yarn/llama3 scaling');
+    unsupported('attention_bias', (v) => v === false, 'no attention biases');
+    unsupported('mlp_bias', (v) => v === false, 'no MLP biases');
+    unsupported('pretraining_tp', (v) => v === 1, 'tensor-parallel slicing of 1 only');
+    unsupported('partial_rotary_factor', (v) => v === 1, 'RoPE on the full head only');
+    if (type === 'mistral' && typeof hf.sliding_window === 'number' && hf.sliding_window < num('max_position_embeddings')) {
+      throw new Error(`${source}: sliding_window ${hf.sliding_window} is not supported (full causal attention only; it must be null or ≥ max_position_embeddings)`);
+    }
     const heads = num('num_attention_heads');
     if (hf.head_dim !== undefined && hf.head_dim !== null && num('head_dim') * heads !== num('hidden_size')) {
       throw new Error(`${source}: head_dim × num_attention_heads must equal hidden_size`);
@@ -205,6 +217,10 @@ export function fromHfConfig(hf: Record<string, unknown>, source: string): Model
     });
   }
   if (type === 'gpt2') {
+    unsupported('activation_function', (v) => v === 'gelu_new' || v === 'gelu_pytorch_tanh', 'the tanh GELU only');
+    unsupported('scale_attn_by_inverse_layer_idx', (v) => v === false, 'standard attention scaling only');
+    unsupported('reorder_and_upcast_attn', (v) => v === false, 'standard attention only');
+    unsupported('scale_attn_weights', (v) => v === true, 'scaled attention only');
     const d = num('n_embd');
     const inner = hf.n_inner === null || hf.n_inner === undefined ? 4 * d : num('n_inner');
     return modelConfig({
@@ -213,5 +229,5 @@ export function fromHfConfig(hf: Record<string, unknown>, source: string): Model
       dropout: num('resid_pdrop', 0), initStd: num('initializer_range', 0.02),
     });
   }
-  throw new Error(`${source}: model_type ${JSON.stringify(type)} is not supported (llama or gpt2)`);
+  throw new Error(`${source}: model_type ${JSON.stringify(type)} is not supported (llama, mistral or gpt2)`);
 }

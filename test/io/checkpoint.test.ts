@@ -25,7 +25,7 @@ describe('io/checkpoint', () => {
       const dir = path.join(tmp(), 'model');
       const m = new CausalLM(cfg({ family, nKvHeads: family === 'llama' ? 2 : undefined, tieEmbeddings: family === 'gpt2' }), { seed: 5 });
       await saveModel(dir, m, tok);
-      assert.deepEqual(fs.readdirSync(dir).sort(), ['config.json', 'model.safetensors', 'tokenizer.json']);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
       const hfConfig = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
       const st = readSafetensors(path.join(dir, 'model.safetensors'));
       if (family === 'llama') {

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM, LinearContext } from '../model/transformer';
 import { gelu, linear, silu } from '../model/layers';
 import { Adapter, peft } from './peft';
+import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
 
 /** Nonlinearity between the down and up projection. */
 export type BottleneckNonLinearity = 'relu' | 'gelu' | 'tanh' | 'silu';
@@ -199,3 +200,80 @@ export function addBottleneck(model: CausalLM, config: Partial<BottleneckConfig>
   }
   return adapter;
 }
+
+/**
+ * `loadAdapter` for BOTTLENECK folders (written by `saveAdapter`; PEFT has no bottleneck adapter, so the
+ * file is tunelab's: `base_model.model.<weight key>`, e.g. `base_model.model.layers.0.attn.o_proj.adapter_down.weight`
+ * [d, m], in the model's [in, out] layout). The config is {@link BottleneckAdapter.peftConfig}'s
+ * AdapterHub fields (`bottleneck_size` wins over `reduction_factor`). Every tensor's name, shape and dtype
+ * is checked before the model is touched; errors name the file and the tensor.
+ */
+export function loadBottleneck(model: CausalLM, file: AdapterFile, name: string): BottleneckAdapter {
+  const c = file.config;
+  const bad = (key: string, rule: string): never => {
+    throw new Error(`${file.configFile}: "${key}" ${rule} (got ${JSON.stringify(c[key])})`);
+  };
+  const num = (key: string, fallback: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) bad(key, 'must be a number');
+    return v as number;
+  };
+  if (c.architecture !== undefined && c.architecture !== 'bottleneck') bad('architecture', 'must be "bottleneck"');
+  if (c.is_parallel === true) bad('is_parallel', 'is not supported (sequential adapters only)');
+  const hub = c.non_linearity ?? nonLinearities[bottleneckDefaults.nonLinearity].hub;
+  const nonLinearity = (Object.keys(nonLinearities) as BottleneckNonLinearity[]).find((k) => nonLinearities[k].hub === hub || k === hub);
+  if (!nonLinearity) bad('non_linearity', `must be one of ${Object.values(nonLinearities).map((n) => n.hub).join(', ')}`);
+  const mh = c.mh_adapter ?? true;
+  const out = c.output_adapter ?? true;
+  if (typeof mh !== 'boolean') bad('mh_adapter', 'must be true or false');
+  if (typeof out !== 'boolean') bad('output_adapter', 'must be true or false');
+  if (!mh && !out) throw new Error(`${file.configFile}: mh_adapter and output_adapter are both false: no adapter to load`);
+  const leaveOut = c.leave_out ?? [];
+  if (!Array.isArray(leaveOut) || !leaveOut.every((i) => Number.isInteger(i))) bad('leave_out', 'must be a list of block indices');
+  const size = c.bottleneck_size;
+  if (size !== undefined && size !== null && !(typeof size === 'number' && Number.isInteger(size) && size > 0)) bad('bottleneck_size', 'must be a positive integer');
+  const config: BottleneckConfig = {
+    ...bottleneckDefaults,
+    reductionFactor: num('reduction_factor', bottleneckDefaults.reductionFactor),
+    ...(typeof size === 'number' && { bottleneckSize: size }),
+    nonLinearity: nonLinearity!,
+    placement: mh && out ? 'both' : mh ? 'attention' : 'mlp',
+    dropout: num('dropout', 0),
+    scaling: num('scaling', 1),
+    leaveOut: leaveOut as number[],
+  };
+  try {
+    validateBottleneckConfig(config, model.config.dModel, model.config.nLayers);
+  } catch (e) {
+    throw new Error(`${file.configFile}: ${(e as Error).message}`);
+  }
+  const adapter = new BottleneckAdapter(model, config, name);
+  try {
+    const m = adapter.size;
+    for (const [key, v] of adapter.weights) {
+      const fileKey = `base_model.model.${key}`;
+      const entry = file.tensors.get(fileKey);
+      if (!entry) throw new Error(`${file.weightsFile}: missing tensor "${fileKey}" (as the placement and leave_out in ${ADAPTER_CONFIG_FILE} require)`);
+      if (entry.shape.join() !== v.shape.join()) {
+        throw new Error(`${file.weightsFile}: tensor "${fileKey}" has shape [${entry.shape}] but this model needs [${v.shape}] (bottleneck size ${m}, d_model ${model.config.dModel}); was the adapter trained on another base model?`);
+      }
+    }
+    const unexpected = [...file.tensors.keys()].filter((k) => !adapter.weights.has(k.replace(/^base_model\.model\./, '')) || !k.startsWith('base_model.model.'));
+    if (unexpected.length) {
+      throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for this bottleneck config (placement and leave_out in ${ADAPTER_CONFIG_FILE})`);
+    }
+    for (const [key, v] of adapter.weights) {
+      const t = file.tensors.get(`base_model.model.${key}`)!.read();
+      if (!(t.data instanceof Float32Array)) throw new Error(`${file.weightsFile}: tensor "base_model.model.${key}" has dtype ${t.dtype}; a float dtype is needed`);
+      const data = t.data;
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+    }
+    peft(model).add(name, adapter);
+    return adapter;
+  } catch (e) {
+    tf.dispose([...adapter.weights.values()]);
+    throw e;
+  }
+}
+
+registerAdapterLoader('BOTTLENECK', loadBottleneck);

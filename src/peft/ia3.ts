@@ -5,8 +5,12 @@
  * (`down_proj`'s input). Vectors start at ones, so a fresh adapter is an exact no-op.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { ModelConfig } from '../model/config';
 import type { CausalLM } from '../model/transformer';
+import type { HostTensor } from '../io/hf';
 import { Adapter, peft, resolveTargets } from './peft';
+import { hfModulePath, peftTargetModules } from './lora';
+import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
 
 /** Options of {@link addIa3} (PEFT's `IA3Config`). */
 export interface Ia3Config {
@@ -47,6 +51,8 @@ export class Ia3Adapter implements Adapter {
   readonly feedforward: ReadonlySet<string>;
   private readonly vectors = new Map<string, tf.Variable>();
   private mergedInto?: CausalLM;
+  /** What the adapter remembers of its base model, for PEFT's module names. */
+  private readonly base: { config: ModelConfig; linearPaths: readonly string[] };
 
   readonly config: Readonly<Ia3Config>;
 
@@ -63,6 +69,7 @@ export class Ia3Adapter implements Adapter {
     this.config = Object.freeze({ targetModules: copy(config.targetModules), feedforwardModules: copy(ff) });
     this.paths = paths;
     this.feedforward = new Set(ffPaths);
+    this.base = { config: model.config, linearPaths: model.linearPaths() };
     const weights = new Map<string, tf.Variable>();
     for (const path of paths) {
       const [inDim, outDim] = model.weight(`${path}.weight`).shape;
@@ -119,12 +126,38 @@ export class Ia3Adapter implements Adapter {
     }
   }
 
+  /**
+   * PEFT's `IA3Config` fields. target_modules / feedforward_modules are written as HF module-name
+   * suffixes that hit exactly the adapted layers (a regex or `all-linear` given here is resolved first,
+   * since it was matched against tunelab's paths, not HF's module names).
+   */
   peftConfig(): Record<string, unknown> {
-    const list = (t: readonly string[] | string) => (typeof t === 'string' ? t : [...t]);
+    const hf = (p: string) => hfModulePath(this.base.config, p);
+    const all = this.base.linearPaths.map(hf);
     return {
-      peft_type: 'IA3', task_type: 'CAUSAL_LM', target_modules: list(this.config.targetModules),
-      feedforward_modules: list(this.config.feedforwardModules), init_ia3_weights: true, fan_in_fan_out: false,
+      peft_type: 'IA3', task_type: 'CAUSAL_LM', target_modules: peftTargetModules(all, this.paths.map(hf)),
+      feedforward_modules: peftTargetModules(all, this.paths.filter((p) => this.feedforward.has(p)).map(hf)), init_ia3_weights: true,
+      // PEFT sets it for GPT-2's Conv1D layers (weights [in, out]); it changes merging in torch, not the file's shapes.
+      fan_in_fan_out: this.base.config.family === 'gpt2',
     };
+  }
+
+  /**
+   * The adapter as PEFT saves it: `base_model.model.<HF module>.ia3_l` (PEFT's `ia3_l` is an
+   * nn.ParameterDict, so the key has no `.weight`), shaped (out, 1) for output-scaled layers and
+   * (1, in) for feed-forward layers. GPT-2's q/k/v keep tunelab's names under HF's attention module
+   * (`transformer.h.0.attn.k_proj.ia3_l`), as LoRA's files do; PEFT's fused `c_attn.ia3_l` loads too.
+   */
+  async fileTensors(): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    for (const p of this.paths) {
+      const v = this.vectors.get(p)!;
+      const n = v.shape[0]!;
+      out.set(`base_model.model.${hfModulePath(this.base.config, p)}.ia3_l`, {
+        shape: this.feedforward.has(p) ? [1, n] : [n, 1], data: (await v.data()) as Float32Array,
+      });
+    }
+    return out;
   }
 }
 
@@ -174,3 +207,101 @@ export function unmergeIa3(model: CausalLM, name = 'default'): void {
   ia3Named(model, name).unmerge(model);
   peft(model).refresh();
 }
+
+/** PEFT's IA3 defaults by model type (`TRANSFORMERS_MODELS_TO_IA3_*_MODULES_MAPPING`), for configs without them. */
+const peftIa3Defaults: Record<ModelConfig['family'], { target: string[]; feedforward: string[] }> = {
+  llama: { target: ['k_proj', 'v_proj', 'down_proj'], feedforward: ['down_proj'] },
+  gpt2: { target: ['c_attn', 'mlp.c_proj'], feedforward: ['mlp.c_proj'] },
+};
+
+/**
+ * PEFT's module matching: a list matches module-name suffixes at a dot (`k_proj` hits
+ * `model.layers.0.self_attn.k_proj`), a string is a full-match regex. Throws naming the config file.
+ */
+function matchModules(file: AdapterFile, field: string, value: unknown, modules: readonly string[], family: string): string[] {
+  if (typeof value === 'string') {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${value})$`);
+    } catch (e) {
+      throw new Error(`${file.configFile}: ${field} ${JSON.stringify(value)} is not a valid regex (${(e as Error).message})`);
+    }
+    return modules.filter((m) => re.test(m));
+  }
+  if (!Array.isArray(value) || !value.every((x) => typeof x === 'string')) throw new Error(`${file.configFile}: ${field} must be a string or a list of strings (got ${JSON.stringify(value)})`);
+  const names = value as string[];
+  const matches = (m: string, s: string) => m === s || m.endsWith(`.${s}`);
+  for (const s of names) {
+    if (!modules.some((m) => matches(m, s))) throw new Error(`${file.configFile}: ${field} entry "${s}" matches no ${field === 'target_modules' ? '' : 'targeted '}linear layer of this ${family} model`);
+  }
+  return modules.filter((m) => names.some((s) => matches(m, s)));
+}
+
+/**
+ * `loadAdapter` for PEFT's IA3 folders: `base_model.model.<HF module>.ia3_l`, (out, 1) or (1, in) for
+ * `feedforward_modules`. target_modules / feedforward_modules follow PEFT's matching (missing ones get
+ * PEFT's defaults for the model type). GPT-2's fused `c_attn` (PEFT's gpt2 default) becomes the q/k/v
+ * vectors it is made of, which is exact. Every tensor's name, shape and dtype is checked before the
+ * model is touched; errors name the file and the tensor.
+ */
+export function loadIa3(model: CausalLM, file: AdapterFile, name: string): Ia3Adapter {
+  const c = file.config;
+  const cfg = model.config;
+  for (const k of ['init_ia3_weights', 'fan_in_fan_out']) {
+    if (c[k] !== undefined && c[k] !== null && typeof c[k] !== 'boolean') throw new Error(`${file.configFile}: "${k}" must be true or false (got ${JSON.stringify(c[k])})`);
+  }
+  const mts = c.modules_to_save;
+  if (Array.isArray(mts) && mts.length > 0) throw new Error(`${file.configFile}: modules_to_save is not supported`);
+  // HF module → the tunelab linear layers it covers (GPT-2's fused c_attn covers q/k/v).
+  const modules = new Map(model.linearPaths().map((p) => [hfModulePath(cfg, p), [p]]));
+  const fusedOf = (i: number) => ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
+  if (cfg.family === 'gpt2') for (let i = 0; i < cfg.nLayers; i++) modules.set(`transformer.h.${i}.attn.c_attn`, fusedOf(i));
+  const defaults = peftIa3Defaults[cfg.family];
+  const hit = matchModules(file, 'target_modules', c.target_modules ?? defaults.target, [...modules.keys()], cfg.family);
+  if (hit.length === 0) throw new Error(`${file.configFile}: target_modules ${JSON.stringify(c.target_modules)} matches no linear layer of this ${cfg.family} model`);
+  const ffHit = new Set(matchModules(file, 'feedforward_modules', c.feedforward_modules ?? defaults.feedforward, hit, cfg.family));
+  const targets = hit.flatMap((m) => modules.get(m)!);
+  const twice = targets.find((p, i) => targets.indexOf(p) !== i);
+  if (twice) throw new Error(`${file.configFile}: target_modules adapt ${twice} twice (c_attn and its q/k/v_proj); keep one`);
+  const ffPaths = new Set(hit.filter((m) => ffHit.has(m)).flatMap((m) => modules.get(m)!));
+
+  // Check every tensor before touching the model.
+  const values = new Map<string, Float32Array>();
+  for (const m of hit) {
+    const paths = modules.get(m)!;
+    const ff = ffHit.has(m);
+    const dims = paths.map((p) => model.weight(`${p}.weight`).shape as [number, number]);
+    const shape = ff ? [1, dims[0][0]] : [dims.reduce((s, d) => s + d[1], 0), 1];
+    const key = `base_model.model.${m}.ia3_l`;
+    const what = `ia3_l of ${paths.join(', ')}, ${ff ? 'a feed-forward module: (1, in_features)' : '(out_features, 1)'}`;
+    const entry = file.tensors.get(key);
+    if (!entry) throw new Error(`${file.weightsFile}: missing tensor "${key}" (${what}, as target_modules in ${ADAPTER_CONFIG_FILE} requires)`);
+    if (entry.shape.join() !== shape.join()) {
+      throw new Error(`${file.weightsFile}: tensor "${key}" has shape [${entry.shape}] but this model needs [${shape}] (${what}); was the adapter trained on another base model?`);
+    }
+    const t = entry.read();
+    if (!(t.data instanceof Float32Array)) throw new Error(`${file.weightsFile}: tensor "${key}" has dtype ${t.dtype}; a float dtype is needed`);
+    // A fused feed-forward c_attn scales the input all of q/k/v share; a fused output splits by rows.
+    let offset = 0;
+    paths.forEach((p, j) => {
+      const n = ff ? dims[j][0] : dims[j][1];
+      values.set(p, ff ? t.data as Float32Array : (t.data as Float32Array).slice(offset, offset + n));
+      if (!ff) offset += n;
+    });
+  }
+  const wanted = new Set(hit.map((m) => `base_model.model.${m}.ia3_l`));
+  const unexpected = [...file.tensors.keys()].filter((k) => !wanted.has(k));
+  if (unexpected.length) {
+    throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules ?? defaults.target)}`);
+  }
+
+  const ordered = model.linearPaths().filter((p) => targets.includes(p));
+  const adapter = addIa3(model, { targetModules: ordered, feedforwardModules: ordered.filter((p) => ffPaths.has(p)) }, name);
+  for (const p of ordered) {
+    const v = adapter.weights.get(`${p}.ia3_l`)!;
+    tf.tidy(() => v.assign(tf.tensor1d(values.get(p)!)));
+  }
+  return adapter;
+}
+
+registerAdapterLoader('IA3', loadIa3);

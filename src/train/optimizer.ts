@@ -91,3 +91,17 @@ export class AdamW {
     this.v.clear();
   }
 }
+
+/**
+ * Scales gradients so their global L2 norm is at most `maxNorm` (0 = no clipping; PyTorch's
+ * `clip_grad_norm_`) and returns the norm before clipping. Call inside `tf.tidy`.
+ *
+ * @example
+ * const { norm, clipped } = tf.tidy(() => clipByGlobalNorm(grads, 1.0));
+ */
+export function clipByGlobalNorm(grads: readonly tf.Tensor[], maxNorm: number): { norm: tf.Scalar; clipped: tf.Tensor[] } {
+  const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+  if (maxNorm <= 0) return { norm, clipped: [...grads] };
+  const scale = tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6)));
+  return { norm, clipped: grads.map((g) => tf.mul(g, scale)) };
+}

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
-import { AdamW } from './optimizer';
+import { AdamW, clipByGlobalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import type { Penalty } from './regularize';
 
@@ -240,9 +240,8 @@ export class Trainer<B> {
     // Gradients in the order of `params` (variableGrads keys them by variable name).
     const [norm, ...clipped] = tf.tidy((): tf.Tensor[] => {
       const mean = vars.map((v) => (k > 1 ? tf.div(accumulated[v.name], k) : accumulated[v.name]));
-      const gnorm = tf.sqrt(tf.addN(mean.map((g) => tf.sum(tf.square(g)))));
-      const scale = this.config.maxGradNorm > 0 ? tf.minimum(1, tf.div(this.config.maxGradNorm, tf.add(gnorm, 1e-6))) : tf.scalar(1);
-      return [gnorm, ...mean.map((g) => tf.mul(g, scale))];
+      const { norm: gnorm, clipped: out } = clipByGlobalNorm(mean, this.config.maxGradNorm);
+      return [gnorm, ...out];
     });
     tf.dispose(Object.values(accumulated));
     const gradNorm = (await norm.data())[0];

@@ -8,6 +8,11 @@ import { adapterSize, peft } from '../../src/peft/peft';
 import { BottleneckAdapter, addBottleneck, bottleneckDefaults } from '../../src/peft/bottleneck';
 import { addIa3 } from '../../src/peft/ia3';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/peft/io';
 
 const families: Record<string, Partial<ModelConfig>> = {
   llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 },
@@ -203,5 +208,64 @@ describe('peft: bottleneck adapters', () => {
     assert.equal(tf.memory().numTensors, before);
     assert.equal(model.adapterParams.size, 0);
     model.dispose();
+  });
+});
+
+describe('peft: bottleneck files', () => {
+  let tmp: string;
+  before(async () => {
+    await engineReady();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-bottleneck-io-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('round trip keeps placement, width, nonlinearity, scaling and leave_out; keys base_model.model.<key>', async () => {
+    const model = CausalLM.create(families.gpt2, { seed: 1 });
+    const a = addBottleneck(model, { bottleneckSize: 3, placement: 'attention', nonLinearity: 'tanh', scaling: 0.5, leaveOut: [0] });
+    randomize(a.weights, 4);
+    const want = logitsOf(model);
+    const dir = path.join(tmp, 'rt');
+    await saveAdapter(model, dir);
+    const st = readSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE)).tensors;
+    assert.deepEqual([...st.keys()].sort(), ['adapter_down.bias', 'adapter_down.weight', 'adapter_up.bias', 'adapter_up.weight'].map((w) => `base_model.model.layers.1.attn.o_proj.${w}`).sort());
+    assert.deepEqual(st.get('base_model.model.layers.1.attn.o_proj.adapter_down.weight')!.shape, [32, 3]);
+    const fresh = CausalLM.create(families.gpt2, { seed: 1 });
+    const b = loadAdapter(fresh, dir) as BottleneckAdapter;
+    assert.ok(b instanceof BottleneckAdapter);
+    assert.deepEqual(b.config, { ...bottleneckDefaults, reductionFactor: 32 / 3, bottleneckSize: 3, placement: 'attention', nonLinearity: 'tanh', scaling: 0.5, leaveOut: [0] });
+    assert.ok(maxAbsDiff(logitsOf(fresh), want) < 1e-6);
+    model.dispose();
+    fresh.dispose();
+  });
+
+  it('names the file and tensor of a bad adapter, leaking nothing', async () => {
+    const model = CausalLM.create(families.llama, { seed: 1 });
+    addBottleneck(model, { bottleneckSize: 4 });
+    const dir = path.join(tmp, 'bad');
+    await saveAdapter(model, dir);
+    const weights = path.join(dir, ADAPTER_WEIGHTS_FILE);
+    const good = new Map([...readSafetensors(weights).tensors].map(([k, e]) => [k, { shape: [...e.shape], data: e.read().data as Float32Array }]));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_CONFIG_FILE), 'utf8'));
+    const key = 'base_model.model.layers.1.mlp.down_proj.adapter_up.weight';
+    const fresh = CausalLM.create(families.llama, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const cases: [Record<string, unknown>, Map<string, { shape: number[]; data: Float32Array }>, RegExp][] = [
+      [config, new Map([...good].filter(([k]) => k !== key)), /adapter_model\.safetensors: missing tensor "base_model\.model\.layers\.1\.mlp\.down_proj\.adapter_up\.weight"/],
+      [config, new Map([...good, [key, { shape: [4, 16], data: new Float32Array(64) }]]), /tensor "base_model\.model\.layers\.1\.mlp\.down_proj\.adapter_up\.weight" has shape \[4,16\] but this model needs \[4,32\]/],
+      [{ ...config, output_adapter: false }, good, /unexpected tensors "base_model\.model\.layers\.0\.mlp\.down_proj\.adapter_down\.bias", .*… \(8\)/],
+      [{ ...config, non_linearity: 'softmax' }, good, /adapter_config\.json: "non_linearity" must be one of relu, gelu_new, tanh, swish/],
+      [{ ...config, leave_out: [5] }, good, /adapter_config\.json: BottleneckConfig\.leaveOut/],
+      [{ ...config, is_parallel: true }, good, /adapter_config\.json: "is_parallel" is not supported/],
+    ];
+    for (const [c, t, message] of cases) {
+      fs.writeFileSync(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(c));
+      writeSafetensors(weights, t);
+      assert.throws(() => loadAdapter(fresh, dir), (e: Error) => message.test(e.message) && e.message.includes(dir), String(message));
+    }
+    assert.deepEqual(peft(fresh).names, []);
+    assert.equal(fresh.adapterParams.size, 0);
+    assert.equal(tf.memory().numTensors, before);
+    model.dispose();
+    fresh.dispose();
   });
 });

@@ -8,6 +8,11 @@ import { adapterSize, peft } from '../../src/peft/peft';
 import { addIa3, ia3Defaults, mergeIa3, unmergeIa3 } from '../../src/peft/ia3';
 import { addBottleneck } from '../../src/peft/bottleneck';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/peft/io';
 
 const families: Record<string, Partial<ModelConfig>> = {
   llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 },
@@ -194,5 +199,94 @@ describe('peft: IA3', () => {
     assert.deepEqual(peft(model).names, []);
     assert.throws(() => mergeIa3(model), /no adapter "default"/);
     model.dispose();
+  });
+});
+
+describe('peft: IA3 files (PEFT layout)', () => {
+  let tmp: string;
+  before(async () => {
+    await engineReady();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-ia3-io-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  const writeFolder = (dir: string, config: Record<string, unknown>, tensors: Map<string, { shape: number[]; data: Float32Array }>) => {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config));
+    writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors);
+  };
+  const seq = (n: number, f: (i: number) => number) => Float32Array.from({ length: n }, (_, i) => f(i));
+
+  it("gpt2: saves k/v under HF's attention module and mlp.c_proj, config in HF names", async () => {
+    const model = CausalLM.create(families.gpt2, { seed: 1 });
+    addIa3(model);
+    const dir = path.join(tmp, 'gpt2-save');
+    await saveAdapter(model, dir);
+    const st = readSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE)).tensors;
+    assert.deepEqual(st.get('base_model.model.transformer.h.1.attn.k_proj.ia3_l')!.shape, [32, 1]);
+    assert.deepEqual(st.get('base_model.model.transformer.h.1.mlp.c_proj.ia3_l')!.shape, [1, 64]);
+    const c = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_CONFIG_FILE), 'utf8'));
+    assert.deepEqual(c.target_modules, ['k_proj', 'v_proj', 'mlp.c_proj']);
+    assert.deepEqual(c.feedforward_modules, ['mlp.c_proj']);
+    assert.equal(c.fan_in_fan_out, true);
+    model.dispose();
+  });
+
+  it("gpt2: loads PEFT's default layout (fused c_attn (3d, 1), mlp.c_proj (1, 4d)) exactly", () => {
+    const d = 32;
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (let i = 0; i < 2; i++) {
+      tensors.set(`base_model.model.transformer.h.${i}.attn.c_attn.ia3_l`, { shape: [3 * d, 1], data: seq(3 * d, (j) => 0.5 + ((j * 7 + i) % 11) / 10) });
+      tensors.set(`base_model.model.transformer.h.${i}.mlp.c_proj.ia3_l`, { shape: [1, 64], data: seq(64, (j) => 0.6 + ((j * 5 + i) % 13) / 10) });
+    }
+    const dir = path.join(tmp, 'gpt2-peft');
+    // No feedforward_modules / fan_in_fan_out: PEFT's defaults for gpt2 apply.
+    writeFolder(dir, { peft_type: 'IA3', target_modules: ['c_attn', 'mlp.c_proj'] }, tensors);
+    const model = CausalLM.create(families.gpt2, { seed: 1 });
+    const base = snapshot(model);
+    const a = loadAdapter(model, dir);
+    const got = logitsOf(model);
+    assert.deepEqual([...a.targets].slice(0, 4), ['layers.0.attn.q_proj', 'layers.0.attn.k_proj', 'layers.0.attn.v_proj', 'layers.0.mlp.down_proj']);
+    // By hand: q/k/v vectors are the row blocks of c_attn's.
+    const ref = CausalLM.create(families.gpt2, { seed: 1 });
+    const b = addIa3(ref, { targetModules: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] });
+    for (let i = 0; i < 2; i++) {
+      const fused = tensors.get(`base_model.model.transformer.h.${i}.attn.c_attn.ia3_l`)!.data;
+      ['q', 'k', 'v'].forEach((x, j) => b.weights.get(`layers.${i}.attn.${x}_proj.ia3_l`)!.assign(tf.tensor1d(fused.slice(j * d, (j + 1) * d))));
+      b.weights.get(`layers.${i}.mlp.down_proj.ia3_l`)!.assign(tf.tensor1d(tensors.get(`base_model.model.transformer.h.${i}.mlp.c_proj.ia3_l`)!.data));
+    }
+    assert.equal(maxAbsDiff(got, logitsOf(ref)), 0);
+    assert.ok(maxAbsDiff(got, (peft(model).disable(), logitsOf(model))) > 1e-3);
+    for (const [k, v] of snapshot(model)) assert.deepEqual(v, base.get(k), k);
+    model.dispose();
+    ref.dispose();
+  });
+
+  it('names the file and tensor of a bad adapter, and leaves the model untouched', async () => {
+    const model = CausalLM.create(families.llama, { seed: 1 });
+    addIa3(model);
+    const dir = path.join(tmp, 'llama-bad');
+    await saveAdapter(model, dir);
+    const weights = path.join(dir, ADAPTER_WEIGHTS_FILE);
+    const good = new Map([...readSafetensors(weights).tensors].map(([k, e]) => [k, { shape: [...e.shape], data: e.read().data as Float32Array }]));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_CONFIG_FILE), 'utf8'));
+    const fresh = CausalLM.create(families.llama, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const key = 'base_model.model.model.layers.1.mlp.down_proj.ia3_l';
+    const cases: [Record<string, unknown>, Map<string, { shape: number[]; data: Float32Array }>, RegExp][] = [
+      [config, new Map([...good].filter(([k]) => k !== key)), /missing tensor "base_model\.model\.model\.layers\.1\.mlp\.down_proj\.ia3_l" \(ia3_l of layers\.1\.mlp\.down_proj, a feed-forward module/],
+      [config, new Map([...good, [key, { shape: [64, 1], data: new Float32Array(64) }]]), /tensor "base_model\.model\.model\.layers\.1\.mlp\.down_proj\.ia3_l" has shape \[64,1\] but this model needs \[1,64\]/],
+      [config, new Map([...good, ['base_model.model.model.layers.0.self_attn.q_proj.ia3_l', { shape: [32, 1], data: new Float32Array(32) }]]), /unexpected tensors "base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.ia3_l"/],
+      [{ ...config, feedforward_modules: ['up_proj'] }, good, /adapter_config\.json: feedforward_modules entry "up_proj" matches no targeted linear layer/],
+      [{ ...config, target_modules: ['c_attn'] }, good, /adapter_config\.json: target_modules entry "c_attn" matches no linear layer of this llama model/],
+    ];
+    for (const [c, t, message] of cases) {
+      writeFolder(dir, c, t);
+      assert.throws(() => loadAdapter(fresh, dir), (e: Error) => message.test(e.message) && e.message.includes(dir), String(message));
+    }
+    assert.deepEqual(peft(fresh).names, []);
+    assert.equal(tf.memory().numTensors, before);
+    model.dispose();
+    fresh.dispose();
   });
 });

@@ -31,3 +31,5 @@ export type { LabData, ShippedDataset } from './lab/data';
 export { clearOutput } from './kernel';
 export * from './eval';
 export * from './peft';
+export * from './rlhf';
+export { createServer, serve, type ServerOptions, type ServeOptions, type ModelServer } from './serve/server';

@@ -8,7 +8,7 @@ import type { ColumnTable } from 'arquero';
 import { Corpus } from '../data/corpus';
 import { isArqueroTable, isDataFrame, rowObjects, type DataFrameLike, type DataRow } from '../data/frames';
 import { textDocuments, toTable } from '../data/load';
-import { rowFormat, type SftRow } from '../data/tokenize';
+import { rowFormat, type PreferenceRow, type SftRow } from '../data/tokenize';
 
 /** Data as the fluent API takes it: a Corpus, an arquero table, a danfo DataFrame, rows, documents or a file path. */
 export type LabData = Corpus | ColumnTable | DataFrameLike | readonly DataRow[] | readonly string[] | string;
@@ -97,5 +97,27 @@ export function toSftRows(data: LabData, what = 'data'): SftRow[] {
     }
     if (format === 'preference') throw new Error(`${what}: row ${i} is a preference pair (prompt/chosen/rejected); SFT needs prompt/completion or messages rows`);
     return row as unknown as SftRow;
+  });
+}
+
+/** Preference rows (prompt/chosen/rejected) for reward modelling and DPO; names the row that is not one. */
+export function toPreferenceRows(data: LabData, what = 'data'): PreferenceRow[] {
+  const d = typeof data === 'string' ? load(data, undefined) : data;
+  if (isStrings(d)) throw new Error(`${what}: documents given; reward models and DPO need prompt/chosen/rejected rows`);
+  return rowsOf(d as Exclude<LabData, string | readonly string[]>).map((row, i) => {
+    if (typeof row.chosen !== 'string' || typeof row.rejected !== 'string') {
+      throw new Error(`${what}: row ${i} is not a preference pair (needs string "chosen" and "rejected"; keys: ${Object.keys(row).join(', ')})`);
+    }
+    return row as unknown as PreferenceRow;
+  });
+}
+
+/** Prompts for PPO: strings as they are, or the `prompt` column of rows. */
+export function toPrompts(data: LabData, what = 'data'): string[] {
+  const d = typeof data === 'string' ? load(data, documentSeparator) : data;
+  if (isStrings(d)) return [...d];
+  return rowsOf(d as Exclude<LabData, string | readonly string[]>).map((row, i) => {
+    if (typeof row.prompt !== 'string') throw new Error(`${what}: row ${i} has no string "prompt" column (keys: ${Object.keys(row).join(', ')})`);
+    return row.prompt;
   });
 }

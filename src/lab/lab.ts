@@ -14,7 +14,7 @@
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { base as loadBase } from './base';
-import { dataKind, dataset, toDocuments, toSftRows, type LabData } from './data';
+import { dataKind, dataset, toDocuments, toPreferenceRows, toPrompts, toSftRows, type LabData } from './data';
 import { continuedPretraining, type PretrainConfig } from '../train/pretrain';
 import { multiTaskSft, type SftConfig, type SftTask } from '../train/sft';
 import { freezeAllBut, freezeDefaults, trainableReport, type FreezeConfig } from '../train/freeze';
@@ -27,6 +27,9 @@ import { addLoraMoe, loraMoeDefaults, type LoraMoeConfig } from '../peft/moe';
 import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
 import { addPrefixTuning, prefixTuningDefaults, type PrefixTuningConfig } from '../peft/prefix';
 import { addPromptTuning, promptTuningDefaults, type PromptTuningConfig } from '../peft/prompt';
+import { trainRewardModel, type RewardConfig, type RewardModel, type RewardResult } from '../rlhf/reward';
+import { dpo, type DpoConfig } from '../rlhf/dpo';
+import { ppo, type PpoConfig, type PpoReward } from '../rlhf/ppo';
 import { compareStrategies, type CompareMethod, type Comparison } from './compare';
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
 import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
@@ -35,9 +38,10 @@ import { tokenizeRows, tokenizeDefaults } from '../data/tokenize';
 import * as path from 'path';
 import { saveModel } from '../io/checkpoint';
 import { peft } from '../peft/peft';
+import { mergedCopy } from '../peft/merge';
 import { saveAdapter } from '../peft/io';
 import { detectEnvironment } from '../viz/display';
-import { progress, liveLossChart } from '../viz/live';
+import { progress, liveLossChart, type TrainerEventSource } from '../viz/live';
 import { lossChart, forgettingChart, type ForgettingSeries } from '../viz/charts';
 
 /** What a stage trains: every weight, a frozen subset, or an adapter a PEFT method attaches. */
@@ -230,12 +234,44 @@ export class Lab {
     return this.stage('sft', config, (model, tok, extras) => multiTaskSft(model, tok, tasks, stripExtras(config), extras));
   }
 
+  /** Reward model: a scalar head trained on the data's prompt/chosen/rejected rows (Bradley-Terry loss). */
+  async rewardModel(config: Partial<RewardConfig> & StageExtras = {}): Promise<Run> {
+    const s = this.state;
+    if (!s.data) throw new Error('rewardModel: no data; call .data(preferenceRows) first');
+    const rows = toPreferenceRows(s.data, 'reward-model data');
+    const evalRows = s.eval ? toPreferenceRows(s.eval, 'eval data') : null;
+    return this.stage('reward-model', config, (model, tok, extras) => trainRewardModel(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /** DPO on the data's preference rows; the reference is the starting model (a frozen copy, or the base with adapters off). */
+  async dpo(config: Partial<DpoConfig> & StageExtras = {}): Promise<Run> {
+    const s = this.state;
+    if (!s.data) throw new Error('dpo: no data; call .data(preferenceRows) first');
+    const rows = toPreferenceRows(s.data, 'dpo data');
+    const evalRows = s.eval ? toPreferenceRows(s.eval, 'eval data') : null;
+    return this.stage('dpo', config, (model, tok, extras) => dpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /**
+   * PPO on the data's prompts against a reward: a function of (prompt, response), a reward model, or a
+   * reward-model {@link Run}. The starting model is the frozen reference.
+   */
+  async ppo(reward: PpoReward | Run, config: Partial<PpoConfig> & StageExtras = {}): Promise<Run> {
+    const s = this.state;
+    if (!s.data) throw new Error('ppo: no prompts; call .data(prompts) first');
+    if (s.penalty) throw new Error('ppo: L2-SP / EWC penalties apply to trainer-based methods; PPO has its own KL penalty (klCoef)');
+    const prompts = toPrompts(s.data, 'ppo prompts');
+    const scorer = reward instanceof Run ? reward.reward : reward;
+    if (!scorer) throw new Error('ppo: the run given as reward has no reward model (train one with .rewardModel())');
+    return this.stage('ppo', config, (model, tok, extras) => ppo(model, tok, prompts, scorer, stripExtras(config), { onTrainer: extras.onTrainer }));
+  }
+
   /** Loads or copies the starting model, applies the strategy, mitigations and tracking, trains, logs. */
-  private async stage(method: string, config: Partial<PretrainConfig | SftConfig> & StageExtras,
-    train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: <B>(t: Trainer<B>) => void; penalty?: Penalty }) => Promise<TrainResult>): Promise<Run> {
+  private async stage(method: string, config: StageExtras,
+    train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: (t: TrainerEventSource & Pick<Trainer<unknown>, 'on'>) => void; penalty?: Penalty }) => Promise<TrainResult>): Promise<Run> {
     const s = this.state;
     const start = 'run' in s.source
-      ? { name: s.source.run.record.run, model: s.source.run.model.clone(), tokenizer: s.source.run.tokenizer }
+      ? { name: s.source.run.record.run, model: await mergedCopy(s.source.run.model), tokenizer: s.source.run.tokenizer }
       : await loadBase(s.source.name);
     const { model, tokenizer } = start;
     const strategy = applyStrategy(model, tokenizer, s.strategy);
@@ -252,7 +288,7 @@ export class Lab {
     try {
       result = await train(model, tokenizer, {
         penalty,
-        onTrainer: <B>(t: Trainer<B>) => {
+        onTrainer: (t) => {
           tracker?.attach(t);
           if (s.show) {
             progress(t);
@@ -409,6 +445,11 @@ export class Run extends Lab {
     else if (names.length > 1) for (const n of names) await saveAdapter(this.model, path.join(dir, n), n, { baseModelNameOrPath });
     else await saveModel(dir, this.model, this.tokenizer);
     return dir;
+  }
+
+  /** The reward model a `.rewardModel()` stage trained (scores responses; a reward for `.ppo()`). */
+  get reward(): RewardModel | undefined {
+    return (this.result as Partial<RewardResult>).rewardModel;
   }
 
   /** Frees the model's tensors. */

@@ -80,46 +80,79 @@ function lastLogits(model: CausalLM, ids: number[], cache?: KVCache): Float32Arr
 }
 
 /**
- * Continues `prompt` (token ids) and returns the new tokens. With a cache, each step feeds one token; once
- * the context window is full, both paths slide it over the last `contextLength` tokens, so cached output
- * equals uncached output token for token. Prefix-tuning prefixes and prompt-tuning virtual tokens stay
- * in front of the window and shrink it by their P positions.
+ * `generate()`'s loop one token per call, so callers (the HTTP server's streaming) can yield between
+ * tokens. With a cache each call feeds only the new token; once the window is full it slides over the
+ * last `contextLength` − P tokens without the cache, so cached output equals uncached output token for
+ * token. Call {@link TokenStepper.dispose} when done (frees the KV cache).
+ *
+ * @example
+ * const s = new TokenStepper(model, tok.encode('Hi'), { ...generateDefaults, doSample: false });
+ * try { const first = s.next(); } finally { s.dispose(); }
+ */
+export class TokenStepper {
+  private readonly tokens: number[];
+  private readonly rng: Rng;
+  private readonly window: number;
+  private cache: KVCache | undefined;
+  /** Tokens of `tokens` already in the cache. */
+  private fed = 0;
+
+  constructor(private readonly model: CausalLM, prompt: readonly number[], private readonly options: Pick<GenerateOptions, 'doSample' | 'temperature' | 'topK' | 'topP' | 'seed'> & { useCache?: boolean }) {
+    const { vocabSize, contextLength } = model.config;
+    if (prompt.length === 0) throw new Error('generate: prompt must contain at least one token');
+    for (const t of prompt) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new Error(`generate: prompt token ${t} is not a token id (vocab ${vocabSize})`);
+    // Room for real tokens: prefixes / virtual tokens keep the first positions (they never slide out).
+    const reserved = model.reservedPositions();
+    this.window = contextLength - reserved;
+    if (this.window < 1) throw new Error(`generate: prefix / virtual tokens take ${reserved} positions, leaving none of contextLength ${contextLength}`);
+    this.tokens = [...prompt];
+    this.rng = new Rng(options.seed);
+    this.cache = options.useCache === false ? undefined : new KVCache(model.config.nLayers);
+  }
+
+  /** Samples the next token and appends it to the context. */
+  next(): number {
+    let logits: Float32Array;
+    if (this.cache && this.tokens.length <= this.window) {
+      logits = lastLogits(this.model, this.tokens.slice(this.fed), this.cache);
+      this.fed = this.tokens.length;
+    } else {
+      this.cache?.dispose();
+      this.cache = undefined;
+      logits = lastLogits(this.model, this.tokens.slice(-this.window));
+    }
+    const id = sampleToken(logits, this.options, this.rng);
+    this.tokens.push(id);
+    return id;
+  }
+
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = undefined;
+  }
+}
+
+/**
+ * Continues `prompt` (token ids) and returns the new tokens (see {@link TokenStepper} for the cache and
+ * window rules). Prefix-tuning prefixes and prompt-tuning virtual tokens stay in front of the window and
+ * shrink it by their P positions.
  *
  * @example
  * const ids = generate(model, tok.encode('Call me'), { maxNewTokens: 20, doSample: true, topP: 0.9, seed: 7 });
  */
 export function generate(model: CausalLM, prompt: number[], options: Partial<GenerateOptions> = {}): number[] {
   const o: GenerateOptions = { ...generateDefaults, ...options };
-  const { vocabSize, contextLength } = model.config;
-  checkOptions(o, vocabSize);
-  if (prompt.length === 0) throw new Error('generate: prompt must contain at least one token');
-  for (const t of prompt) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new Error(`generate: prompt token ${t} is not a token id (vocab ${vocabSize})`);
-  // Room for real tokens: prefixes / virtual tokens keep the first positions (they never slide out).
-  const reserved = model.reservedPositions();
-  const window = contextLength - reserved;
-  if (window < 1) throw new Error(`generate: prefix / virtual tokens take ${reserved} positions, leaving none of contextLength ${contextLength}`);
-  const rng = new Rng(o.seed);
-  const tokens = [...prompt];
+  checkOptions(o, model.config.vocabSize);
+  const stepper = new TokenStepper(model, prompt, o);
   const out: number[] = [];
-  const cache = o.useCache ? new KVCache(model.config.nLayers) : undefined;
   try {
-    let fed = 0; // tokens of `tokens` already in the cache
     for (let step = 0; step < o.maxNewTokens; step++) {
-      let logits: Float32Array;
-      if (cache && tokens.length <= window) {
-        logits = lastLogits(model, tokens.slice(fed), cache);
-        fed = tokens.length;
-      } else {
-        cache?.dispose();
-        logits = lastLogits(model, tokens.slice(-window));
-      }
-      const next = sampleToken(logits, o, rng);
-      tokens.push(next);
+      const next = stepper.next();
       out.push(next);
       if (o.stopTokens.includes(next)) break;
     }
   } finally {
-    cache?.dispose();
+    stepper.dispose();
   }
   return out;
 }

@@ -96,7 +96,8 @@ export class CausalLM {
     this.config = { ...config };
     const c = this.config;
     let seed = options.seed ?? 0;
-    const normal = (shape: number[], std: number) => tf.randomNormal(shape, 0, std, 'float32', seed++);
+    // tfjs treats seed 0 as "unseeded" (Math.random): map it to another fixed seed so seed 0 is reproducible too.
+    const normal = (shape: number[], std: number) => tf.randomNormal(shape, 0, std, 'float32', seed++ || 0x7fffffff);
     const add = (name: string, init: tf.Tensor) => {
       this.params.set(name, { variable: tf.variable(init, true), trainable: true });
       init.dispose();

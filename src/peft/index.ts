@@ -6,3 +6,4 @@ export * from './io';
 export * from './prefix';
 export * from './prompt';
 export * from './moe';
+export * from './merge';

@@ -19,8 +19,10 @@ export class ScalarHead {
     const d = model.config.dModel;
     const key = (k: string) => `heads.${name}.${k}`;
     if (model.adapterParams.has(key('weight'))) throw new Error(`model already has a scalar head "${name}"`);
-    this.weight = tf.variable(tf.randomNormal([d, 1], 0, options.std ?? 1 / Math.sqrt(d + 1), 'float32', options.seed ?? 0), true);
-    this.bias = tf.variable(tf.zeros([1]), true);
+    const init = [tf.randomNormal([d, 1], 0, options.std ?? 1 / Math.sqrt(d + 1), 'float32', options.seed || 0x7fffffff), tf.zeros([1])]; // seed 0 = unseeded in tfjs
+    this.weight = tf.variable(init[0], true);
+    this.bias = tf.variable(init[1], true);
+    tf.dispose(init);
     model.adapterParams.set(key('weight'), { variable: this.weight, trainable: true });
     model.adapterParams.set(key('bias'), { variable: this.bias, trainable: true });
   }

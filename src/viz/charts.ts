@@ -407,6 +407,28 @@ export function rewardAccuracyChart(input: RewardAccuracy, opts: ChartOptions = 
   });
 }
 
+/** Reward-model scores of the chosen and the rejected responses of a set of pairs. */
+export interface ScoreDistributions {
+  chosenScores: ArrayLike<number>;
+  rejectedScores: ArrayLike<number>;
+}
+
+/**
+ * Overlaid histograms of chosen vs rejected scores: a good reward model separates them.
+ *
+ * @example
+ * scoreDistributionChart(rewardAccuracy(rm, heldOutRows)).show();
+ */
+export function scoreDistributionChart(input: ScoreDistributions, opts: ChartOptions = {}): Chart {
+  const trace = (name: string, x: ArrayLike<number>, color: string): JsonObject => ({ type: 'histogram', name, x: nums(x), opacity: 0.6, marker: { color }, nbinsx: 30 });
+  return new Chart({
+    data: [trace('chosen', input.chosenScores, COLORS[2]), trace('rejected', input.rejectedScores, COLORS[3])],
+    layout: layout(opts.title ?? 'Reward scores: chosen vs rejected', {
+      height: opts.height ?? 380, barmode: 'overlay', xaxis: { title: { text: 'reward score' } }, yaxis: { title: { text: 'pairs' } },
+    }),
+  });
+}
+
 /** DPO implicit rewards (β·log-ratio of policy to reference) over training. */
 export interface DpoRewards {
   step: ArrayLike<number>;

@@ -17,11 +17,11 @@ export { Chart, chartHtml, saveCharts, standaloneHtml } from './chart';
 export type { ChartSize, JsonObject, JsonValue, PlotSpec } from './chart';
 export {
   lossChart, smooth, thinIndices, forgettingChart, paretoFront, paretoChart, peftChart,
-  rewardAccuracyChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
+  rewardAccuracyChart, scoreDistributionChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
 } from './charts';
 export type {
   ChartOptions, StepPoint, EvalPoint, LossHistory, LossArrays, LossChartOptions, ForgettingSeries, ForgettingChartOptions,
-  ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, RewardAccuracy, DpoRewards, PpoRun,
+  ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, RewardAccuracy, ScoreDistributions, DpoRewards, PpoRun,
   AttentionInput, TokenProb, TokenProbInput,
 } from './charts';
 export { LiveLossChart, liveLossChart, progress } from './live';

@@ -38,7 +38,7 @@ describe('cli', () => {
     assert.ok(Number.isFinite(s.evalPerplexity));
     assert.match(t.stderr, /40\/40 loss/);
     const model = path.join(out, 'final');
-    assert.deepEqual(fs.readdirSync(model).sort(), ['config.json', 'model.safetensors', 'tokenizer.json']);
+    assert.deepEqual(fs.readdirSync(model).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     const g = cli('generate', model, '--prompt', 'The cat', '--max-new-tokens', '8', '--json');
     assert.equal(g.code, 0, g.stderr);
     const gen = JSON.parse(g.stdout);

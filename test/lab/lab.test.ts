@@ -106,4 +106,22 @@ describe('fluent API (lab)', function () {
     await assert.rejects(() => stage().data(['doc']).replay(0.2).sft(), /replay applies to continued pretraining/);
     multi.dispose();
   });
+
+  it('runs the RLHF stages from the builder: SFT with LoRA → reward model → DPO with LoRA → PPO on the reward model', async () => {
+    const prefs = dataset('preferences').filter((r) => String(r.source).startsWith('general')).slice(0, 48);
+    const sftRun = await stage().data(dataset('instructions').slice(0, 32)).lora({ r: 4 }).sft({ maxSteps: 2, batchSize: 4 });
+    // The next stage starts from the SFT model as it runs: LoRA folded in.
+    const rm = await sftRun.data(prefs).eval(prefs.slice(0, 8)).rewardModel({ maxSteps: 2, batchSize: 4 });
+    assert.ok(rm.reward, 'a reward-model run exposes its scorer');
+    assert.equal(typeof rm.reward!.score('Hello', ' there'), 'number');
+    const dpoRun = await sftRun.data(prefs).eval(prefs.slice(0, 8)).lora({ r: 4 }).dpo({ maxSteps: 2, batchSize: 4 });
+    assert.equal(dpoRun.record.method, 'dpo');
+    assert.equal((dpoRun.result as unknown as { reference: string }).reference, 'adapter-disabled');
+    const ppoRun = await sftRun.data(['The river was', 'In the morning we']).ppo(rm, { maxSteps: 1, batchSize: 2, responseLength: 4 });
+    assert.equal(ppoRun.record.method, 'ppo');
+    assert.ok(Number.isFinite(ppoRun.result.history[0].loss));
+    assert.deepEqual(lab.runs(dir).table().array('method'), ['sft', 'reward-model', 'dpo', 'ppo']);
+    await assert.rejects(() => stage().data(['a doc']).dpo(), /row 0 is not a preference pair|documents given/);
+    for (const r of [sftRun, rm, dpoRun, ppoRun]) r.dispose();
+  });
 });

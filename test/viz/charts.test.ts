@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import {
   attentionHeatmap, dpoChart, forgettingChart, locatePlotly, lossChart, paretoChart, paretoFront, peftChart, ppoChart,
-  rewardAccuracyChart, saveCharts, smooth, thinIndices, tokenProbChart,
+  rewardAccuracyChart, scoreDistributionChart, saveCharts, smooth, thinIndices, tokenProbChart,
 } from '../../src/viz';
 import { metrics, specOf } from './helpers';
 
@@ -77,6 +77,9 @@ describe('viz charts', () => {
   it('reward accuracy, DPO rewards with computed margins, PPO reward vs KL', () => {
     const acc = rewardAccuracyChart({ step: [1, 2], accuracy: [0.5, 0.75], evalStep: [2], evalAccuracy: [0.7] });
     assert.deepEqual(acc.spec.data.map((t) => t.y), [[0.5, 0.75], [0.7]]);
+    const dist = scoreDistributionChart({ chosenScores: [1, 2], rejectedScores: new Float32Array([-1, 0.5]) });
+    assert.deepEqual(dist.spec.data.map((t) => [t.type, t.name, t.x]), [['histogram', 'chosen', [1, 2]], ['histogram', 'rejected', [-1, 0.5]]]);
+    assert.equal(dist.spec.layout.barmode, 'overlay');
     const dpo = dpoChart({ step: [1, 2], chosen: [0.5, 1], rejected: [0, -0.5] });
     assert.deepEqual(dpo.spec.data.map((t) => [t.name, t.y]), [['chosen reward', [0.5, 1]], ['rejected reward', [0, -0.5]], ['margin', [0.5, 1.5]]]);
     const one = ppoChart({ reward: [0.1, 0.3], kl: [0, 1] });

@@ -1,0 +1,4 @@
+export * from './reward';
+export * from './ppo';
+export * from './sentiment';
+export * from './dpo';

@@ -41,7 +41,7 @@ import { peft } from '../peft/peft';
 import { mergedCopy } from '../peft/merge';
 import { saveAdapter } from '../peft/io';
 import { detectEnvironment } from '../viz/display';
-import { progress, liveLossChart, type TrainerEventSource } from '../viz/live';
+import { progress, liveLossChart, liveMetricsChart, type TrainerEventSource } from '../viz/live';
 import { lossChart, forgettingChart, type ForgettingSeries } from '../viz/charts';
 
 /** What a stage trains: every weight, a frozen subset, or an adapter a PEFT method attaches. */
@@ -292,7 +292,9 @@ export class Lab {
           tracker?.attach(t);
           if (s.show) {
             progress(t);
-            if (notebook) liveLossChart(t, { title: `${method} (${strategy})` });
+            const title = `${method} (${strategy})`;
+            if (notebook && method === 'ppo') liveMetricsChart(t, ['objective/scores', 'objective/kl', 'policy/clipfrac_avg', 'loss'], { title });
+            else if (notebook) liveLossChart(t, { title });
           }
           config.onTrainer?.(t as Trainer<unknown>);
         },

@@ -372,6 +372,36 @@ export function peftChart(results: readonly PeftResult[], opts: ChartOptions = {
   return new Chart({ data, layout: lay });
 }
 
+/** Rows with a step and numeric metrics, e.g. a trainer's `history` (PPO's carries TRL's names). */
+export type MetricRows = readonly ({ step: number } & Record<string, unknown>)[];
+
+/**
+ * One panel per named metric against step (two columns), e.g. PPO's reward, KL and clip fraction.
+ * Rows missing a metric are skipped for it.
+ *
+ * @example
+ * metricsChart(result.history, ['objective/scores', 'objective/kl', 'policy/clipfrac_avg']).show();
+ */
+export function metricsChart(rows: MetricRows, metrics: readonly string[], opts: ChartOptions = {}): Chart {
+  if (metrics.length === 0) throw new Error('metricsChart: name at least one metric');
+  const panels = Math.min(2, metrics.length);
+  const gridRows = Math.ceil(metrics.length / panels);
+  const data: JsonObject[] = [];
+  const lay: JsonObject = layout(opts.title ?? 'Training metrics', { height: opts.height ?? 260 * gridRows + 80, showlegend: false, margin: { l: 60, r: 30, t: 70, b: 50 } });
+  const annotations: JsonObject[] = [];
+  metrics.forEach((name, i) => {
+    const n = i === 0 ? '' : String(i + 1);
+    const d = cell(i % panels, Math.floor(i / panels), gridRows);
+    const kept = rows.filter((r) => typeof r[name] === 'number');
+    data.push({ type: 'scatter', mode: 'lines+markers', name, x: nums(kept.map((r) => r.step)), y: nums(kept.map((r) => r[name] as number)), line: { color: COLORS[i % COLORS.length] }, xaxis: `x${n}`, yaxis: `y${n}` });
+    lay[`xaxis${n}`] = { domain: panels === 1 ? [0, 1] : d.x, anchor: `y${n}`, title: { text: 'step' } };
+    lay[`yaxis${n}`] = { domain: d.y, anchor: `x${n}` };
+    annotations.push(panelTitle(name, panels === 1 ? { ...d, x: [0, 1] } : d));
+  });
+  lay.annotations = annotations;
+  return new Chart({ data, layout: lay });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Preference training: reward model, DPO, PPO
 // ---------------------------------------------------------------------------------------------------

@@ -17,14 +17,14 @@ export { Chart, chartHtml, saveCharts, standaloneHtml } from './chart';
 export type { ChartSize, JsonObject, JsonValue, PlotSpec } from './chart';
 export {
   lossChart, smooth, thinIndices, forgettingChart, paretoFront, paretoChart, peftChart,
-  rewardAccuracyChart, scoreDistributionChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
+  metricsChart, rewardAccuracyChart, scoreDistributionChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
 } from './charts';
 export type {
   ChartOptions, StepPoint, EvalPoint, LossHistory, LossArrays, LossChartOptions, ForgettingSeries, ForgettingChartOptions,
-  ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, RewardAccuracy, ScoreDistributions, DpoRewards, PpoRun,
+  ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, MetricRows, RewardAccuracy, ScoreDistributions, DpoRewards, PpoRun,
   AttentionInput, TokenProb, TokenProbInput,
 } from './charts';
-export { LiveLossChart, liveLossChart, progress } from './live';
+export { LiveLossChart, liveLossChart, liveMetricsChart, progress } from './live';
 export type { TrainerEventSource, ThrottleOptions, LiveLossChartOptions, ProgressOptions, ProgressHandle } from './live';
 export { TerminalProgress, progressLine, formatDuration, progressHtml } from './progress';
 export type { ProgressExtras } from './progress';

@@ -5,7 +5,7 @@
 import { inspect } from 'util';
 import type { EvalMetrics, StepMetrics, TrainResult, TrainerEvents } from '../train/trainer';
 import { Chart } from './chart';
-import { LossChartOptions, lossChart } from './charts';
+import { LossChartOptions, lossChart, metricsChart, type MetricRows } from './charts';
 import { DisplaySink, LiveDisplay, displaySink } from './display';
 import { loadPlotly } from './plotly';
 import { TerminalProgress, progressHtml } from './progress';
@@ -90,6 +90,8 @@ export interface LiveLossChartOptions extends ThrottleOptions, Omit<LossChartOpt
   saveTo?: string;
   /** Points kept per redraw (default 5,000; thinned evenly, the last step always kept). */
   maxPoints?: number;
+  /** Draws something other than the loss chart from the steps so far (see {@link liveMetricsChart}). */
+  draw?: (steps: readonly StepMetrics[], evals: readonly EvalMetrics[]) => Chart;
 }
 
 /**
@@ -139,6 +141,7 @@ export class LiveLossChart {
   chart(): Chart {
     const last = this.steps.at(-1);
     const title = this.opts.title ?? (last ? `Training loss · step ${last.step}` : 'Training loss · waiting for the first step');
+    if (this.opts.draw) return this.opts.draw(this.steps, this.evals);
     return lossChart({ history: this.steps, evals: this.evals }, { ...this.opts, title, maxPoints: this.opts.maxPoints ?? 5000 });
   }
 
@@ -176,6 +179,17 @@ export class LiveLossChart {
  */
 export function liveLossChart(trainer: TrainerEventSource, opts: LiveLossChartOptions = {}): LiveLossChart {
   return new LiveLossChart(trainer, opts);
+}
+
+/**
+ * Follows a trainer with {@link metricsChart} panels of the named step metrics, updated in place (e.g.
+ * PPO's `objective/scores`, `objective/kl`, `policy/clipfrac_avg`).
+ *
+ * @example
+ * liveMetricsChart(ppoTrainer, ['objective/scores', 'objective/kl', 'policy/clipfrac_avg']);
+ */
+export function liveMetricsChart(trainer: TrainerEventSource, metrics: readonly string[], opts: Omit<LiveLossChartOptions, 'draw'> = {}): LiveLossChart {
+  return new LiveLossChart(trainer, { ...opts, draw: (steps) => metricsChart(steps as unknown as MetricRows, metrics, { title: opts.title, height: opts.height }) });
 }
 
 /** Options of {@link progress}. */

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { PassThrough } from 'stream';
-import { RecordingSink, liveLossChart, progress, progressHtml } from '../../src/viz';
+import { RecordingSink, liveLossChart, liveMetricsChart, metricsChart, progress, progressHtml } from '../../src/viz';
 import { FakeTrainer, metrics, specOf } from './helpers';
 
 const isBundle = (html: string | undefined) => !!html && html.includes('inlined by tunelab');
@@ -33,6 +33,18 @@ describe('viz live views', () => {
     await Promise.resolve();
     assert.equal(trainer.listenerCount(), 0, 'stops listening at end');
     live.stop(); // a second stop removes nothing else
+  });
+
+  it('live metrics chart: one panel per named step metric, redrawn in place', () => {
+    const sink = new RecordingSink();
+    const trainer = new FakeTrainer({ maxSteps: 2 });
+    const live = liveMetricsChart(trainer, ['objective/kl', 'loss'], { sink });
+    trainer.step({ ...metrics(1, 2), 'objective/kl': 0.5 } as never);
+    trainer.step({ ...metrics(2, 2), 'objective/kl': 0.7 } as never);
+    trainer.end();
+    const spec = specOf(sink.messages.filter((m) => m.displayId === live.display!.id).at(-1)!.data['text/html']);
+    assert.deepEqual(spec.data.map((t) => [t.name, t.y]), [['objective/kl', [0.5, 0.7]], ['loss', [metrics(1, 2).loss, metrics(2, 2).loss]]]);
+    assert.throws(() => metricsChart([], []), /at least one metric/);
   });
 
   it('a chart and a progress bar on one trainer both see end (listeners leave only after the event)', async () => {

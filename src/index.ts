@@ -26,7 +26,7 @@ export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';
 export { lab, Lab, Run } from './lab/lab';
 export type { Strategy, TrackConfig } from './lab/lab';
-export { dataset, datasetsDir, dataKind, toDocuments, toSftRows, documentSeparator } from './lab/data';
+export { dataset, datasetsDir, dataKind, toDocuments, toSftRows, toPreferenceRows, toPrompts, documentSeparator } from './lab/data';
 export type { LabData, ShippedDataset } from './lab/data';
 export { clearOutput } from './kernel';
 export * from './eval';

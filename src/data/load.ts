@@ -140,13 +140,13 @@ export function parseDataset(text: string, format: Exclude<FileFormat, 'text'>, 
  * toTable([{ text: 'a' }, { text: 'b' }]).numRows();                 // 2
  * toTable(new dfd.DataFrame({ prompt: ['2+2='], completion: ['4'] }));
  */
-export function toTable(x: ColumnTable | DataFrameLike | readonly DataRow[] | Readonly<Record<string, readonly unknown[]>>): ColumnTable {
+export function toTable(x: ColumnTable | DataFrameLike | readonly object[] | Readonly<Record<string, readonly unknown[]>>): ColumnTable {
   if (isArqueroTable(x)) return x;
   if (isDataFrame(x)) return fromDataFrame(x);
   if (Array.isArray(x)) {
     const rows: DataRow[] = x.map((r, i) => {
       if (!isPlainObject(r)) throw new Error(`toTable: item ${i + 1} is not an object`);
-      return r;
+      return r as DataRow;
     });
     return aq.table(columnsOf(rows));
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tunelab` command line: the terminal side of the library.
- *   tunelab info | train | generate <model> | eval <model>
+ *   tunelab info | train | generate <model> | eval <model> | serve <model>
  * Wrong arguments print usage and exit 2; runtime errors print one line and exit 1 (no stack traces).
  */
 import * as fs from 'fs';
@@ -15,8 +15,11 @@ import { textDocuments } from './data/load';
 import { Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
+import { exportGguf } from './io/gguf';
+import { loadAdapter, mergeAndUnload } from './peft';
 import { TerminalProgress, formatDuration } from './viz/progress';
 import { registerKernelCommand } from './cli-kernel';
+import { registerServeCommand } from './serve/cli';
 
 const version: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
@@ -144,6 +147,22 @@ async function evalCmd(dir: string, o: { data: string; separator?: string; batch
   model.dispose();
 }
 
+async function exportGgufCmd(dir: string, out: string, o: { f16?: boolean; adapter?: string; name?: string; overwrite?: boolean; backend?: string; json?: boolean }) {
+  await startEngine(o.backend);
+  const { model, tokenizer } = await loadOrFail(dir);
+  try {
+    // An adapter is folded into the weights: GGUF (and llama.cpp) know only plain base weights.
+    if (o.adapter) {
+      loadAdapter(model, o.adapter);
+      mergeAndUnload(model);
+    }
+    const r = await exportGguf(model, tokenizer, out, { dtype: o.f16 ? 'f16' : 'f32', name: o.name ?? path.basename(path.resolve(dir)), overwrite: !!o.overwrite });
+    print(!!o.json, { ...r, model: dir, adapter: o.adapter ?? null }, `wrote ${r.file} (${r.dtype}, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(1)} MB)`);
+  } finally {
+    model.dispose();
+  }
+}
+
 /** Builds the command tree (exported for tests). */
 export function program(): Command {
   const p = new Command('tunelab').version(version).description('Fine-tune language models on TensorFlow.js')
@@ -201,7 +220,16 @@ export function program(): Command {
     .option('--batch-size <n>', 'sequences per batch', int('--batch-size', 1), 16)
     .addOption(backendOption()).option('--json', 'print JSON')
     .action((dir: string, o) => evalCmd(dir, o));
+  p.command('export-gguf').description('write a model folder as a GGUF file for llama.cpp (llama family)')
+    .argument('<model>', 'model or checkpoint folder').argument('<out>', 'output .gguf file')
+    .option('--f16', 'store 2-D weights as float16 (norms stay float32)')
+    .option('--adapter <dir>', 'merge this adapter folder (e.g. LoRA) into the weights first')
+    .option('--name <text>', 'general.name in the file (default: the folder name)')
+    .option('--overwrite', 'replace an existing output file')
+    .addOption(backendOption()).option('--json', 'print JSON')
+    .action((dir: string, out: string, o) => exportGgufCmd(dir, out, o));
   registerKernelCommand(p);
+  registerServeCommand(p);
   return p;
 }
 

@@ -11,7 +11,7 @@ import { textDocuments, toTable } from '../data/load';
 import { rowFormat, type PreferenceRow, type SftRow } from '../data/tokenize';
 
 /** Data as the fluent API takes it: a Corpus, an arquero table, a danfo DataFrame, rows, documents or a file path. */
-export type LabData = Corpus | ColumnTable | DataFrameLike | readonly DataRow[] | readonly string[] | string;
+export type LabData = Corpus | ColumnTable | DataFrameLike | readonly object[] | readonly string[] | string;
 
 /** Folder of the shipped datasets (the package's `datasets/`). */
 export const datasetsDir = path.join(__dirname, '..', '..', 'datasets');
@@ -46,7 +46,7 @@ function rowsOf(data: Exclude<LabData, string | readonly string[]>): DataRow[] {
   if (data instanceof Corpus) return data.rows();
   if (isArqueroTable(data)) return rowObjects(data as ColumnTable);
   if (isDataFrame(data)) return rowObjects(toTable(data as DataFrameLike));
-  return [...(data as readonly DataRow[])];
+  return [...(data as readonly object[])] as DataRow[];
 }
 
 function load(file: string, separator: string | undefined): readonly string[] | DataRow[] {

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { LmBatch } from '../train/causal-lm';
 import type { BatchSource } from '../train/trainer';
-import { Rng } from '../util/rng';
+import { EpochOrder } from '../util/epochs';
 import type { TokenizedExample } from './tokenize';
 
 /** An {@link LmBatch} with document structure: all (B, T) int32. */
@@ -326,12 +326,11 @@ function layout(examples: readonly ExampleLike[], tokens: BatchTokens, config: B
 export class ExampleBatches implements BatchSource<SftBatch> {
   readonly config: Readonly<BatchConfig>;
   readonly stats: Readonly<BatchStats>;
+  /** Visiting order of the rows and the position in it. */
+  readonly order: EpochOrder;
   private readonly tokens: BatchTokens;
   private readonly pieces: Piece[];
   private readonly packed?: BatchArrays;
-  private order: number[] = [];
-  epoch = 0;
-  cursor = 0;
 
   constructor(examples: readonly ExampleLike[], tokens: Tokenizer | BatchTokens, config: Partial<BatchConfig> = {}) {
     this.config = Object.freeze({ ...batchDefaults, ...config });
@@ -340,25 +339,12 @@ export class ExampleBatches implements BatchSource<SftBatch> {
     this.pieces = pieces;
     this.packed = packed;
     this.stats = Object.freeze(stats);
-    this.shuffle();
-  }
-
-  private shuffle(): void {
-    const n = this.stats.rows;
-    this.order = new Rng(this.config.seed * 1000003 + this.epoch).shuffle(Array.from({ length: n }, (_, i) => i));
+    this.order = new EpochOrder(stats.rows, this.config.seed, 'ExampleBatches');
   }
 
   /** The next batch's arrays (what {@link next} turns into tensors). */
   nextArrays(): BatchArrays {
-    const picked: number[] = [];
-    while (picked.length < this.config.batchSize) {
-      if (this.cursor >= this.order.length) {
-        this.epoch++;
-        this.cursor = 0;
-        this.shuffle();
-      }
-      picked.push(this.order[this.cursor++]);
-    }
+    const picked = this.order.take(this.config.batchSize);
     return this.packed ? selectRows(this.packed, picked) : padPieces(picked.map((i) => this.pieces[i]), this.tokens, this.config);
   }
 
@@ -367,15 +353,11 @@ export class ExampleBatches implements BatchSource<SftBatch> {
   }
 
   state(): { epoch: number; cursor: number } {
-    return { epoch: this.epoch, cursor: this.cursor };
+    return this.order.state();
   }
 
   restore(state: unknown): void {
-    const s = state as { epoch?: unknown; cursor?: unknown };
-    if (typeof s?.epoch !== 'number' || typeof s?.cursor !== 'number') throw new Error('ExampleBatches.restore: state needs numeric epoch and cursor');
-    this.epoch = s.epoch;
-    this.cursor = s.cursor;
-    this.shuffle();
+    this.order.restore(state);
   }
 }
 

@@ -192,13 +192,7 @@ export class BottleneckAdapter implements Adapter {
  */
 export function addBottleneck(model: CausalLM, config: Partial<BottleneckConfig> = {}, name = 'default'): BottleneckAdapter {
   const adapter = new BottleneckAdapter(model, { ...bottleneckDefaults, ...config }, name);
-  try {
-    peft(model).add(name, adapter);
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
-  return adapter;
+  return peft(model).add(name, adapter);
 }
 
 /**

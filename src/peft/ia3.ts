@@ -171,13 +171,7 @@ export class Ia3Adapter implements Adapter {
  */
 export function addIa3(model: CausalLM, config: Partial<Ia3Config> = {}, name = 'default'): Ia3Adapter {
   const adapter = new Ia3Adapter(model, { ...ia3Defaults, ...config });
-  try {
-    peft(model).add(name, adapter);
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
-  return adapter;
+  return peft(model).add(name, adapter);
 }
 
 function ia3Named(model: CausalLM, name: string): Ia3Adapter {

@@ -242,13 +242,7 @@ function loraPaths(model: CausalLM, c: LoraConfig): { lora: string[]; bias: stri
 }
 
 function attach(model: CausalLM, adapter: LoraAdapter): LoraAdapter {
-  try {
-    peft(model).add(adapter.name, adapter);
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
-  return adapter;
+  return peft(model).add(adapter.name, adapter);
 }
 
 /**

@@ -311,13 +311,7 @@ export function addLoraMoe(model: CausalLM, config: Partial<LoraMoeConfig> = {},
     tensors.set(`${p}.router.bias`, tf.zeros([n]));
   }
   const adapter = new LoraMoeAdapter(name, c, targets, { config: model.config, linearPaths: model.linearPaths() }, tensors);
-  try {
-    peft(model).add(name, adapter);
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
-  return adapter;
+  return peft(model).add(name, adapter);
 }
 
 function moeAdapter(model: CausalLM, name: string): LoraMoeAdapter {

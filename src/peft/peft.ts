@@ -86,14 +86,18 @@ export class AdapterRegistry {
   }
 
   /**
-   * Attaches an adapter under `name` and makes it the only active one. The base model is frozen
+   * Attaches an adapter under `name` (taking ownership: a refused adapter is freed) and makes it the only active one. The base model is frozen
    * (PEFT's behaviour); unfreeze with `model.setTrainable(…, true)` for e.g. a trainable head.
    */
-  add(name: string, adapter: Adapter): Adapter {
-    if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`adapter name "${name}" must be letters, digits, _ or - (it becomes a file and key name)`);
-    if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists; remove it first or pick another name`);
-    for (const t of adapter.targets) {
-      if (!this.model.params.has(`${t}.weight`)) throw new Error(`adapter "${name}": model has no linear layer "${t}"`);
+  add<A extends Adapter>(name: string, adapter: A): A {
+    const problem = !/^[A-Za-z0-9_-]+$/.test(name) ? `adapter name "${name}" must be letters, digits, _ or - (it becomes a file and key name)`
+      : this.adapters.has(name) ? `adapter "${name}" already exists; remove it first or pick another name`
+        : adapter.targets.filter((t) => !this.model.params.has(`${t}.weight`)).map((t) => `adapter "${name}": model has no linear layer "${t}"`)[0];
+    if (problem) {
+      // The registry owns the adapter from here: a refused one is freed, so callers need no cleanup.
+      tf.dispose([...adapter.weights.values()]);
+      adapter.dispose?.();
+      throw new Error(problem);
     }
     this.model.setTrainable(() => true, false);
     for (const [key, variable] of adapter.weights) {

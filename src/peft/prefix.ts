@@ -201,12 +201,7 @@ function prefixFromTokens(model: CausalLM, tokens: readonly number[]): tf.Tensor
  */
 export function addPrefixTuning(model: CausalLM, config: Partial<PrefixTuningConfig> = {}, name = 'default'): PrefixTuning {
   const adapter = new PrefixTuning(model, config);
-  try {
-    return peft(model).add(name, adapter) as PrefixTuning;
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
+  return peft(model).add(name, adapter);
 }
 
 /**
@@ -227,7 +222,7 @@ export function loadPrefixTuning(model: CausalLM, file: AdapterFile, name: strin
     const { data } = entry.read();
     if (!(data instanceof Float32Array)) throw new Error(`${file.weightsFile}: prompt_embeddings must be a float tensor (got ${entry.dtype})`);
     tf.tidy(() => target.assign(tf.tensor(data, target.shape)));
-    return peft(model).add(name, adapter) as PrefixTuning;
+    return peft(model).add(name, adapter);
   } catch (e) {
     tf.dispose([...adapter.weights.values()]);
     throw e;

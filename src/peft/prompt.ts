@@ -149,12 +149,7 @@ export class PromptTuning implements Adapter {
  */
 export function addPromptTuning(model: CausalLM, config: Partial<PromptTuningConfig> = {}, name = 'default'): PromptTuning {
   const adapter = new PromptTuning(model, config);
-  try {
-    return peft(model).add(name, adapter) as PromptTuning;
-  } catch (e) {
-    tf.dispose([...adapter.weights.values()]);
-    throw e;
-  }
+  return peft(model).add(name, adapter);
 }
 
 /** `loadAdapter` for PEFT's PROMPT_TUNING folders: `prompt_embeddings` [P, d_model]. */
@@ -171,7 +166,7 @@ export function loadPromptTuning(model: CausalLM, file: AdapterFile, name: strin
     const { data } = entry.read();
     if (!(data instanceof Float32Array)) throw new Error(`${file.weightsFile}: prompt_embeddings must be a float tensor (got ${entry.dtype})`);
     tf.tidy(() => target.assign(tf.tensor(data, target.shape)));
-    return peft(model).add(name, adapter) as PromptTuning;
+    return peft(model).add(name, adapter);
   } catch (e) {
     tf.dispose([...adapter.weights.values()]);
     throw e;

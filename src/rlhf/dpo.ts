@@ -16,7 +16,7 @@ import { BatchTokens, ExampleLike, Piece, batchDefaults, padPieces, toPieces } f
 import type { LmBatch } from '../train/causal-lm';
 import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions } from '../train/trainer';
 import { peft } from '../peft/peft';
-import { Rng } from '../util/rng';
+import { EpochOrder } from '../util/epochs';
 import { sequenceLogProbs } from './logprobs';
 
 /** TRL `loss_type` values implemented here. */
@@ -181,20 +181,15 @@ function tableLookup(table: RefTable, index: readonly number[]): tf.Tensor1D {
  * reference log-probs: looked up in a precomputed table, or from a reference forward run here.
  */
 export class PairBatches implements BatchSource<DpoBatch> {
-  epoch = 0;
-  cursor = 0;
-  private order: number[] = [];
+  /** Visiting order of the pairs and the position in it. */
+  readonly order: EpochOrder;
 
   constructor(
     readonly pairs: readonly PairPieces[], private readonly tokens: Tokenizer | BatchTokens, readonly seqLen: number,
     readonly batchSize: number, private readonly reference: ReferenceLogProbs | RefTable, readonly seed = 42,
   ) {
     if (pairs.length === 0) throw new Error('PairBatches: no pairs');
-    this.shuffle();
-  }
-
-  private shuffle(): void {
-    this.order = new Rng(this.seed * 1000003 + this.epoch).shuffle(Array.from({ length: this.pairs.length }, (_, i) => i));
+    this.order = new EpochOrder(pairs.length, seed, 'PairBatches');
   }
 
   /** Batch of the given pair indices (also used for evaluation). */
@@ -205,28 +200,15 @@ export class PairBatches implements BatchSource<DpoBatch> {
   }
 
   next(): DpoBatch {
-    const picked: number[] = [];
-    while (picked.length < this.batchSize) {
-      if (this.cursor >= this.order.length) {
-        this.epoch++;
-        this.cursor = 0;
-        this.shuffle();
-      }
-      picked.push(this.order[this.cursor++]);
-    }
-    return this.batchOf(picked);
+    return this.batchOf(this.order.take(this.batchSize));
   }
 
   state(): { epoch: number; cursor: number } {
-    return { epoch: this.epoch, cursor: this.cursor };
+    return this.order.state();
   }
 
   restore(state: unknown): void {
-    const s = state as { epoch?: unknown; cursor?: unknown };
-    if (typeof s?.epoch !== 'number' || typeof s?.cursor !== 'number') throw new Error('PairBatches.restore: state needs numeric epoch and cursor');
-    this.epoch = s.epoch;
-    this.cursor = s.cursor;
-    this.shuffle();
+    this.order.restore(state);
   }
 }
 

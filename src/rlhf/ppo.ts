@@ -475,6 +475,8 @@ export class PpoTrainer {
     validate(c);
     this.config = c;
     if (prompts.length === 0) throw new Error('ppo: no prompts');
+    // The value head alone would train while the policy stays put (KL 0 throughout): refuse, as Trainer does.
+    if (model.trainableParams().size === 0) throw new Error('ppo: the policy has no trainable parameters (all frozen); call model.setTrainable(() => true, true) or add an adapter');
     this.stopTokenId = c.stopToken === 'eos' ? (tokenizer.specialTokens.eos?.id ?? null) : c.stopToken;
     if (c.stopToken === 'eos' && this.stopTokenId === null) throw new Error('ppo: stopToken "eos" but the tokenizer has no eos token');
     this.useAdapterOff = peft(model).activeNames.length > 0;

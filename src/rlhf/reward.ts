@@ -14,7 +14,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer';
 import { PreferencePair, PreferenceRow, TokenizeConfig, TokenizeReport, tokenizeDefaults, tokenizePreferenceRow, tokenizePreferenceRows } from '../data/tokenize';
 import { batchDefaults, BatchTokens, padPieces, Piece } from '../data/batches';
 import { peft } from '../peft/peft';
-import { Rng } from '../util/rng';
+import { EpochOrder } from '../util/epochs';
 import { stepsForEpochs } from '../train/schedule';
 import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from '../train/trainer';
 import type { RewardAccuracy } from '../viz/charts';
@@ -251,43 +251,26 @@ export function asRewardFunction(rm: RewardModel): RewardFunction {
  * position (epoch, cursor) saves in checkpoints as {@link ExampleBatches}'.
  */
 export class PreferenceBatches implements BatchSource<RewardBatch> {
-  private order: number[] = [];
-  epoch = 0;
-  cursor = 0;
+  /** Visiting order of the pairs and the position in it. */
+  readonly order: EpochOrder;
 
   constructor(readonly pairs: readonly PreferencePair[], readonly tokens: BatchTokens, readonly batchSize: number, readonly seed = 42) {
     if (pairs.length === 0) throw new Error('PreferenceBatches: no pairs');
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer (got ${batchSize})`);
-    this.shuffle();
-  }
-
-  private shuffle(): void {
-    this.order = new Rng(this.seed * 1000003 + this.epoch).shuffle(this.pairs.map((_, i) => i));
+    this.order = new EpochOrder(pairs.length, seed, 'PreferenceBatches');
   }
 
   next(): RewardBatch {
-    const picked: PreferencePair[] = [];
-    while (picked.length < this.batchSize) {
-      if (this.cursor >= this.order.length) {
-        this.epoch++;
-        this.cursor = 0;
-        this.shuffle();
-      }
-      picked.push(this.pairs[this.order[this.cursor++]]);
-    }
+    const picked = this.order.take(this.batchSize).map((i) => this.pairs[i]);
     return rewardBatch([...picked.map((p) => p.chosen.ids), ...picked.map((p) => p.rejected.ids)], this.tokens, picked.length);
   }
 
   state(): { epoch: number; cursor: number } {
-    return { epoch: this.epoch, cursor: this.cursor };
+    return this.order.state();
   }
 
   restore(state: unknown): void {
-    const s = state as { epoch?: unknown; cursor?: unknown };
-    if (typeof s?.epoch !== 'number' || typeof s?.cursor !== 'number') throw new Error('PreferenceBatches.restore: state needs numeric epoch and cursor');
-    this.epoch = s.epoch;
-    this.cursor = s.cursor;
-    this.shuffle();
+    this.order.restore(state);
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../model/transformer';
-import { Rng } from '../util/rng';
+import { EpochOrder } from '../util/epochs';
 import type { BatchSource, Objective } from './trainer';
 
 /** One batch of next-token prediction; all arrays are (B, T). */
@@ -88,13 +88,12 @@ function windowStarts(length: number, seqLen: number, source: string): number[] 
  */
 export class TokenWindows implements BatchSource<LmBatch> {
   private readonly starts: number[];
-  private order: number[] = [];
-  epoch = 0;
-  cursor = 0;
+  /** Visiting order of the windows and the position in it. */
+  readonly order: EpochOrder;
 
-  constructor(private readonly tokens: ArrayLike<number>, private readonly seqLen: number, private readonly batchSize: number, private readonly seed = 42, source = 'training data') {
+  constructor(private readonly tokens: ArrayLike<number>, private readonly seqLen: number, private readonly batchSize: number, seed = 42, source = 'training data') {
     this.starts = windowStarts(tokens.length, seqLen, source);
-    this.shuffle();
+    this.order = new EpochOrder(this.starts.length, seed, 'TokenWindows');
   }
 
   /** Windows per epoch. */
@@ -102,33 +101,16 @@ export class TokenWindows implements BatchSource<LmBatch> {
     return this.starts.length;
   }
 
-  private shuffle(): void {
-    this.order = new Rng(this.seed * 1000003 + this.epoch).shuffle([...this.starts]);
-  }
-
   next(): LmBatch {
-    const picked: number[] = [];
-    while (picked.length < this.batchSize) {
-      if (this.cursor >= this.order.length) {
-        this.epoch++;
-        this.cursor = 0;
-        this.shuffle();
-      }
-      picked.push(this.order[this.cursor++]);
-    }
-    return windowBatch(this.tokens, picked, this.seqLen);
+    return windowBatch(this.tokens, this.order.take(this.batchSize).map((i) => this.starts[i]), this.seqLen);
   }
 
   state(): { epoch: number; cursor: number } {
-    return { epoch: this.epoch, cursor: this.cursor };
+    return this.order.state();
   }
 
   restore(state: unknown): void {
-    const s = state as { epoch?: unknown; cursor?: unknown };
-    if (typeof s?.epoch !== 'number' || typeof s?.cursor !== 'number') throw new Error('TokenWindows.restore: state needs numeric epoch and cursor');
-    this.epoch = s.epoch;
-    this.cursor = s.cursor;
-    this.shuffle();
+    this.order.restore(state);
   }
 }
 

@@ -438,11 +438,17 @@ export class Run extends Lab {
 
   /**
    * Saves what the run trained: with adapters, each in PEFT's layout (`dir`, or `dir/<name>` for
-   * several); otherwise the model and tokenizer as an HF-layout checkpoint folder.
+   * several), plus `dir/base` (the model they were trained on) when the run continued an earlier stage;
+   * otherwise the model and tokenizer as an HF-layout checkpoint folder.
    */
   async save(dir: string): Promise<string> {
     const names = peft(this.model).activeNames;
-    const baseModelNameOrPath = this.lineage()[0].record.base;
+    let baseModelNameOrPath = this.record.base;
+    if (names.length > 0 && this.parent) {
+      // The adapter was trained on an earlier stage's model, not on a shipped base: keep that model beside it.
+      baseModelNameOrPath = path.join(dir, 'base');
+      await saveModel(baseModelNameOrPath, this.model, this.tokenizer);
+    }
     if (names.length === 1) await saveAdapter(this.model, dir, names[0], { baseModelNameOrPath });
     else if (names.length > 1) for (const n of names) await saveAdapter(this.model, path.join(dir, n), n, { baseModelNameOrPath });
     else await saveModel(dir, this.model, this.tokenizer);

@@ -9,6 +9,10 @@ import { base } from '../../src/lab/base';
 import { Corpus } from '../../src/data/corpus';
 import { continuedPretraining } from '../../src/train/pretrain';
 import { stepsForEpochs } from '../../src/train/schedule';
+import * as tf from '@tensorflow/tfjs';
+import type { CausalLM } from '../../src/model/transformer';
+import { loadModel } from '../../src/io/checkpoint';
+import { loadAdapter } from '../../src/peft/io';
 import { engineReady, maxAbsDiff } from '../helpers';
 
 describe('fluent API (lab)', function () {
@@ -117,6 +121,15 @@ describe('fluent API (lab)', function () {
     const dpoRun = await sftRun.data(prefs).eval(prefs.slice(0, 8)).lora({ r: 4 }).dpo({ maxSteps: 2, batchSize: 4 });
     assert.equal(dpoRun.record.method, 'dpo');
     assert.equal((dpoRun.result as unknown as { reference: string }).reference, 'adapter-disabled');
+    // Saved: the adapter in PEFT's layout plus the model it was trained on; together they give the run's logits.
+    const saved = await dpoRun.save(path.join(dir, 'dpo-lora'));
+    assert.ok(fs.existsSync(path.join(saved, 'adapter_model.safetensors')) && fs.existsSync(path.join(saved, 'base', 'model.safetensors')));
+    assert.equal(JSON.parse(fs.readFileSync(path.join(saved, 'adapter_config.json'), 'utf8')).base_model_name_or_path, path.join(saved, 'base'));
+    const reloaded = await loadModel(path.join(saved, 'base'));
+    loadAdapter(reloaded.model, saved);
+    const probe = (m: CausalLM) => tf.tidy(() => Array.from(m.forward(tf.tensor2d([[5, 6, 7, 8]], [1, 4], 'int32')).dataSync()));
+    assert.ok(maxAbsDiff(probe(reloaded.model), probe(dpoRun.model)) < 1e-5);
+    reloaded.model.dispose();
     const ppoRun = await sftRun.data(['The river was', 'In the morning we']).ppo(rm, { maxSteps: 1, batchSize: 2, responseLength: 4 });
     assert.equal(ppoRun.record.method, 'ppo');
     assert.ok(Number.isFinite(ppoRun.result.history[0].loss));

@@ -200,6 +200,12 @@ export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
     async save(dir: string, trainer: Trainer<unknown>) {
       await writeFolderAtomic(dir, async (tmp) => {
         await writeModelFiles(tmp, trainer.model, tokenizer);
+        // Adapter and head weights (PEFT, reward/value heads) are not part of the model folder: kept beside it.
+        if (trainer.model.adapterParams.size > 0) {
+          const extra = new Map<string, HostTensor>();
+          for (const [k, p] of trainer.model.adapterParams) extra.set(k, { shape: [...p.variable.shape], data: (await p.variable.data()) as Float32Array });
+          writeSafetensors(path.join(tmp, ADAPTER_PARAMS_FILE), extra, { format: 'tunelab' });
+        }
         const { step, tensors } = await trainer.optimizer.state();
         writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensors, { format: 'tunelab', step: String(step) });
         const state: TrainerStateFile = { format: 'tunelab-trainer-state', ...trainer.state(), optimizerStep: step, config: trainer.config };
@@ -209,12 +215,34 @@ export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
   };
 }
 
+/** Adapter and head weights of a training checkpoint (`model.adapterParams` by key). */
+export const ADAPTER_PARAMS_FILE = 'adapter_params.safetensors';
+
+/** Restores `model.adapterParams` from a checkpoint; the model must carry the same adapters (attach them first). */
+function loadAdapterParamsInto(model: CausalLM, dir: string): void {
+  const file = path.join(dir, ADAPTER_PARAMS_FILE);
+  if (!fs.existsSync(file)) {
+    if (model.adapterParams.size > 0) throw new Error(`${dir}: the model has adapter weights (${[...model.adapterParams.keys()][0]}, …) but the checkpoint has no ${ADAPTER_PARAMS_FILE}`);
+    return;
+  }
+  const { tensors } = readSafetensors(file);
+  for (const k of tensors.keys()) if (!model.adapterParams.has(k)) throw new Error(`${file}: tensor "${k}" has no adapter weight in the model; attach the same adapters before resuming`);
+  for (const [k, p] of model.adapterParams) {
+    const entry = tensors.get(k);
+    if (!entry) throw new Error(`${file}: missing tensor "${k}"`);
+    if (entry.shape.join() !== p.variable.shape.join()) throw new Error(`${file}: tensor "${k}" has shape [${entry.shape}], the model's is [${p.variable.shape}]`);
+    const t = entry.read();
+    tf.tidy(() => p.variable.assign(tf.tensor(t.data as Float32Array, p.variable.shape)));
+  }
+}
+
 /**
  * Restores weights, optimizer moments and trainer position from a checkpoint folder into a trainer built
  * with the same model config and data; training then continues to the same losses as an uninterrupted run.
  */
 export function resumeFrom(trainer: Trainer<unknown>, dir: string): void {
   loadWeightsInto(trainer.model, dir);
+  loadAdapterParamsInto(trainer.model, dir);
   const stateFile = path.join(dir, 'trainer_state.json');
   const state = readJson(stateFile) as unknown as TrainerStateFile;
   if (state.format !== 'tunelab-trainer-state' || typeof state.step !== 'number') throw new Error(`${stateFile}: not a tunelab trainer state`);

@@ -9,6 +9,7 @@ import { learningRateAt } from '../../src/train/schedule';
 import { NonFiniteLossError, Objective, Trainer, TrainConfig } from '../../src/train/trainer';
 import { LmBatch, TokenWindows, causalLmObjective, evalWindows, evaluateLm, maskedCrossEntropy } from '../../src/train/causal-lm';
 import { checkpointWriter, resumeFrom } from '../../src/io/checkpoint';
+import { addLora } from '../../src/peft/lora';
 import { engineReady, maxAbsDiff } from '../helpers';
 
 const cfg = (over: Partial<ModelConfig> = {}) => modelConfig({ vocabSize: 64, contextLength: 16, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, ...over });
@@ -185,6 +186,28 @@ describe('train', () => {
     assert.equal(rest.length, 8);
     for (let i = 0; i < 8; i++) assert.ok(Math.abs(rest[i] - whole[i]) < 1e-6, `step ${i + 1}: ${rest[i]} vs ${whole[i]}`);
     for (const t of [full, first, resumed]) { t.dispose(); t.model.dispose(); }
+  });
+
+  it('resumes a LoRA run: adapter weights travel in the checkpoint, losses continue exactly', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-resume-lora-'));
+    const mk = (over: Partial<TrainConfig> = {}) => {
+      const m = new CausalLM(cfg(), { seed: 7 });
+      addLora(m, { r: 4, targetModules: 'all-linear', seed: 3 });
+      return trainer({ maxSteps: 6, lr: 1e-2, outDir: dir, ...over }, m, new TokenWindows(stream(3000), 16, 8, 11));
+    };
+    const full = mk();
+    const whole = (await full.train()).history.map((h) => h.loss);
+    const first = mk({ checkpointEvery: 3 });
+    first.on('checkpoint', () => { first.config.maxSteps = 3; });
+    await first.train();
+    assert.ok(fs.existsSync(path.join(dir, 'checkpoint-3', 'adapter_params.safetensors')));
+    const resumed = mk();
+    resumeFrom(resumed as Trainer<unknown>, path.join(dir, 'checkpoint-3'));
+    const rest = (await resumed.train()).history.map((h) => h.loss);
+    for (let i = 0; i < 6; i++) assert.ok(Math.abs(rest[i] - whole[i]) < 1e-6, `step ${i + 1}: ${rest[i]} vs ${whole[i]}`);
+    const plain = trainer({ maxSteps: 6 }, new CausalLM(cfg(), { seed: 7 }));
+    assert.throws(() => resumeFrom(plain as Trainer<unknown>, path.join(dir, 'checkpoint-3')), /adapter_params\.safetensors: tensor "adapters\.default\..*" has no adapter weight in the model/);
+    for (const t of [full, first, resumed, plain]) { t.dispose(); t.model.dispose(); }
   });
 
   it('evaluates periodically and stops early when eval loss stalls', async () => {

@@ -55,6 +55,10 @@ def interrupt_until_idle(kc, km, msg_id, tries=10):
                 continue
             _iopub.setdefault(msg["parent_header"].get("msg_id"), []).append(msg)
         if idle():
+            if attempt > 1:
+                # An extra SIGINT sent while the first was still being handled may reach the kernel's
+                # handler late; let it land while the kernel is idle (where it is a no-op), not in the next cell.
+                time.sleep(1.0)
             return collect(kc, msg_id), attempt
     return collect(kc, msg_id), tries
 

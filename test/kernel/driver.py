@@ -146,7 +146,9 @@ def session():
             (reply, _), attempts = interrupt_until_idle(kc, km, msg_id)
             out["interrupt"].append(reply.get("evalue"))
             out.setdefault("interrupt_attempts", []).append(attempts)
-        out["after_interrupt"] = run_cell(kc, "console.log('alive')")[0]["status"]
+        alive = run_cell(kc, "console.log('alive')")[0]
+        out["after_interrupt"] = alive["status"]
+        out["after_interrupt_error"] = alive.get("evalue")
 
         # tunelab resolves from a folder without node_modules/tunelab (types and runtime).
         reply, msgs = run_cell(kc, "require.resolve('tunelab/package.json')")

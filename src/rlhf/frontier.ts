@@ -8,7 +8,8 @@ import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
-import { responseLogProbs, sampleResponses, type PpoReward } from './ppo';
+import { responseLogProbs, sampleResponses } from './rollout';
+import type { PpoReward } from './ppo';
 
 /** Options of {@link policyRewardKl}. */
 export interface RewardKlOptions {

@@ -3,3 +3,5 @@ export * from './ppo';
 export * from './sentiment';
 export * from './dpo';
 export * from './frontier';
+export * from './advantages';
+export * from './rollout';

@@ -10,8 +10,6 @@
  * position after and keeps one extra value), and generation stops at eos by default.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KVCache } from '../model/attention';
-import { sampleToken } from '../model/generate';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { AdamW, clipByGlobalNorm } from '../train/optimizer';
@@ -21,14 +19,17 @@ import { Rng } from '../util/rng';
 import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
 import { ScalarHead } from './heads';
+import { gae, ppoPolicyLoss, ppoValueLoss, shapeRewards, whiten } from './advantages';
+import { pack, responseLogProbs, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
+import type { RewardFunction } from './reward';
 
 // ---------------------------------------------------------------------------------------------------
 // Rewards
 // ---------------------------------------------------------------------------------------------------
 
 /** A reward as a plain function of the prompt and the decoded response (e.g. a verifiable checker). */
-export type PpoRewardFunction = (prompt: string, response: string) => number;
+export type PpoRewardFunction = RewardFunction;
 
 /** A reward model: scores a batch of texts at once (structurally, `RewardModel` fits). */
 export interface PpoRewardModel {
@@ -141,227 +142,6 @@ function validate(c: PpoConfig): void {
   check(c.gamma >= 0 && c.gamma <= 1, 'gamma', 'must be in [0, 1]');
   check(c.lam >= 0 && c.lam <= 1, 'lam', 'must be in [0, 1]');
   check(c.klEstimator === 'k1' || c.klEstimator === 'k3', 'klEstimator', 'must be k1 or k3');
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Pure pieces (exported for tests and for readers)
-// ---------------------------------------------------------------------------------------------------
-
-/**
- * Generalised advantage estimation (Schulman et al., arXiv 1506.02438) over one response:
- * δ_t = r_t + γ·V_{t+1} − V_t (V after the last token = 0), A_t = δ_t + γλ·A_{t+1}, returns = A + V.
- *
- * @example
- * gae([0, 0, 1], [0.1, 0.2, 0.3], 1, 0.95).advantages; // [δ0 + .95δ1 + .95²δ2, …]
- */
-export function gae(rewards: readonly number[], values: readonly number[], gamma = 1, lam = 0.95): { advantages: number[]; returns: number[] } {
-  if (rewards.length !== values.length) throw new Error(`gae: ${rewards.length} rewards but ${values.length} values`);
-  const n = rewards.length;
-  const advantages = new Array<number>(n);
-  let last = 0;
-  for (let t = n - 1; t >= 0; t--) {
-    const next = t + 1 < n ? values[t + 1] : 0;
-    last = rewards[t] + gamma * next - values[t] + gamma * lam * last;
-    advantages[t] = last;
-  }
-  return { advantages, returns: advantages.map((a, t) => a + values[t]) };
-}
-
-/**
- * TRL's `masked_whiten` over a flat list: (x − mean)/√(var + 1e-8) with the unbiased variance;
- * `shiftMean` false adds the mean back (used for rewards, whose sign matters).
- */
-export function whiten(xs: readonly number[], shiftMean = true): number[] {
-  const n = xs.length;
-  if (n === 0) return [];
-  const mean = xs.reduce((a, b) => a + b, 0) / n;
-  const variance = n > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : 0;
-  const inv = 1 / Math.sqrt(variance + 1e-8);
-  return xs.map((x) => (x - mean) * inv + (shiftMean ? 0 : mean));
-}
-
-/**
- * Per-token rewards of one response: −β·kl_t everywhere, plus the score on the last token.
- * kl_t = log π − log π_ref (k1) or (r − 1) − log r with r = π_ref/π (k3, Schulman's low-variance estimator).
- */
-export function shapeRewards(logprobs: readonly number[], refLogprobs: readonly number[], score: number, klCoef: number, estimator: 'k1' | 'k3' = 'k1'): { rewards: number[]; kl: number[] } {
-  const kl = logprobs.map((lp, t) => {
-    const logr = refLogprobs[t] - lp;
-    return estimator === 'k1' ? -logr : Math.exp(logr) - 1 - logr;
-  });
-  const rewards = kl.map((k) => -klCoef * k);
-  if (rewards.length > 0) rewards[rewards.length - 1] += score;
-  return { rewards, kl };
-}
-
-function maskedMean(x: tf.Tensor, mask: tf.Tensor): tf.Scalar {
-  return tf.div(tf.sum(tf.mul(x, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
-}
-
-/** Clipped surrogate (PPO eq. 7) as a loss, with its diagnostics. All inputs (B, T); mask marks response tokens. */
-export function ppoPolicyLoss(newLogprobs: tf.Tensor, oldLogprobs: tf.Tensor, advantages: tf.Tensor, mask: tf.Tensor, cliprange: number): { loss: tf.Scalar; clipfrac: tf.Scalar; approxkl: tf.Scalar; ratio: tf.Scalar } {
-  return tf.tidy(() => {
-    const diff = tf.mul(tf.sub(newLogprobs, oldLogprobs), mask); // padding's diff is 0, so ratio 1 there
-    const ratio = tf.exp(diff);
-    const l1 = tf.mul(tf.neg(advantages), ratio);
-    const l2 = tf.mul(tf.neg(advantages), tf.clipByValue(ratio, 1 - cliprange, 1 + cliprange));
-    return {
-      loss: maskedMean(tf.maximum(l1, l2), mask),
-      clipfrac: maskedMean(tf.cast(tf.greater(l2, l1), 'float32'), mask),
-      // TRL: 0.5·mean(diff²) (over all positions of the minibatch; here over response tokens).
-      approxkl: tf.mul(0.5, maskedMean(tf.square(diff), mask)) as tf.Scalar,
-      ratio: maskedMean(ratio, mask),
-    };
-  });
-}
-
-/** Clipped value loss ½·max((V − R)², (clip(V, V_old ± ε) − R)²), masked mean, and how often the clip won. */
-export function ppoValueLoss(values: tf.Tensor, oldValues: tf.Tensor, returns: tf.Tensor, mask: tf.Tensor, cliprangeValue: number): { loss: tf.Scalar; clipfrac: tf.Scalar } {
-  return tf.tidy(() => {
-    const clipped = tf.clipByValue(tf.sub(values, oldValues), -cliprangeValue, cliprangeValue).add(oldValues);
-    const l1 = tf.square(tf.sub(values, returns));
-    const l2 = tf.square(tf.sub(clipped, returns));
-    return { loss: tf.mul(0.5, maskedMean(tf.maximum(l1, l2), mask)) as tf.Scalar, clipfrac: maskedMean(tf.cast(tf.greater(l2, l1), 'float32'), mask) };
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Rollouts
-// ---------------------------------------------------------------------------------------------------
-
-/** Sampled responses with the log-probs (of logits / temperature) and values seen while sampling. */
-export interface SampledResponses {
-  responseIds: number[][];
-  logprobs: number[][];
-  /** V(s_t) before each response token; empty rows without a value head. */
-  values: number[][];
-}
-
-/** log softmax(logits / temperature)[token] from one row of logits. */
-function logProbOf(logits: Float32Array, token: number, temperature: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let total = 0;
-  for (let i = 0; i < logits.length; i++) total += Math.exp((logits[i] - max) / temperature);
-  return (logits[token] - max) / temperature - Math.log(total);
-}
-
-/**
- * Samples a response per prompt with the KV cache, batching prompts of equal token length (the model has
- * no padding mask, so only equal lengths share a batch exactly). Each row has its own seeded sampler, so
- * tokens do not depend on how rows are grouped. Log-probs and values come from the cached pass itself.
- *
- * @example
- * const r = sampleResponses(model, [tok.encode('The nation')], { maxNewTokens: 8, temperature: 0.7, seeds: [1] });
- */
-export function sampleResponses(
-  model: CausalLM, prompts: readonly number[][],
-  o: { maxNewTokens: number; temperature: number; topK?: number; topP?: number; stopTokenId?: number | null; seeds: readonly number[]; valueHead?: ScalarHead },
-): SampledResponses {
-  const n = prompts.length;
-  const out: SampledResponses = { responseIds: prompts.map(() => []), logprobs: prompts.map(() => []), values: prompts.map(() => []) };
-  const groups = new Map<number, number[]>();
-  const window = model.config.contextLength - model.reservedPositions();
-  prompts.forEach((p, i) => {
-    if (p.length === 0) throw new Error(`sampleResponses: prompt ${i} has no tokens`);
-    if (p.length + o.maxNewTokens > window) {
-      throw new Error(`sampleResponses: prompt ${i} (${p.length} tokens) + ${o.maxNewTokens} new tokens exceed the context`);
-    }
-    groups.set(p.length, [...(groups.get(p.length) ?? []), i]);
-  });
-  if (o.seeds.length !== n) throw new Error(`sampleResponses: ${n} prompts but ${o.seeds.length} seeds`);
-  const sampling = { doSample: true, temperature: o.temperature, topK: o.topK ?? 0, topP: o.topP ?? 1 };
-  const vocab = model.config.vocabSize;
-  for (const rows of groups.values()) {
-    const rngs = rows.map((i) => new Rng(o.seeds[i]));
-    const done = rows.map(() => false);
-    const cache = new KVCache(model.config.nLayers);
-    try {
-      let feed = rows.map((i) => prompts[i]);
-      for (let step = 0; step < o.maxNewTokens && done.includes(false); step++) {
-        const t = feed[0].length;
-        const [logits, values] = tf.tidy(() => {
-          const h = model.hidden(tf.tensor2d(feed, [rows.length, t], 'int32'), { cache });
-          const last = tf.slice(h, [0, t - 1, 0], [-1, 1, -1]) as tf.Tensor3D;
-          return [model.head(last), o.valueHead ? o.valueHead.apply(last) : tf.zeros([rows.length, 1])];
-        });
-        const l = logits.dataSync() as Float32Array;
-        const v = values.dataSync();
-        tf.dispose([logits, values]);
-        const next = rows.map((i, r) => {
-          const row = l.subarray(r * vocab, (r + 1) * vocab);
-          const tok = sampleToken(row, sampling, rngs[r]);
-          if (!done[r]) {
-            out.responseIds[i].push(tok);
-            out.logprobs[i].push(logProbOf(row, tok, o.temperature));
-            if (o.valueHead) out.values[i].push(v[r]);
-            if (tok === o.stopTokenId) done[r] = true;
-          }
-          return [tok]; // finished rows keep decoding (discarded): the batch must stay rectangular
-        });
-        feed = next;
-      }
-    } finally {
-      cache.dispose();
-    }
-  }
-  return out;
-}
-
-/** Right-padded full sequences and the (B, T) mask of positions whose next token is a response token. */
-interface PackedBatch {
-  ids: tf.Tensor2D;
-  targets: tf.Tensor2D;
-  mask: tf.Tensor2D;
-  /** Flat index (b·T + t) of each response token, row by row, for scattering per-token arrays. */
-  slots: number[][];
-  width: number;
-}
-
-function pack(prompts: readonly number[][], responses: readonly number[][]): PackedBatch {
-  const b = prompts.length;
-  const width = Math.max(...prompts.map((p, i) => p.length + responses[i].length));
-  const ids = new Int32Array(b * width);
-  const targets = new Int32Array(b * width);
-  const mask = new Float32Array(b * width);
-  const slots = prompts.map((p, i) => {
-    const seq = [...p, ...responses[i]];
-    seq.forEach((tok, t) => {
-      ids[i * width + t] = tok;
-      if (t > 0) targets[i * width + t - 1] = tok;
-    });
-    // Position t predicts token t+1: response token j is predicted at p.length − 1 + j.
-    return responses[i].map((_, j) => {
-      const at = i * width + p.length - 1 + j;
-      mask[at] = 1;
-      return at;
-    });
-  });
-  return { ids: tf.tensor2d(ids, [b, width], 'int32'), targets: tf.tensor2d(targets, [b, width], 'int32'), mask: tf.tensor2d(mask, [b, width]), slots, width };
-}
-
-/** Per-token numbers of each row scattered into a dense (B, T) tensor at the packed slots. */
-function scatter(p: PackedBatch, rows: readonly number[][]): tf.Tensor2D {
-  const dense = new Float32Array(p.slots.length * p.width);
-  p.slots.forEach((s, i) => s.forEach((at, j) => (dense[at] = rows[i][j])));
-  return tf.tensor2d(dense, [p.slots.length, p.width]);
-}
-
-/** Per-row arrays gathered back from a dense (B, T) array. */
-function gatherRows(p: PackedBatch, dense: ArrayLike<number>): number[][] {
-  return p.slots.map((s) => s.map((at) => dense[at]));
-}
-
-/**
- * Log-probs (of logits / temperature) of each response token under `model` by one full forward pass:
- * what the reference model gives, and what the cached rollout log-probs must equal.
- */
-export function responseLogProbs(model: CausalLM, prompts: readonly number[][], responses: readonly number[][], temperature: number): number[][] {
-  const p = pack(prompts, responses);
-  const lp = tf.tidy(() => tokenLogProbs(tf.div(model.forward(p.ids), temperature) as tf.Tensor3D, p.targets));
-  const rows = gatherRows(p, lp.dataSync());
-  tf.dispose([lp, p.ids, p.targets, p.mask]);
-  return rows;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { dataset } from '../lab/data';
 import { Rng } from '../util/rng';
-import { sampleResponses } from './ppo';
+import { sampleResponses } from './rollout';
 
 let lexicon: { words: Map<string, number>; longest: number } | undefined;
 

@@ -6,10 +6,9 @@ import { base } from '../../src/lab/base';
 import { addLora } from '../../src/peft/lora';
 import { tokenLogProbs } from '../../src/rlhf/logprobs';
 import { ScalarHead } from '../../src/rlhf/heads';
-import {
-  gae, whiten, shapeRewards, ppoPolicyLoss, ppoValueLoss, sampleResponses, responseLogProbs, PpoTrainer, ppo,
-  type PpoConfig, type PpoStepMetrics,
-} from '../../src/rlhf/ppo';
+import { gae, whiten, shapeRewards, ppoPolicyLoss, ppoValueLoss } from '../../src/rlhf/advantages';
+import { sampleResponses, responseLogProbs } from '../../src/rlhf/rollout';
+import { PpoTrainer, ppo, type PpoConfig, type PpoStepMetrics } from '../../src/rlhf/ppo';
 import { sentimentScore, sentimentPrompts, sentimentPreferences } from '../../src/rlhf/sentiment';
 import type { TrainerEventSource } from '../../src/viz/live';
 import { ppoChart } from '../../src/viz/charts';

@@ -39,14 +39,6 @@ export class KVCache {
   }
 }
 
-/** Repeats kv heads so grouped-query attention can use one batched product; stays rank 4 (rank-5 transposes are slow on wasm). */
-export function repeatKv(x: tf.Tensor4D, groups: number): tf.Tensor4D {
-  if (groups === 1) return x;
-  const [b, hkv, s, hd] = x.shape;
-  const flat = tf.reshape(x, [b, hkv, 1, s * hd]);
-  return tf.reshape(tf.tile(flat, [1, 1, groups, 1]), [b, hkv * groups, s, hd]);
-}
-
 /**
  * Additive attention mask (0 where allowed, -1e9 where not), (1 or B, 1, T, S).
  * Query t sits at absolute position offset + t and may see keys at positions ≤ its own; with segment ids
@@ -106,8 +98,14 @@ export function scaledDotProductAttention(a: AttentionInputs, groups: number, ca
     v = tf.concat([a.prefix.v, v], 2);
   }
   if (cache) ({ k, v } = cache.cache.append(cache.i, k, v));
-  const hd = q.shape[3];
-  const scores = tf.add(tf.mul(tf.matMul(q, repeatKv(k, groups), false, true), 1 / Math.sqrt(hd)), a.mask);
+  const [b, h, t, hd] = q.shape;
+  // Grouped-query attention without repeating k/v: the `groups` query heads that share a kv head are
+  // stacked along the rows, (B, H, T, hd) → (B, H_kv, groups·T, hd), and the mask is repeated to match
+  // (its rows are few). Copying the cached k/v per head every decoding step cost more than the attention.
+  const qg = groups === 1 ? q : (tf.reshape(q, [b, h / groups, groups * t, hd]) as tf.Tensor4D);
+  const mask = groups === 1 || a.mask.shape[2] === 1 ? a.mask : tf.tile(a.mask, [1, 1, groups, 1]);
+  const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd)), mask);
   const probs = dropout(tf.softmax(scores), a.dropoutRate, a.dropoutSeed);
-  return tf.matMul(probs as tf.Tensor4D, repeatKv(v, groups));
+  const out = tf.matMul(probs as tf.Tensor4D, v) as tf.Tensor4D;
+  return groups === 1 ? out : (tf.reshape(out, [b, h, t, hd]) as tf.Tensor4D);
 }

@@ -225,9 +225,12 @@ export class CausalLM {
   head(h: tf.Tensor3D, ctx: LinearContext = { training: false, batch: h.shape[0] }): tf.Tensor3D {
     const [b, t, d] = h.shape;
     const h2 = tf.reshape(h, [b * t, d]) as tf.Tensor2D;
-    const logits = this.config.tieEmbeddings
-      ? tf.matMul(h2, this.weight('embed_tokens.weight') as tf.Tensor2D, false, true)
-      : this.linear('lm_head', h2, ctx);
+    const embeddings = this.weight('embed_tokens.weight') as tf.Tensor2D;
+    // Tied head: h·Eᵀ. With few rows (decoding), E·hᵀ transposed back is far cheaper: the transposed
+    // operand is then the small h, not the (vocab, d) table (wasm materialises transposes).
+    const logits = !this.config.tieEmbeddings ? this.linear('lm_head', h2, ctx)
+      : b * t < 16 ? tf.transpose(tf.matMul(embeddings, h2, false, true)) as tf.Tensor2D
+        : tf.matMul(h2, embeddings, false, true);
     return tf.reshape(logits, [b, t, this.config.vocabSize]);
   }
 

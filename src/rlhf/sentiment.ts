@@ -122,12 +122,16 @@ export function sentimentPreferences(
   const eos = tokenizer.specialTokens.eos?.id ?? null;
   const room = model.config.contextLength - model.reservedPositions() - maxNewTokens;
   const ids = prompts.map((p) => tokenizer.encode(p).slice(-room));
+  // All prompts' samples in one call: rows of equal prompt length are sampled together, and each row's own
+  // seed keeps every sample independent of that batching.
+  const r = sampleResponses(model, prompts.flatMap((_, i) => Array.from({ length: k }, () => ids[i])), {
+    maxNewTokens, temperature, topK, topP, stopTokenId: eos,
+    seeds: prompts.flatMap((_, i) => Array.from({ length: k }, (_, j) => (seed * 1000003 + i * 7919 + j * 104729) % 2147483647)),
+  });
+  const all = r.responseIds.map((t) => tokenizer.decode(t.filter((x) => x !== eos), { skipSpecialTokens: true }));
   const rows: SentimentPreference[] = [];
   prompts.forEach((prompt, i) => {
-    const r = sampleResponses(model, Array.from({ length: k }, () => ids[i]), {
-      maxNewTokens, temperature, topK, topP, stopTokenId: eos, seeds: Array.from({ length: k }, (_, j) => (seed * 1000003 + i * 7919 + j * 104729) % 2147483647),
-    });
-    const texts = r.responseIds.map((t) => tokenizer.decode(t.filter((x) => x !== eos), { skipSpecialTokens: true }));
+    const texts = all.slice(i * k, (i + 1) * k);
     const scores = texts.map(sentimentScore);
     let best = 0;
     let worst = 0;

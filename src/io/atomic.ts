@@ -118,3 +118,21 @@ export function writeJsonAtomic(file: string, value: unknown): void {
   if (text === undefined) throw new Error(`${file}: value is not JSON-serializable (got ${typeof value})`);
   writeFileAtomic(file, text + '\n');
 }
+
+/** Reads a JSON object from a file; errors name the file and say whether it was unreadable, not JSON or not an object. */
+export function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
+  return v as Record<string, unknown>;
+}

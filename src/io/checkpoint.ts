@@ -11,7 +11,7 @@ import { CausalLM } from '../model/transformer';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { chatmlJinja, chatTemplateFromConfig, type ChatTemplate, type TokenizerConfigJson } from '../data/chat';
 import type { Trainer, TrainerState, CheckpointIO } from '../train/trainer';
-import { writeJsonAtomic } from './atomic';
+import { readJson, writeJsonAtomic } from './atomic';
 import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
 import { readSafetensors, readShardedSafetensors, writeSafetensors } from './safetensors';
 
@@ -20,22 +20,6 @@ export async function hostParams(model: CausalLM): Promise<Map<string, HostTenso
   const out = new Map<string, HostTensor>();
   for (const [p, { variable }] of model.params) out.set(p, { shape: variable.shape, data: (await variable.data()) as Float32Array });
   return out;
-}
-
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  try {
-    const v: unknown = JSON.parse(text);
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
-  }
 }
 
 /** Writes the model files (config, weights, tokenizer) into an existing folder. */

@@ -236,20 +236,21 @@ export class Lab {
 
   /** Reward model: a scalar head trained on the data's prompt/chosen/rejected rows (Bradley-Terry loss). */
   async rewardModel(config: Partial<RewardConfig> & StageExtras = {}): Promise<Run> {
-    const s = this.state;
-    if (!s.data) throw new Error('rewardModel: no data; call .data(preferenceRows) first');
-    const rows = toPreferenceRows(s.data, 'reward-model data');
-    const evalRows = s.eval ? toPreferenceRows(s.eval, 'eval data') : null;
+    const { rows, evalRows } = this.preferences('rewardModel');
     return this.stage('reward-model', config, (model, tok, extras) => trainRewardModel(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
   }
 
   /** DPO on the data's preference rows; the reference is the starting model (a frozen copy, or the base with adapters off). */
   async dpo(config: Partial<DpoConfig> & StageExtras = {}): Promise<Run> {
-    const s = this.state;
-    if (!s.data) throw new Error('dpo: no data; call .data(preferenceRows) first');
-    const rows = toPreferenceRows(s.data, 'dpo data');
-    const evalRows = s.eval ? toPreferenceRows(s.eval, 'eval data') : null;
+    const { rows, evalRows } = this.preferences('dpo');
     return this.stage('dpo', config, (model, tok, extras) => dpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /** The data and eval data as preference rows, with errors naming the verb and the row. */
+  private preferences(verb: string) {
+    const s = this.state;
+    if (!s.data) throw new Error(`${verb}: no data; call .data(preferenceRows) first`);
+    return { rows: toPreferenceRows(s.data, `${verb} data`), evalRows: s.eval ? toPreferenceRows(s.eval, 'eval data') : null };
   }
 
   /**

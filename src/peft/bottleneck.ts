@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM, LinearContext } from '../model/transformer';
 import { gelu, linear, silu } from '../model/layers';
 import { Adapter, peft } from './peft';
-import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
+import { ADAPTER_CONFIG_FILE, AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** Nonlinearity between the down and up projection. */
 export type BottleneckNonLinearity = 'relu' | 'gelu' | 'tanh' | 'silu';
@@ -207,11 +207,7 @@ export function loadBottleneck(model: CausalLM, file: AdapterFile, name: string)
   const bad = (key: string, rule: string): never => {
     throw new Error(`${file.configFile}: "${key}" ${rule} (got ${JSON.stringify(c[key])})`);
   };
-  const num = (key: string, fallback: number): number => {
-    const v = c[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) bad(key, 'must be a number');
-    return v as number;
-  };
+  const num = (key: string, fallback: number) => configNumber(file, key, fallback);
   if (c.architecture !== undefined && c.architecture !== 'bottleneck') bad('architecture', 'must be "bottleneck"');
   if (c.is_parallel === true) bad('is_parallel', 'is not supported (sequential adapters only)');
   const hub = c.non_linearity ?? nonLinearities[bottleneckDefaults.nonLinearity].hub;

@@ -15,7 +15,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { HostTensor } from '../io/hf';
-import { writeJsonAtomic } from '../io/atomic';
+import { readJson, writeJsonAtomic } from '../io/atomic';
 import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safetensors';
 import { Adapter, peft, PeftType } from './peft';
 import { addLora, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
@@ -87,6 +87,20 @@ export type AdapterLoader = (model: CausalLM, file: AdapterFile, name: string) =
 export const adapterLoaders = new Map<string, AdapterLoader>([['LORA', loadLora]]);
 
 /**
+ * A number from an adapter's config (or `fallback` when absent), for loaders; the error names the file,
+ * the key and the value. `integer` additionally requires a positive integer.
+ *
+ * @example
+ * const r = configNumber(file, 'r'); const p = configNumber(file, 'num_virtual_tokens', undefined, 'integer');
+ */
+export function configNumber(file: Pick<AdapterFile, 'config' | 'configFile'>, key: string, fallback?: number, kind: 'number' | 'integer' = 'number'): number {
+  const v = file.config[key] ?? fallback;
+  const ok = typeof v === 'number' && (kind === 'number' ? Number.isFinite(v) : Number.isInteger(v) && v > 0);
+  if (!ok) throw new Error(`${file.configFile}: "${key}" must be ${kind === 'number' ? 'a number' : 'a positive integer'} (got ${JSON.stringify(v)})`);
+  return v as number;
+}
+
+/**
  * Makes {@link loadAdapter} read folders whose `peft_type` is `peftType`.
  *
  * @example
@@ -94,23 +108,6 @@ export const adapterLoaders = new Map<string, AdapterLoader>([['LORA', loadLora]
  */
 export function registerAdapterLoader(peftType: PeftType, loader: AdapterLoader): void {
   adapterLoaders.set(peftType, loader);
-}
-
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
-  return v as Record<string, unknown>;
 }
 
 /**
@@ -167,11 +164,7 @@ interface Need {
 
 function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter {
   const c = file.config;
-  const num = (key: string, fallback?: number): number => {
-    const v = c[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file.configFile}: "${key}" must be a number (got ${JSON.stringify(v)})`);
-    return v;
-  };
+  const num = (key: string, fallback?: number) => configNumber(file, key, fallback);
   const r = num('r');
   const alpha = num('lora_alpha', r);
   const dropout = num('lora_dropout', 0);

@@ -21,7 +21,7 @@ import { Rng } from '../util/rng';
 import type { Penalty } from '../train/regularize';
 import { Adapter, peft, resolveTargets } from './peft';
 import { hashSeed, hfModulePath, loraDefaults, loraInitValues, loraScale, peftTargetModules } from './lora';
-import { AdapterFile, registerAdapterLoader } from './io';
+import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** How the router picks gates: per token (row of x), or once per sequence from the mean of its tokens. */
 export type MoeRouting = 'token' | 'sequence';
@@ -407,11 +407,7 @@ function fileTargets(model: CausalLM, file: AdapterFile): string[] {
  */
 export function loadLoraMoe(model: CausalLM, file: AdapterFile, name: string): LoraMoeAdapter {
   const c = file.config;
-  const num = (key: string, fallback?: number): number => {
-    const v = c[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file.configFile}: "${key}" must be a number (got ${JSON.stringify(v)})`);
-    return v;
-  };
+  const num = (key: string, fallback?: number) => configNumber(file, key, fallback);
   const r = num('r');
   const experts = num('num_experts');
   const routing = c.routing ?? 'token';

@@ -12,7 +12,7 @@ import { KVCache } from '../model/attention';
 import { headDim } from '../model/config';
 import type { CausalLM } from '../model/transformer';
 import { Adapter, peft } from './peft';
-import { AdapterFile, registerAdapterLoader } from './io';
+import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** Options of {@link addPrefixTuning}; field names are PEFT's in camelCase. */
 export interface PrefixTuningConfig {
@@ -209,8 +209,7 @@ export function addPrefixTuning(model: CausalLM, config: Partial<PrefixTuningCon
  * a plain prefix (a `prefix_projection` adapter is saved projected, and PEFT loads it that way too).
  */
 export function loadPrefixTuning(model: CausalLM, file: AdapterFile, name: string): PrefixTuning {
-  const p = file.config.num_virtual_tokens;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0) throw new Error(`${file.configFile}: "num_virtual_tokens" must be a positive integer (got ${JSON.stringify(p)})`);
+  const p = configNumber(file, 'num_virtual_tokens', undefined, 'integer');
   const adapter = new PrefixTuning(model, { numVirtualTokens: p, initFrom: 'zero' });
   try {
     const target = adapter.weights.get('prompt_embeddings')!;

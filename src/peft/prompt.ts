@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { Rng } from '../util/rng';
 import { Adapter, peft } from './peft';
-import { AdapterFile, registerAdapterLoader } from './io';
+import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** A tokenizer that {@link PromptTuningConfig.initFrom} text needs (the project's `Tokenizer` fits). */
 export interface TextEncoder {
@@ -154,8 +154,7 @@ export function addPromptTuning(model: CausalLM, config: Partial<PromptTuningCon
 
 /** `loadAdapter` for PEFT's PROMPT_TUNING folders: `prompt_embeddings` [P, d_model]. */
 export function loadPromptTuning(model: CausalLM, file: AdapterFile, name: string): PromptTuning {
-  const p = file.config.num_virtual_tokens;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0) throw new Error(`${file.configFile}: "num_virtual_tokens" must be a positive integer (got ${JSON.stringify(p)})`);
+  const p = configNumber(file, 'num_virtual_tokens', undefined, 'integer');
   const tokenizerNameOrPath = file.config.tokenizer_name_or_path;
   const adapter = new PromptTuning(model, { numVirtualTokens: p, ...(typeof tokenizerNameOrPath === 'string' && { tokenizerNameOrPath }) });
   try {

@@ -16,6 +16,7 @@ import { AdamW, clipByGlobalNorm } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
+import { Emitter } from '../util/events';
 import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
 import { ScalarHead } from './heads';
@@ -247,7 +248,7 @@ export class PpoTrainer {
   private cursor = 0;
   private readonly rng: Rng;
   private tokens = 0;
-  private readonly listeners: { [E in keyof PpoEvents]?: ((e: PpoEvents[E]) => void)[] } = {};
+  private readonly events = new Emitter<PpoEvents>();
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly prompts: readonly string[], readonly reward: PpoReward, config: Partial<PpoConfig> = {}) {
     const c: PpoConfig = { ...ppoDefaults, ...config };
@@ -274,16 +275,11 @@ export class PpoTrainer {
 
   /** Subscribes to an event; returns a function that unsubscribes. */
   on<E extends keyof PpoEvents>(event: E, listener: (e: PpoEvents[E]) => void): () => void {
-    const list = (this.listeners[event] ??= []) as ((e: PpoEvents[E]) => void)[];
-    list.push(listener);
-    return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
-    };
+    return this.events.on(event, listener);
   }
 
   private emit<E extends keyof PpoEvents>(event: E, payload: PpoEvents[E]): void {
-    for (const l of [...((this.listeners[event] ?? []) as ((e: PpoEvents[E]) => void)[])]) l(payload);
+    this.events.emit(event, payload);
   }
 
   /** Learning rate of the next step. */

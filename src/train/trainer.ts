@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { AdamW, clipByGlobalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
+import { Emitter } from '../util/events';
 import type { Penalty } from './regularize';
 
 /** A training method's loss: built inside `tf.variableGrads`, so intermediates are tracked. */
@@ -161,7 +162,7 @@ export class Trainer<B> {
   readonly history: StepMetrics[] = [];
   readonly evals: EvalMetrics[] = [];
   lastCheckpoint?: string;
-  private readonly listeners: { [E in keyof TrainerEvents]?: Listener<E>[] } = {};
+  private readonly events = new Emitter<TrainerEvents>();
   private bestEval = Infinity;
   private evalsSinceBest = 0;
 
@@ -179,17 +180,11 @@ export class Trainer<B> {
 
   /** Subscribes to an event; returns a function that unsubscribes. */
   on<E extends keyof TrainerEvents>(event: E, listener: Listener<E>): () => void {
-    const list = (this.listeners[event] ??= []) as Listener<E>[];
-    list.push(listener);
-    return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
-    };
+    return this.events.on(event, listener);
   }
 
   private emit<E extends keyof TrainerEvents>(event: E, payload: TrainerEvents[E]): void {
-    // A copy: a listener may unsubscribe while the event is delivered.
-    for (const l of [...((this.listeners[event] ?? []) as Listener<E>[])]) l(payload);
+    this.events.emit(event, payload);
   }
 
   /** Learning rate of the next step. */

@@ -13,13 +13,18 @@
  * console.log(train.formatReport());
  */
 import * as path from 'path';
+import { inspect } from 'util';
 import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { Rng } from '../util/rng';
+import { escapeHtml } from '../viz/html';
+import { mimeBundleKey } from '../viz/rich';
+import { tableHtml } from '../viz/table';
+import type { ColumnMapping } from './columns';
 import { exactDuplicates, nearDuplicates, type NearDedupeOptions, type NormalizeOptions } from './dedupe';
-import { formatProblem, validateDataset, type DatasetFormat, type DatasetProblem, type ValidateOptions } from './formats';
+import { detectFormat, formatProblem, validateDataset, type DatasetFormat, type DatasetProblem, type ValidateOptions } from './formats';
 import { dataColumns, isProvenanceColumn, rowObjects, takeRows, toDataFrame, type DanfoModule, type DataFrameLike, type DataRow, type ToDataFrameOptions } from './frames';
-import { loadTable, toTable, type LoadTableOptions } from './load';
+import { loadTable, mapColumns, toTable, type LoadTableOptions } from './load';
 
 /** One line of a corpus report: a step, the rows it removed, the rows left, and why. */
 export interface ReportEntry {
@@ -65,11 +70,20 @@ export interface MixOptions {
  * they return a new one whose report has one more line. Rows read by `loadTable` keep their `__file`/`__row`
  * provenance through every verb, so later errors still name the source row.
  *
+ * The arquero table is `corpus.table`: use it for any arquero verb (`corpus.table.groupby('source').count()`),
+ * or {@link pipe} to keep the report. Printed (`console.log`, a notebook cell's last value) a corpus shows
+ * its name, format, size, columns and report; in notebooks also a preview of its first rows.
+ *
  * `R` types the rows that `filter` sees; it is not checked against the data.
+ *
+ * @example
+ * const notes = Corpus.load('notes.csv', { text: 'body' });   // the "body" column is the text
+ * notes.table.columnNames();                                  // ['text', '__file', '__row']
  */
 export class Corpus<R extends DataRow = DataRow> {
   /** @param table the data; @param report the steps so far; @param name used by `mix` as the source value */
   constructor(
+    /** The arquero table holding the rows (provenance columns `__file`/`__row` included). */
     readonly table: ColumnTable,
     readonly report: readonly ReportEntry[] = [],
     readonly name?: string,
@@ -78,14 +92,16 @@ export class Corpus<R extends DataRow = DataRow> {
   ) {}
 
   /**
-   * Wraps data already in memory (table, DataFrame, rows, columns, or a corpus, returned as is).
+   * Wraps data already in memory (table, DataFrame, rows, columns, or a corpus, returned as is). A column
+   * mapping renames the data's columns to the formats' (`{ text: 'body' }`, see `LoadTableOptions`).
    *
    * @example
    * const c = Corpus.from<{ text: string }>([{ text: 'a' }, { text: 'b' }]);
+   * const qa = Corpus.from(df, { prompt: 'question', completion: 'answer' });
    */
-  static from<T extends DataRow = DataRow>(data: CorpusInput, options: { name?: string } = {}): Corpus<T> {
-    if (data instanceof Corpus) return new Corpus<T>(data.table, data.report, options.name ?? data.name, data.problems);
-    const table = toTable(data);
+  static from<T extends DataRow = DataRow>(data: CorpusInput, options: { name?: string } & ColumnMapping = {}): Corpus<T> {
+    if (data instanceof Corpus) return new Corpus<T>(mapColumns(data.table, options, data.name), data.report, options.name ?? data.name, data.problems);
+    const table = toTable(data, options);
     return new Corpus<T>(table, [{ step: 'from', removed: 0, kept: table.numRows(), reason: 'data in memory' }], options.name);
   }
 
@@ -93,9 +109,12 @@ export class Corpus<R extends DataRow = DataRow> {
    * Loads a file or folder (see `loadTable`), then validates it against a dataset format (`'auto'` detects it;
    * `false` skips validation). With `skipBad`, unreadable and malformed rows are dropped, counted in the
    * report and listed in `problems`; otherwise the first one throws a `DatasetError` naming file, row and column.
+   * Columns named otherwise than the formats' are mapped by option: `{ text: 'body' }`,
+   * `{ prompt: 'question', completion: 'answer' }`, also `chosen`, `rejected`, `messages`.
    *
    * @example
    * const c = Corpus.load('data/sft.jsonl', { skipBad: true });
+   * const notes = Corpus.load('notes.csv', { text: 'body' });
    * c.problems.forEach((p) => console.warn(formatProblem(p)));
    */
   static load<T extends DataRow = DataRow>(
@@ -356,6 +375,49 @@ export class Corpus<R extends DataRow = DataRow> {
   /** The report as aligned plain text. */
   formatReport(): string {
     return formatReport(this.report);
+  }
+
+  /**
+   * A few lines about the corpus: name, rows, format, columns, the report, and how many bad rows were dropped.
+   * This is what `console.log(corpus)` and a notebook's text output show.
+   *
+   * @example
+   * console.log(Corpus.load('notes.csv', { text: 'body' }).summary());
+   * // Corpus "notes": 120 rows, format text, columns: text
+   * // step      removed  kept  reason
+   * // …
+   */
+  summary(): string {
+    const lines = [`${this.headline()}, columns: ${this.columns.join(', ') || '(none)'}`, formatReport(this.report)];
+    if (this.problems.length) lines.push(`${this.problems.length} malformed row${this.problems.length === 1 ? '' : 's'} dropped: see .problems`);
+    return lines.join('\n');
+  }
+
+  /** `console.log(corpus)` prints {@link summary}, not the arquero internals. */
+  [inspect.custom](): string {
+    return this.summary();
+  }
+
+  /** Notebook output: the summary, a preview of the first rows and the report as HTML tables. */
+  [mimeBundleKey](): { 'text/plain': string; 'text/html': string } {
+    const preview = tableHtml(this.table, { columns: this.columns, limit: 5, maxChars: 120 });
+    const report = tableHtml(this.reportTable(), { limit: 50 });
+    const dropped = this.problems.length ? `<div>${this.problems.length} malformed rows dropped: see <code>.problems</code></div>` : '';
+    const html = `<div class="tunelab-corpus"><div style="font-weight:bold;margin-bottom:4px">${escapeHtml(this.headline())}</div>` +
+      `${preview}<details style="margin-top:4px"><summary>report (${this.report.length} steps)</summary>${report}</details>${dropped}</div>`;
+    return { 'text/plain': this.summary(), 'text/html': html };
+  }
+
+  // `Corpus "notes": 120 rows, format text` (the format detected from the columns, if any).
+  private headline(): string {
+    let format: string;
+    try {
+      format = `format ${detectFormat(this.table)}`;
+    } catch {
+      format = 'no dataset format';
+    }
+    const name = this.name === undefined ? 'Corpus' : `Corpus ${JSON.stringify(this.name)}`;
+    return `${name}: ${this.size.toLocaleString('en-US')} row${this.size === 1 ? '' : 's'}, ${format}`;
   }
 
   private requireColumn(column: string): void {

@@ -12,6 +12,7 @@
  */
 import type { ColumnTable } from 'arquero';
 import { ERROR_COLUMN, FILE_COLUMN, ROW_COLUMN, dataColumns, rowObjects, takeRows, type DataRow } from './frames';
+import { mappingHint } from './columns';
 
 /** The dataset formats tunelab trains on (TRL's names for the dataset types). */
 export type DatasetFormat = 'text' | 'prompt-completion' | 'messages' | 'preference';
@@ -69,7 +70,8 @@ export class DatasetError extends Error {
 
 /**
  * The format a table's columns match (provenance columns ignored), checked in the order preference,
- * prompt-completion, messages, text. Throws when none matches.
+ * prompt-completion, messages, text. Throws when none matches, naming the columns and the option that maps
+ * them (`{ text: 'body' }`).
  *
  * @example
  * detectFormat(toTable([{ prompt: 'Hi', completion: ' there' }]));   // 'prompt-completion'
@@ -82,7 +84,7 @@ export function detectFormat(table: ColumnTable): DatasetFormat {
   if (cols.has('text')) return 'text';
   throw new Error(
     `cannot detect the dataset format from the columns [${[...cols].join(', ')}]: expected text, messages, ` +
-      'prompt + completion, or (prompt +) chosen + rejected',
+      `prompt + completion, or (prompt +) chosen + rejected; ${mappingHint([...cols])}`,
   );
 }
 
@@ -123,19 +125,33 @@ export interface ValidationResult {
  * for (const p of problems) console.warn(formatProblem(p));
  */
 export function validateDataset(table: ColumnTable, format: DatasetFormat | 'auto' = 'auto', options: ValidateOptions = {}): ValidationResult {
-  const fmt = format === 'auto' ? detectFormat(table) : format;
   const rows = rowObjects(table);
   const fallbackFile = options.source ?? '<table>';
   const fileOf = (r: DataRow) => (typeof r[FILE_COLUMN] === 'string' ? (r[FILE_COLUMN] as string) : fallbackFile);
   const rowOf = (r: DataRow, i: number) => (typeof r[ROW_COLUMN] === 'number' ? (r[ROW_COLUMN] as number) : i + 1);
+  const source = options.source ?? (rows.length > 0 ? fileOf(rows[0]) : fallbackFile);
+
+  // Unreadable rows have no columns, so a file of only those would fail detection with "columns []".
+  if (rows.length > 0 && rows.every((r) => typeof r[ERROR_COLUMN] === 'string')) {
+    const first = rows[0];
+    throw new DatasetError({
+      file: source,
+      problem: `every row is unreadable (${rows.length} of ${rows.length}); the first, row ${rowOf(first, 0)}: ${String(first[ERROR_COLUMN])}`,
+    });
+  }
+  let fmt: DatasetFormat;
+  try {
+    fmt = format === 'auto' ? detectFormat(table) : format;
+  } catch (e) {
+    throw new DatasetError({ file: source, problem: (e as Error).message });
+  }
 
   const cols = new Set(dataColumns(table));
   const implicitPrompt = fmt === 'preference' && !cols.has('prompt');
   const needed = FORMAT_COLUMNS[fmt].filter((c) => !(implicitPrompt && c === 'prompt'));
   for (const c of needed) {
     if (!cols.has(c)) {
-      const file = options.source ?? (rows.length > 0 ? fileOf(rows[0]) : fallbackFile);
-      throw new DatasetError({ file, column: c, problem: `missing from the table (columns: ${[...cols].join(', ')})` });
+      throw new DatasetError({ file: source, column: c, problem: `missing from the table (columns: ${[...cols].join(', ')}); ${mappingHint([...cols], needed)}` });
     }
   }
 

@@ -1,27 +1,31 @@
 /**
- * Loading datasets into arquero tables: CSV, TSV, JSON, JSONL and plain-text files or folders, plus tables,
- * DataFrames and arrays already in memory (`toTable`).
+ * Loading datasets into arquero tables: CSV, TSV, JSON, JSONL, Arrow IPC and plain-text files or folders, plus
+ * tables, DataFrames and arrays already in memory (`toTable`). Every loader takes a column mapping
+ * (`{ text: 'body' }`) that renames the user's columns to the formats' names.
  *
  * Every row read from a file carries its file (`__file`) and its row number (`__row`), so errors raised
  * later, after filtering, shuffling or mixing, still point into the right file. DataRow numbers are the file's:
  * - CSV/TSV: the 1-based line on which the record starts (the header is line 1, so the first data row is
  *   2; a quoted field spanning lines counts every line, blank lines are skipped but counted);
  * - JSONL: the 1-based line (blank lines skipped but counted);
- * - JSON: the 1-based position of the record in the array (or in the column arrays);
+ * - JSON and Arrow: the 1-based position of the record in the array (or in the column arrays, or the Arrow table);
  * - text: 1 for a whole file; with `separator`, the 1-based line on which the chunk's text starts.
  *
- * Reading is synchronous (`fs.readFileSync`); source files are only read, never written.
+ * Reading is synchronous (`fs.readFileSync`); source files are only read, never written. Text formats must be
+ * UTF-8: other bytes are refused with the file, line and byte offset rather than read as `\uFFFD`.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
-import { readTextCorpus } from './text';
+import { readTextCorpus, readUtf8 } from './text';
 import { DatasetError } from './formats';
+import { FORMAT_FIELDS, columnMapping, type ColumnMapping } from './columns';
 import {
   ERROR_COLUMN,
   FILE_COLUMN,
   ROW_COLUMN,
+  dataColumns,
   decodeJsonColumns,
   fromDataFrame,
   isArqueroTable,
@@ -31,11 +35,18 @@ import {
 } from './frames';
 
 /** File formats that {@link loadTable} reads. */
-export type FileFormat = 'csv' | 'tsv' | 'json' | 'jsonl' | 'text';
+export type FileFormat = 'csv' | 'tsv' | 'json' | 'jsonl' | 'arrow' | 'text';
 
-/** Options of {@link loadTable} and {@link parseDataset}. */
-export interface LoadTableOptions {
-  /** File format; by default from the extension (`.csv`, `.tsv`, `.json`, `.jsonl`/`.ndjson`, `.txt`/`.md`; folders are text). */
+/**
+ * Options of {@link loadTable} and {@link parseDataset}. The column mapping (`text`, `prompt`, `completion`,
+ * `chosen`, `rejected`, `messages`) names the file's column that holds each format field, e.g.
+ * `{ text: 'body' }`; the column is renamed to the field's name.
+ */
+export interface LoadTableOptions extends ColumnMapping {
+  /**
+   * File format; by default from the extension (`.csv`, `.tsv`, `.json`, `.jsonl`/`.ndjson`,
+   * `.arrow`/`.feather`/`.arrows`/`.ipc` (Arrow IPC), `.txt`/`.md`; folders are text).
+   */
   format?: FileFormat;
   /**
    * What to do with a row that cannot be read (a bad JSON line, a JSON value that is not an object, a CSV
@@ -67,6 +78,7 @@ export interface LoadTableOptions {
  * const sft = loadTable('data/sft.jsonl');                          // columns prompt, completion, __file, __row
  * const docs = loadTable('data/books', { separator: '\n\n\n' });    // folder of .txt, split into chapters
  * const raw = loadTable('data/sft.jsonl', { badRows: 'keep' });     // bad lines kept for validateDataset({ skipBad })
+ * const notes = loadTable('notes.csv', { text: 'body' });           // the "body" column becomes "text"
  */
 export function loadTable(target: string, options: LoadTableOptions = {}): ColumnTable {
   let stat: fs.Stats;
@@ -76,9 +88,11 @@ export function loadTable(target: string, options: LoadTableOptions = {}): Colum
     throw new Error(`${target}: no such file or folder`);
   }
   const format = options.format ?? (stat.isDirectory() ? 'text' : formatFromExtension(target));
-  if (format === 'text') return loadText(target, options);
-  if (stat.isDirectory()) throw new Error(`${target}: is a folder; only the text format reads folders`);
-  return parseDataset(fs.readFileSync(target, 'utf8'), format, { ...options, file: target });
+  if (format !== 'text' && stat.isDirectory()) throw new Error(`${target}: is a folder; only the text format reads folders`);
+  const table = format === 'text' ? loadText(target, options)
+    : format === 'arrow' ? loadArrow(target, options)
+      : parseRecords(readUtf8(target), format, target, options);
+  return mapColumns(table, options, target);
 }
 
 /**
@@ -107,11 +121,23 @@ export function formatFromExtension(file: string): FileFormat {
     case '.jsonl':
     case '.ndjson':
       return 'jsonl';
+    case '.arrow':
+    case '.arrows':
+    case '.feather':
+    case '.ipc':
+      return 'arrow';
     case '.txt':
     case '.md':
       return 'text';
+    case '.parquet':
+    case '.pq':
+      throw new Error(
+        `${file}: Parquet is not read here (arquero, tunelab's table library, reads Arrow IPC but not Parquet); ` +
+          "convert it to Arrow IPC (pyarrow: pyarrow.feather.write_feather(pq.read_table(f), 'x.arrow', compression='uncompressed'); " +
+          "pandas: df.to_feather('x.arrow', compression='uncompressed')) or to CSV/JSONL",
+      );
     default:
-      throw new Error(`${file}: cannot tell the format from the extension "${ext}"; pass { format: 'csv' | 'tsv' | 'json' | 'jsonl' | 'text' }`);
+      throw new Error(`${file}: cannot tell the format from the extension "${ext}"; pass { format: 'csv' | 'tsv' | 'json' | 'jsonl' | 'arrow' | 'text' }`);
   }
 }
 
@@ -121,8 +147,12 @@ export function formatFromExtension(file: string): FileFormat {
  * @example
  * parseDataset('{"text": "hi"}\n', 'jsonl', { file: 'inline.jsonl' }).numRows();   // 1
  */
-export function parseDataset(text: string, format: Exclude<FileFormat, 'text'>, options: LoadTableOptions & { file?: string } = {}): ColumnTable {
+export function parseDataset(text: string, format: Exclude<FileFormat, 'text' | 'arrow'>, options: LoadTableOptions & { file?: string } = {}): ColumnTable {
   const file = options.file ?? `<${format}>`;
+  return mapColumns(parseRecords(text, format, file, options), options, file);
+}
+
+function parseRecords(text: string, format: Exclude<FileFormat, 'text' | 'arrow'>, file: string, options: LoadTableOptions): ColumnTable {
   const delimited = format === 'csv' || format === 'tsv';
   const { records, header } = delimited
     ? parseDelimited(text, format === 'csv' ? ',' : '\t', file)
@@ -135,12 +165,18 @@ export function parseDataset(text: string, format: Exclude<FileFormat, 'text'>, 
 /**
  * Turns data already in memory into an arquero table: an arquero table (returned as is), a danfo DataFrame
  * (message lists stored as JSON text are decoded), an array of row objects, or an object of column arrays.
+ * A column mapping renames the user's columns to the formats' (see {@link LoadTableOptions}).
  *
  * @example
  * toTable([{ text: 'a' }, { text: 'b' }]).numRows();                 // 2
  * toTable(new dfd.DataFrame({ prompt: ['2+2='], completion: ['4'] }));
+ * toTable(aq.table({ body: ['a'] }), { text: 'body' }).columnNames();   // ['text']
  */
-export function toTable(x: ColumnTable | DataFrameLike | readonly object[] | Readonly<Record<string, readonly unknown[]>>): ColumnTable {
+export function toTable(x: ColumnTable | DataFrameLike | readonly object[] | Readonly<Record<string, readonly unknown[]>>, mapping: ColumnMapping = {}): ColumnTable {
+  return mapColumns(unmappedTable(x), mapping, isArqueroTable(x) ? '<arquero table>' : isDataFrame(x) ? '<DataFrame>' : '<data>');
+}
+
+function unmappedTable(x: ColumnTable | DataFrameLike | readonly object[] | Readonly<Record<string, readonly unknown[]>>): ColumnTable {
   if (isArqueroTable(x)) return x;
   if (isDataFrame(x)) return fromDataFrame(x);
   if (Array.isArray(x)) {
@@ -152,6 +188,34 @@ export function toTable(x: ColumnTable | DataFrameLike | readonly object[] | Rea
   }
   if (isPlainObject(x) && Object.values(x).every(Array.isArray)) return aq.table(columnArrays(x as Record<string, unknown[]>, 'toTable'));
   throw new Error('toTable: expected an arquero table, a danfo DataFrame, an array of objects or an object of column arrays');
+}
+
+/**
+ * Renames the mapped columns to the format's names; `source` names the data in errors. A mapped column that
+ * does not exist, one mapped twice, or a rename onto a column that already exists throws, naming the columns.
+ *
+ * @example
+ * mapColumns(aq.table({ body: ['hi'] }), { text: 'body' }).columnNames();   // ['text']
+ */
+export function mapColumns(table: ColumnTable, mapping: ColumnMapping, source = '<table>'): ColumnTable {
+  const m = columnMapping(mapping);
+  const names = table.columnNames();
+  const renames: Record<string, string> = {};
+  for (const f of FORMAT_FIELDS) {
+    const c = m[f];
+    if (c === undefined || c === f) continue;
+    const columns = dataColumns(table).join(', ');
+    if (!names.includes(c)) throw new DatasetError({ file: source, column: c, problem: `not found for option { ${f}: '${c}' } (columns: ${columns})` });
+    if (renames[c] !== undefined) throw new DatasetError({ file: source, column: c, problem: `mapped twice ({ ${renames[c]}: '${c}' } and { ${f}: '${c}' })` });
+    renames[c] = f;
+  }
+  for (const [c, f] of Object.entries(renames)) {
+    // A column named like the target is fine only if it is itself mapped away (a swap).
+    if (names.includes(f) && renames[f] === undefined) {
+      throw new DatasetError({ file: source, column: f, problem: `already exists, so { ${f}: '${c}' } would replace it; drop or rename it first` });
+    }
+  }
+  return Object.keys(renames).length ? table.rename(renames) : table;
 }
 
 // One parsed record: its row number, its values or why it could not be read.
@@ -315,6 +379,21 @@ function parseDelimited(text: string, delimiter: string, file: string): { record
     return { row, values: Object.fromEntries(fields.map((v, k) => [header[k], v])) };
   });
   return { records, header };
+}
+
+// ---- Arrow ----
+
+// Arrow IPC (file or stream) through arquero's reader; rows are numbered by position.
+function loadArrow(file: string, options: LoadTableOptions): ColumnTable {
+  let table: ColumnTable;
+  try {
+    table = aq.fromArrow(fs.readFileSync(file));
+  } catch (e) {
+    throw new Error(`${file}: not a readable Arrow IPC file (${(e as Error).message})`);
+  }
+  if (!(options.provenance ?? true)) return table;
+  const n = table.numRows();
+  return table.assign({ [FILE_COLUMN]: new Array<string>(n).fill(file), [ROW_COLUMN]: Array.from({ length: n }, (_, i) => i + 1) });
 }
 
 // ---- text ----

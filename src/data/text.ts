@@ -10,7 +10,7 @@ export interface TextDocument {
 
 /**
  * Reads a text file, or every `.txt`/`.md` file of a folder (recursively, sorted by path so the order is
- * reproducible). Errors name the path; non-UTF-8 bytes are reported with the file name.
+ * reproducible). Errors name the path; non-UTF-8 bytes are reported with the file, line and byte offset.
  *
  * @example
  * const docs = readTextCorpus('datasets/general');
@@ -24,16 +24,58 @@ export function readTextCorpus(target: string): TextDocument[] {
   }
   const files = stat.isDirectory() ? listTextFiles(target) : [target];
   if (files.length === 0) throw new Error(`${target}: folder has no .txt or .md files`);
-  return files.map((file) => {
-    const bytes = fs.readFileSync(file);
-    let text: string;
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    } catch {
-      throw new Error(`${file}: not valid UTF-8 text`);
+  return files.map((file) => ({ source: file, text: readUtf8(file) }));
+}
+
+/**
+ * Reads a file as UTF-8, refusing other encodings instead of turning their bytes into `\uFFFD` (a Latin-1
+ * "Café" would otherwise load as "Caf\uFFFD"). The error names the file, the line and the byte offset.
+ *
+ * @example
+ * readUtf8('notes.csv');   // throws "notes.csv: line 3: not valid UTF-8 at byte 41 (0xE9) …" for Latin-1
+ */
+export function readUtf8(file: string): string {
+  const bytes = fs.readFileSync(file);
+  const bad = invalidUtf8Offset(bytes);
+  if (bad < 0) return bytes.toString('utf8');
+  let line = 1;
+  for (let k = bytes.indexOf(0x0a); k >= 0 && k < bad; k = bytes.indexOf(0x0a, k + 1)) line++;
+  const hex = `0x${bytes[bad].toString(16).toUpperCase().padStart(2, '0')}`;
+  throw new Error(
+    `${file}: line ${line}: not valid UTF-8 at byte offset ${bad} (${hex}); the file looks like another encoding ` +
+      '(Latin-1, Windows-1252?): save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in > out`',
+  );
+}
+
+/** Offset of the first byte that does not start or continue a well-formed UTF-8 sequence (RFC 3629), or -1. */
+export function invalidUtf8Offset(bytes: Uint8Array): number {
+  const n = bytes.length;
+  for (let i = 0; i < n; ) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      i++;
+      continue;
     }
-    return { source: file, text };
-  });
+    // Lead byte → sequence length and the allowed range of the second byte (excludes overlongs and surrogates).
+    let len: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    if (i + len > n) return i;
+    if (bytes[i + 1] < lo || bytes[i + 1] > hi) return i;
+    for (let k = 2; k < len; k++) if (bytes[i + k] < 0x80 || bytes[i + k] > 0xbf) return i;
+    i += len;
+  }
+  return -1;
 }
 
 function listTextFiles(dir: string): string[] {

@@ -108,7 +108,7 @@ describe('data/formats', () => {
     it('throws for a column missing from the whole table, even with skipBad', () => {
       const table = toTable([{ prompt: 'Q', answer: 'A' }]);
       assert.throws(() => validateDataset(table, 'prompt-completion', { source: 'qa.csv', skipBad: true }), {
-        message: 'qa.csv: column "completion": missing from the table (columns: prompt, answer)',
+        message: `qa.csv: column "completion": missing from the table (columns: prompt, answer); name your columns with an option, e.g. Corpus.load(file, { completion: 'answer' })`,
       });
     });
 

@@ -159,7 +159,8 @@ describe('data/load', () => {
   it('tells formats by extension and refuses unknown ones and missing paths', () => {
     assert.equal(formatFromExtension('x.NDJSON'), 'jsonl');
     assert.equal(formatFromExtension('x.tsv'), 'tsv');
-    assert.throws(() => loadTable(write('x.parquet', '')), /cannot tell the format from the extension "\.parquet"/);
+    assert.throws(() => loadTable(write('x.xlsx', '')), /cannot tell the format from the extension "\.xlsx"/);
+    assert.throws(() => loadTable(write('x.parquet', '')), /x\.parquet: Parquet is not read here .*convert it to Arrow IPC/);
     assert.throws(() => loadTable(path.join(dir, 'nope.csv')), { message: `${path.join(dir, 'nope.csv')}: no such file or folder` });
     const csvAsText = write('notes.data', 'a,b');
     assert.deepEqual(loadTable(csvAsText, { format: 'csv' }).columnNames(), ['a', 'b', '__file', '__row']);

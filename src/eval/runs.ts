@@ -1,15 +1,19 @@
 /**
  * Results of training runs kept for comparison: one summary row per run in `<dir>/runs.jsonl` (read back
  * as an arquero table, across notebooks and sessions) and each run's curves in `<dir>/<run>/`
- * (`steps.jsonl`, `evals.jsonl`, `forgetting.jsonl`, `run.json`). Nothing is ever overwritten: a
- * run name already used gets a numeric suffix.
+ * (`steps.jsonl`, `evals.jsonl`, `forgetting.jsonl`, `run.json`), also as a TensorBoard event file
+ * (`events.out.tfevents.*`, tags as the Hugging Face Trainer's TensorBoard callback names them), so
+ * `tensorboard --logdir <dir>` shows every run. Nothing is ever overwritten: a run name already used gets
+ * a numeric suffix.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { writeFileAtomic } from '../io/atomic';
+import { SummaryWriter, type ScalarEvent } from '../io/tfevents';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
+import { evalLogEntry, stepLogEntry, tensorboardScalars, type LogEntry } from '../train/trainer-state';
 import type { ForgettingRow } from './forgetting';
 
 /** One run's summary: a row of {@link RunLog.table}. */
@@ -71,6 +75,29 @@ export function configJson(config: unknown): string {
 }
 
 /**
+ * The TensorBoard scalars of a run: each step's and eval's HF log entry under HF's TensorBoard tags
+ * (`train/loss`, `train/learning_rate`, `train/grad_norm`, `eval/loss`, `train/rewards/chosen`, …) and
+ * each forgetting measurement as an extra eval set (`eval/<set>_loss`, `eval/<set>_perplexity`, as HF
+ * names metrics of several eval datasets). Wall times are rebuilt from the run's end time, duration and
+ * each step's elapsed time; evals and forgetting rows take the time of their step.
+ */
+export function runScalars(record: Pick<RunRecord, 'finishedAt' | 'wallMs'>, details: RunDetails): ScalarEvent[] {
+  const end = Date.parse(record.finishedAt);
+  const start = Number.isFinite(end) ? end - record.wallMs : Date.now();
+  const stepTime = new Map<number, number>([[0, start / 1000]]);
+  for (const m of details.steps ?? []) stepTime.set(m.step, (start + m.elapsedMs) / 1000);
+  const timeOf = (step: number) => stepTime.get(step) ?? (Number.isFinite(end) ? end / 1000 : start / 1000);
+  const entries: LogEntry[] = [
+    ...(details.steps ?? []).map(stepLogEntry),
+    ...(details.evals ?? []).map(evalLogEntry),
+    ...(details.forgetting ?? []).map((r): LogEntry => ({ step: r.step, [`eval_${r.set}_loss`]: r.loss, [`eval_${r.set}_perplexity`]: r.perplexity })),
+  ];
+  return entries.flatMap((e) => Object.entries(tensorboardScalars(e))
+    .filter(([, value]) => Number.isFinite(value))
+    .map(([tag, value]) => ({ tag, step: e.step, value, wallTime: timeOf(e.step) })));
+}
+
+/**
  * A folder of run results.
  *
  * @example
@@ -119,6 +146,15 @@ export class RunLog {
     if (details.steps) writeFileAtomic(path.join(runDir, 'steps.jsonl'), jsonl(details.steps));
     if (details.evals) writeFileAtomic(path.join(runDir, 'evals.jsonl'), jsonl(details.evals));
     if (details.forgetting) writeFileAtomic(path.join(runDir, 'forgetting.jsonl'), jsonl(details.forgetting));
+    const scalars = runScalars(stored, details);
+    if (scalars.length) {
+      const writer = new SummaryWriter(runDir, scalars[0].wallTime);
+      try {
+        for (const s of scalars) writer.addScalar(s.tag, s.value, s.step, s.wallTime);
+      } finally {
+        writer.close();
+      }
+    }
     writeFileAtomic(this.file, jsonl([...this.records(), stored]));
     return stored;
   }
@@ -127,6 +163,12 @@ export class RunLog {
   table(): ColumnTable {
     const rows = this.records();
     return rows.length ? aq.from(rows) : aq.table({ run: [] });
+  }
+
+  /** A run's TensorBoard event files (paths), oldest first. */
+  eventFiles(run: string): string[] {
+    const dir = path.join(this.dir, run);
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.')).sort().map((f) => path.join(dir, f)) : [];
   }
 
   /** A run's stored curves (missing files give empty lists). */

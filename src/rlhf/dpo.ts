@@ -464,9 +464,17 @@ export async function dpo(
     const { beta: _b, lossType: _l, labelSmoothing: _s, maxLength: _m, batchSize: _n, precomputeRefLogProbs: _p, reference: _r, evalRows: _e, evalOnStart: _o, ...trainConfig } = c;
     const t = new Trainer<DpoBatch>(model, objective, data, trainConfig, { ...options, evaluate });
     trainer.current = t;
+    // TRL logs these beside the loss: on the trainer's own records they reach steps.jsonl / evals.jsonl,
+    // trainer_state.json and TensorBoard (as train/rewards/chosen, eval/rewards/chosen, …).
     t.on('step', (s) => {
       const m = objective.takeMetrics();
-      if (m) metrics.push({ step: s.step, loss: s.loss, ...m });
+      if (!m) return;
+      Object.assign(s, m);
+      metrics.push({ step: s.step, loss: s.loss, ...m });
+    });
+    t.on('eval', (e) => {
+      const r = evalMetrics.at(-1);
+      if (r && r.step === e.step) for (const k of dpoMetricNames) Object.assign(e, { [k]: r[k] });
     });
     options.onTrainer?.(t);
     try {

@@ -367,6 +367,8 @@ export const rewardDefaults: Readonly<Omit<RewardConfig, keyof TrainConfig> & Pa
   lr: 5e-4, maxSteps: 100, maxLength: null, batchSize: 8, centerRewardsCoefficient: null, disableDropout: true, evalRows: null, epochs: null,
 });
 
+const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / xs.length;
+
 /** One held-out evaluation of the reward model. */
 export interface RewardEval {
   step: number;
@@ -445,9 +447,17 @@ export async function trainRewardModel(
       const point = { step: trainer?.step ?? 0, accuracy: e.accuracy, loss: e.loss };
       evalAccuracy.push(point);
       options.onEval?.(point);
+      const all = [...e.chosenScores, ...e.rejectedScores];
+      lastEval = {
+        step: point.step, accuracy: e.accuracy, margin: mean(e.margins),
+        min_reward: Math.min(...all), mean_reward: mean(all), max_reward: Math.max(...all),
+      };
       return { loss: e.loss, perplexity: Math.exp(e.loss) };
     };
   }
+  // TRL's RewardTrainer metric names (`accuracy`, `margin`, `min/mean/max_reward`), added to the trainer's
+  // records so steps.jsonl / evals.jsonl, trainer_state.json and TensorBoard carry them.
+  let lastEval: ({ step: number } & Record<string, number>) | undefined;
   const pending: tf.Scalar[] = [];
   const trainAccuracy: { step: number; accuracy: number }[] = [];
   const objective = rewardObjective(rm, { centerCoef: c.centerRewardsCoefficient, disableDropout: c.disableDropout, onAccuracy: (a) => pending.push(a) });
@@ -461,7 +471,12 @@ export async function trainRewardModel(
       a.dispose();
       return v;
     });
-    if (accs.length) trainAccuracy.push({ step: m.step, accuracy: accs.reduce((s, v) => s + v, 0) / accs.length });
+    if (!accs.length) return;
+    trainAccuracy.push({ step: m.step, accuracy: mean(accs) });
+    Object.assign(m, { accuracy: mean(accs) });
+  });
+  t.on('eval', (e) => {
+    if (lastEval?.step === e.step) Object.assign(e, { ...lastEval, step: e.step });
   });
   options.onTrainer?.(t);
   try {

@@ -11,3 +11,5 @@ export * from './sft';
 export * from './freeze';
 export { l2sp, l2spDefaults, ewc, ewcDefaults, fisherDiagonal } from './regularize';
 export type { Penalty, L2spConfig, EwcConfig, FisherOptions } from './regularize';
+export { requestStop, stopOnSignal, trackRun } from './interrupt';
+export type { Stoppable, StopOnSignalHandlers } from './interrupt';

@@ -3,12 +3,14 @@
  * an {@link Objective} (loss of a batch) and a {@link BatchSource}; the loop owns AdamW, the schedule,
  * clipping, accumulation, eval, early stop, checkpoints and the metric events that feed charts.
  */
+import { basename } from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { AdamW, clipByGlobalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import { Emitter } from '../util/events';
 import type { Penalty } from './regularize';
+import { trackRun, type Stoppable } from './interrupt';
 
 /** A training method's loss: built inside `tf.variableGrads`, so intermediates are tracked. */
 export interface Objective<B> {
@@ -115,6 +117,16 @@ export interface TrainResult {
   evals: EvalMetrics[];
   stoppedEarly: boolean;
   lastCheckpoint?: string;
+  /**
+   * Stopped by {@link Trainer.stop} (Ctrl-C, a notebook interrupt) before `maxSteps`: the model holds the
+   * weights after `steps`, and `lastCheckpoint` is the resumable checkpoint written at that step if the
+   * trainer has an `outDir` and a checkpoint writer.
+   */
+  interrupted?: boolean;
+  /** Wall time of this `train()` call. */
+  elapsedMs?: number;
+  /** Wall time of the whole run: this call plus the calls before a checkpoint it was resumed from. */
+  totalElapsedMs?: number;
 }
 
 /** Raised when a loss or gradient stops being finite; names the step and the last good checkpoint. */
@@ -153,7 +165,7 @@ type Listener<E extends keyof TrainerEvents> = (event: TrainerEvents[E]) => void
  * trainer.on('step', (m) => console.log(m.step, m.loss));
  * await trainer.train();
  */
-export class Trainer<B> {
+export class Trainer<B> implements Stoppable {
   readonly config: TrainConfig;
   readonly optimizer: AdamW;
   /** Optimizer steps completed. */
@@ -165,6 +177,10 @@ export class Trainer<B> {
   private readonly events = new Emitter<TrainerEvents>();
   private bestEval = Infinity;
   private evalsSinceBest = 0;
+  private stopAsked = false;
+  /** Training wall time of earlier `train()` calls (restored from checkpoints too). */
+  private priorMs = 0;
+  private sessionStart?: number;
 
   constructor(readonly model: CausalLM, readonly objective: Objective<B>, readonly data: BatchSource<B>, config: Partial<TrainConfig> = {}, readonly options: TrainerOptions<B> = {}) {
     this.config = { ...trainDefaults, ...config };
@@ -274,11 +290,30 @@ export class Trainer<B> {
     return path;
   }
 
-  /** Trainer position for checkpoints: step, tokens, data position, history and early-stop state. */
+  /**
+   * Asks a running {@link train} to stop after the current step (and its eval/checkpoint): it then writes
+   * `checkpoint-<step>` if it can and returns with `interrupted: true`. Asked before `train()`, no step runs.
+   */
+  stop(): void {
+    this.stopAsked = true;
+  }
+
+  /** Whether {@link stop} was called and `train()` has not returned yet. */
+  get stopRequested(): boolean {
+    return this.stopAsked;
+  }
+
+  /** Training wall time so far, over every `train()` call and the run it was resumed from. */
+  get elapsedMs(): number {
+    return this.priorMs + (this.sessionStart === undefined ? 0 : Date.now() - this.sessionStart);
+  }
+
+  /** Trainer position for checkpoints: step, tokens, data position, history, early-stop state and time. */
   state(): TrainerState {
     return {
       step: this.step, tokens: this.tokens, data: this.data.state(), history: this.history, evals: this.evals,
       bestEval: Number.isFinite(this.bestEval) ? this.bestEval : null, evalsSinceBest: this.evalsSinceBest,
+      elapsedMs: this.elapsedMs,
     };
   }
 
@@ -291,16 +326,33 @@ export class Trainer<B> {
     this.evals.splice(0, this.evals.length, ...s.evals);
     this.bestEval = s.bestEval ?? Infinity;
     this.evalsSinceBest = s.evalsSinceBest;
+    // States written before elapsedMs was saved: the last step's time is that of a single session.
+    this.priorMs = s.elapsedMs ?? s.history.at(-1)?.elapsedMs ?? 0;
   }
 
-  /** Trains until `maxSteps` (continuing from `step` after a resume) or early stop. */
+  /**
+   * Trains until `maxSteps` (continuing from `step` after a resume), early stop, or {@link stop} (an
+   * interrupt: see ./interrupt.ts).
+   */
   async train(): Promise<TrainResult> {
-    const c = this.config;
     const start = Date.now();
-    const startTokens = this.tokens;
-    const startStep = this.step;
+    this.sessionStart = start;
+    const untrack = trackRun(this);
+    try {
+      return await this.runLoop(start, this.tokens, this.step);
+    } finally {
+      untrack();
+      this.priorMs += Date.now() - start;
+      this.sessionStart = undefined;
+      this.stopAsked = false;
+    }
+  }
+
+  private async runLoop(start: number, startTokens: number, startStep: number): Promise<TrainResult> {
+    const c = this.config;
     let stoppedEarly = false;
-    while (this.step < c.maxSteps) {
+    // A stop request is seen here, between steps (the yield at the end of each step lets signals land).
+    while (this.step < c.maxSteps && !this.stopAsked) {
       const lr = this.lr;
       let peakBytes: number | undefined;
       let stepResult: Awaited<ReturnType<Trainer<B>['trainStep']>> | undefined;
@@ -327,8 +379,16 @@ export class Trainer<B> {
       await new Promise((r) => setImmediate(r)); // let notebook displays and progress bars repaint
       if (stoppedEarly) break;
     }
-    if (!stoppedEarly && this.options.evaluate && this.evals.at(-1)?.step !== this.step) this.afterEval(await this.evaluate());
-    const result: TrainResult = { steps: this.step, history: this.history, evals: this.evals, stoppedEarly, lastCheckpoint: this.lastCheckpoint };
+    const interrupted = this.stopAsked && !stoppedEarly && this.step < c.maxSteps;
+    if (interrupted) {
+      // Resumable from exactly here, unless the last checkpoint already is this step.
+      const saved = this.lastCheckpoint !== undefined && basename(this.lastCheckpoint) === `checkpoint-${this.step}`;
+      if (!saved && this.config.outDir && this.options.checkpoints) await this.saveCheckpoint();
+    } else if (!stoppedEarly && this.options.evaluate && this.evals.at(-1)?.step !== this.step) this.afterEval(await this.evaluate());
+    const result: TrainResult = {
+      steps: this.step, history: this.history, evals: this.evals, stoppedEarly, lastCheckpoint: this.lastCheckpoint, interrupted,
+      elapsedMs: Date.now() - start, totalElapsedMs: this.elapsedMs,
+    };
     this.emit('end', result);
     return result;
   }
@@ -360,6 +420,8 @@ export interface TrainerState {
   evals: EvalMetrics[];
   bestEval: number | null;
   evalsSinceBest: number;
+  /** Training wall time up to this state, over every session of the run (absent in older checkpoints). */
+  elapsedMs?: number;
 }
 
 /** Throws an error naming the option when a {@link TrainConfig} is unusable. */

@@ -163,7 +163,7 @@ export function fromHfTensors(
 }
 
 /** A Hugging Face `config.json` object for the model. */
-export function toHfConfig(c: ModelConfig, special: { bos?: number; eos?: number } = {}): Record<string, unknown> {
+export function toHfConfig(c: ModelConfig, special: { bos?: number; eos?: number; pad?: number } = {}): Record<string, unknown> {
   if (c.family === 'llama') {
     return {
       architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: c.vocabSize, hidden_size: c.dModel,
@@ -171,7 +171,7 @@ export function toHfConfig(c: ModelConfig, special: { bos?: number; eos?: number
       num_key_value_heads: c.nKvHeads, head_dim: c.dModel / c.nHeads, max_position_embeddings: c.contextLength,
       rms_norm_eps: c.normEps, rope_theta: c.ropeTheta, tie_word_embeddings: c.tieEmbeddings, hidden_act: 'silu',
       attention_bias: false, mlp_bias: false, attention_dropout: c.dropout, initializer_range: c.initStd,
-      bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, torch_dtype: 'float32',
+      bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, pad_token_id: special.pad ?? null, torch_dtype: 'float32',
     };
   }
   return {
@@ -179,16 +179,76 @@ export function toHfConfig(c: ModelConfig, special: { bos?: number; eos?: number
     n_ctx: c.contextLength, n_embd: c.dModel, n_layer: c.nLayers, n_head: c.nHeads, n_inner: c.dFf,
     activation_function: 'gelu_new', layer_norm_epsilon: c.normEps, resid_pdrop: c.dropout, embd_pdrop: c.dropout,
     attn_pdrop: c.dropout, initializer_range: c.initStd, tie_word_embeddings: true,
-    bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, torch_dtype: 'float32',
+    bos_token_id: special.bos ?? null, eos_token_id: special.eos ?? null, pad_token_id: special.pad ?? null, torch_dtype: 'float32',
   };
 }
 
-/** Reads a Hugging Face `config.json` object of a Llama or GPT-2 model; errors name the source and key. */
+/** RoPE types of transformers' `ROPE_INIT_FUNCTIONS` (modeling_rope_utils.py); tunelab implements "default". */
+const ropeTypes = ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3'];
+
+/**
+ * RoPE θ of a Llama-family config, from transformers v5's `rope_parameters` ({rope_type, rope_theta, …})
+ * or v4's top-level `rope_theta` (+ `rope_scaling`); 10000 when neither says (transformers' Llama default).
+ * Any `rope_type` but "default" changes the frequencies, so it is refused by name.
+ */
+function readRopeTheta(hf: Record<string, unknown>, source: string): number {
+  const top = hf.rope_theta;
+  const params = hf.rope_parameters ?? hf.rope_scaling;
+  const key = hf.rope_parameters !== undefined && hf.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
+  let theta = top;
+  if (params !== undefined && params !== null) {
+    if (typeof params !== 'object' || Array.isArray(params)) throw new Error(`${source}: ${key} must be an object (got ${JSON.stringify(params)})`);
+    const p = params as Record<string, unknown>;
+    // v5 keys hybrid models' RoPE by layer type ({full_attention: {...}, sliding_attention: {...}}).
+    if (!('rope_type' in p) && !('type' in p) && !('rope_theta' in p) && Object.values(p).some((v) => typeof v === 'object' && v !== null)) {
+      throw new Error(`${source}: ${key} per layer type (${Object.keys(p).join(', ')}) is not supported (one RoPE for every layer)`);
+    }
+    const type = p.rope_type ?? p.type ?? 'default';
+    if (type !== 'default') {
+      const known = ropeTypes.includes(type as string) ? '' : ` (transformers knows ${ropeTypes.join(', ')})`;
+      throw new Error(`${source}: ${key}.rope_type ${JSON.stringify(type)} is not supported: tunelab implements plain RoPE ("default") only, not ${ropeTypes.slice(1).join(', ')} scaling${known}`);
+    }
+    const partial = p.partial_rotary_factor;
+    if (partial !== undefined && partial !== null && partial !== 1) throw new Error(`${source}: ${key}.partial_rotary_factor ${JSON.stringify(partial)} is not supported (RoPE on the full head only)`);
+    if (p.rope_theta !== undefined && p.rope_theta !== null) {
+      if (top !== undefined && top !== null && top !== p.rope_theta) throw new Error(`${source}: rope_theta ${JSON.stringify(top)} and ${key}.rope_theta ${JSON.stringify(p.rope_theta)} disagree`);
+      theta = p.rope_theta;
+    }
+  }
+  theta ??= 10000;
+  if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw new Error(`${source}: ${theta === top ? 'rope_theta' : `${key}.rope_theta`} must be a positive number (got ${JSON.stringify(theta)})`);
+  return theta;
+}
+
+/** tunelab's config names → the Hugging Face keys they come from, for errors of {@link modelConfig}. */
+const hfKeys: Record<string, Partial<Record<keyof ModelConfig, string>>> = {
+  llama: { vocabSize: 'vocab_size', dModel: 'hidden_size', dFf: 'intermediate_size', nLayers: 'num_hidden_layers', nHeads: 'num_attention_heads', nKvHeads: 'num_key_value_heads', contextLength: 'max_position_embeddings', normEps: 'rms_norm_eps', dropout: 'attention_dropout', initStd: 'initializer_range', ropeTheta: 'rope_theta' },
+  gpt2: { vocabSize: 'vocab_size', dModel: 'n_embd', dFf: 'n_inner', nLayers: 'n_layer', nHeads: 'n_head', contextLength: 'n_positions', normEps: 'layer_norm_epsilon', dropout: 'resid_pdrop', initStd: 'initializer_range' },
+};
+
+/**
+ * Reads a Hugging Face `config.json` object of a Llama or GPT-2 model; errors name the source and the
+ * Hugging Face key. Sizes are checked to be positive integers before anything is derived from them.
+ */
 export function fromHfConfig(hf: Record<string, unknown>, source: string): ModelConfig {
   const num = (key: string, fallback?: number): number => {
     const v = hf[key] ?? fallback;
-    if (typeof v !== 'number') throw new Error(`${source}: "${key}" must be a number (got ${JSON.stringify(v)})`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${source}: "${key}" must be a number (got ${JSON.stringify(v)})`);
     return v;
+  };
+  const size = (key: string, fallback?: number): number => {
+    const v = hf[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${source}: "${key}" must be a positive integer (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  const build = (partial: Partial<ModelConfig>): ModelConfig => {
+    try {
+      return modelConfig(partial);
+    } catch (e) {
+      // modelConfig speaks tunelab's names (config.dModel); the reader of this file knows the HF keys.
+      const keys = hfKeys[partial.family!];
+      throw new Error(`${source}: ${(e as Error).message.replace(/config\.(\w+)/g, (m, k: keyof ModelConfig) => (keys[k] ? `"${keys[k]}" (${m})` : m))}`, { cause: e });
+    }
   };
   const type = hf.model_type;
   // Options that change the computation and that tunelab does not implement: loading would give wrong outputs.
@@ -196,36 +256,35 @@ export function fromHfConfig(hf: Record<string, unknown>, source: string): Model
     if (hf[key] !== undefined && !ok(hf[key])) throw new Error(`${source}: ${key} ${JSON.stringify(hf[key])} is not supported (${why})`);
   };
   if (type === 'llama' || type === 'mistral') {
+    const heads = size('num_attention_heads');
+    const d = size('hidden_size');
+    const sizes = { vocabSize: size('vocab_size'), dFf: size('intermediate_size'), nLayers: size('num_hidden_layers'), nKvHeads: size('num_key_value_heads', heads), contextLength: size('max_position_embeddings') };
     unsupported('hidden_act', (v) => v === 'silu', 'silu only');
-    unsupported('rope_scaling', (v) => v === null, 'plain RoPE only; no linear/dynamic/yarn/llama3 scaling');
     unsupported('attention_bias', (v) => v === false, 'no attention biases');
     unsupported('mlp_bias', (v) => v === false, 'no MLP biases');
     unsupported('pretraining_tp', (v) => v === 1, 'tensor-parallel slicing of 1 only');
     unsupported('partial_rotary_factor', (v) => v === 1, 'RoPE on the full head only');
-    if (type === 'mistral' && typeof hf.sliding_window === 'number' && hf.sliding_window < num('max_position_embeddings')) {
+    const ropeTheta = readRopeTheta(hf, source);
+    if (type === 'mistral' && typeof hf.sliding_window === 'number' && hf.sliding_window < sizes.contextLength) {
       throw new Error(`${source}: sliding_window ${hf.sliding_window} is not supported (full causal attention only; it must be null or ≥ max_position_embeddings)`);
     }
-    const heads = num('num_attention_heads');
-    if (hf.head_dim !== undefined && hf.head_dim !== null && num('head_dim') * heads !== num('hidden_size')) {
-      throw new Error(`${source}: head_dim × num_attention_heads must equal hidden_size`);
+    if (hf.head_dim !== undefined && hf.head_dim !== null && size('head_dim') * heads !== d) {
+      throw new Error(`${source}: "head_dim" × "num_attention_heads" must equal "hidden_size" (${hf.head_dim} × ${heads} ≠ ${d})`);
     }
-    return modelConfig({
-      family: 'llama', vocabSize: num('vocab_size'), dModel: num('hidden_size'), dFf: num('intermediate_size'),
-      nLayers: num('num_hidden_layers'), nHeads: heads, nKvHeads: num('num_key_value_heads', heads),
-      contextLength: num('max_position_embeddings'), normEps: num('rms_norm_eps', 1e-6), ropeTheta: num('rope_theta', 10000),
+    return build({
+      family: 'llama', dModel: d, nHeads: heads, ...sizes, normEps: num('rms_norm_eps', 1e-6), ropeTheta,
       tieEmbeddings: hf.tie_word_embeddings === true, dropout: num('attention_dropout', 0), initStd: num('initializer_range', 0.02),
     });
   }
   if (type === 'gpt2') {
+    const d = size('n_embd');
+    const sizes = { vocabSize: size('vocab_size'), nLayers: size('n_layer'), nHeads: size('n_head'), contextLength: size('n_positions'), dFf: hf.n_inner === null || hf.n_inner === undefined ? 4 * d : size('n_inner') };
     unsupported('activation_function', (v) => v === 'gelu_new' || v === 'gelu_pytorch_tanh', 'the tanh GELU only');
     unsupported('scale_attn_by_inverse_layer_idx', (v) => v === false, 'standard attention scaling only');
     unsupported('reorder_and_upcast_attn', (v) => v === false, 'standard attention only');
     unsupported('scale_attn_weights', (v) => v === true, 'scaled attention only');
-    const d = num('n_embd');
-    const inner = hf.n_inner === null || hf.n_inner === undefined ? 4 * d : num('n_inner');
-    return modelConfig({
-      family: 'gpt2', vocabSize: num('vocab_size'), dModel: d, dFf: inner, nLayers: num('n_layer'), nHeads: num('n_head'),
-      contextLength: num('n_positions'), normEps: num('layer_norm_epsilon', 1e-5), tieEmbeddings: true,
+    return build({
+      family: 'gpt2', dModel: d, ...sizes, normEps: num('layer_norm_epsilon', 1e-5), tieEmbeddings: true,
       dropout: num('resid_pdrop', 0), initStd: num('initializer_range', 0.02),
     });
   }

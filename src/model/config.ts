@@ -88,6 +88,7 @@ export function validateConfig(cfg: ModelConfig): void {
   if (!(cfg.dropout >= 0 && cfg.dropout < 1)) throw new Error(`config.dropout must be in [0, 1) (got ${cfg.dropout})`);
   if (!(cfg.normEps > 0)) throw new Error(`config.normEps must be > 0 (got ${cfg.normEps})`);
   if (!(cfg.initStd > 0)) throw new Error(`config.initStd must be > 0 (got ${cfg.initStd})`);
+  if (!(cfg.ropeTheta > 0 && Number.isFinite(cfg.ropeTheta))) throw new Error(`config.ropeTheta must be a positive number (got ${cfg.ropeTheta})`);
 }
 
 /** Head size d_model / n_heads. */

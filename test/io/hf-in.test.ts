@@ -81,7 +81,7 @@ describe('io: Hugging Face checkpoints in', () => {
   it('names unsupported architectures and options instead of loading wrong numbers', async () => {
     const m = new CausalLM(cfg(), { seed: 3 });
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling .* is not supported/],
+      [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling\.rope_type "llama3" is not supported/],
       [{ attention_bias: true }, /attention_bias true is not supported/],
       [{ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported/],
       [{ model_type: 'mistral', sliding_window: 8 }, /sliding_window 8 is not supported/],
@@ -97,6 +97,71 @@ describe('io: Hugging Face checkpoints in', () => {
     await writeHfFolder(dir, g, { activation_function: 'relu' });
     await assert.rejects(() => loadModel(dir), /activation_function "relu" is not supported/);
     g.dispose();
+    m.dispose();
+  });
+
+  // transformers v5 (modeling_rope_utils.py, RotaryEmbeddingConfigMixin) keeps RoPE in
+  // `rope_parameters: {rope_type, rope_theta, …}` and writes no top-level rope_theta.
+  it('reads RoPE θ from transformers v5 rope_parameters and refuses rope types it does not implement, by name', async () => {
+    const m = new CausalLM(cfg({ ropeTheta: 500000 }), { seed: 6 });
+    const { rope_theta: _theta, ...v5 } = toHfConfig(m.config);
+    const dir = path.join(tmp(), 'v5');
+    await saveModel(dir, m);
+    writeJsonAtomic(path.join(dir, 'config.json'), { ...v5, transformers_version: '5.0.0', rope_parameters: { rope_type: 'default', rope_theta: 500000 } });
+    const { model } = await loadModel(dir);
+    assert.equal(model.config.ropeTheta, 500000);
+    const row = Array.from({ length: 16 }, (_, i) => (i * 37) % 300);
+    assert.equal(maxAbsDiff(logits(model, row), logits(m, row)), 0);
+    // The same weights under θ 10000 give other logits, so the equality above can fail.
+    const wrong = new CausalLM({ ...m.config, ropeTheta: 10000 });
+    for (const [k, p] of m.params) wrong.weight(k).assign(p.variable);
+    assert.ok(maxAbsDiff(logits(wrong, row), logits(m, row)) > 0);
+    wrong.dispose();
+    model.dispose();
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }, /rope_parameters\.rope_type "yarn" is not supported/],
+      [{ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }, /rope_parameters\.rope_type "llama3" is not supported/],
+      [{ rope_parameters: { rope_type: 'default', rope_theta: 10000, partial_rotary_factor: 0.5 } }, /partial_rotary_factor 0\.5 is not supported/],
+      [{ rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }, /rope_parameters per layer type \(full_attention, sliding_attention\)/],
+      [{ rope_theta: 10000, rope_parameters: { rope_type: 'default', rope_theta: 20000 } }, /rope_theta 10000 and rope_parameters\.rope_theta 20000 disagree/],
+    ];
+    for (const [extra, re] of cases) {
+      writeJsonAtomic(path.join(dir, 'config.json'), { ...v5, ...extra });
+      await assert.rejects(() => loadModel(dir), (e: Error) => re.test(e.message) && e.message.includes(path.join(dir, 'config.json')), JSON.stringify(extra));
+    }
+    m.dispose();
+  });
+
+  it('names the file and the Hugging Face key of a bad size, sign first (issue 23)', async () => {
+    const m = new CausalLM(cfg(), { seed: 7 });
+    const dir = path.join(tmp(), 'sizes');
+    await writeHfFolder(dir, m);
+    const file = path.join(dir, 'config.json');
+    const hf = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ hidden_size: -128 }, /"hidden_size" must be a positive integer \(got -128\)/],
+      [{ hidden_size: 30, head_dim: null }, /"hidden_size" \(config\.dModel\) \(30\) must be divisible by "num_attention_heads" \(config\.nHeads\) \(4\)/],
+      [{ num_key_value_heads: 0 }, /"num_key_value_heads" must be a positive integer \(got 0\)/],
+      [{ head_dim: -8 }, /"head_dim" must be a positive integer/],
+      [{ vocab_size: 1.5 }, /"vocab_size" must be a positive integer/],
+    ];
+    for (const [extra, re] of cases) {
+      writeJsonAtomic(file, { ...hf, ...extra });
+      await assert.rejects(() => loadModel(dir), (e: Error) => re.test(e.message) && e.message.startsWith(`${file}: `), JSON.stringify(extra));
+    }
+    writeJsonAtomic(file, { model_type: 'gpt2', n_embd: -128, n_layer: 2, n_head: 4, n_positions: 16, vocab_size: 300 });
+    await assert.rejects(() => loadModel(dir), (e: Error) => e.message.startsWith(`${file}: "n_embd" must be a positive integer (got -128)`));
+    m.dispose();
+  });
+
+  it('config.json carries pad_token_id (transformers reads it for padding and generation)', async () => {
+    const dir = path.join(tmp(), 'pad');
+    const m = new CausalLM(cfg(), { seed: 8 });
+    await saveModel(dir, m, tok);
+    const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    assert.equal(typeof hf.pad_token_id, 'number');
+    assert.equal(hf.pad_token_id, tok.specialTokens.pad!.id);
+    assert.equal(hf.eos_token_id, tok.specialTokens.eos!.id);
     m.dispose();
   });
 

@@ -24,7 +24,7 @@ export async function hostParams(model: CausalLM): Promise<Map<string, HostTenso
 
 /** Writes the model files (config, weights, tokenizer) into an existing folder. */
 async function writeModelFiles(dir: string, model: CausalLM, tokenizer?: Tokenizer): Promise<void> {
-  const special = tokenizer ? { bos: tokenizer.specialTokens.bos?.id, eos: tokenizer.specialTokens.eos?.id } : {};
+  const special = tokenizer ? { bos: tokenizer.specialTokens.bos?.id, eos: tokenizer.specialTokens.eos?.id, pad: tokenizer.specialTokens.pad?.id } : {};
   writeJsonAtomic(path.join(dir, 'config.json'), toHfConfig(model.config, special));
   writeSafetensors(path.join(dir, 'model.safetensors'), toHfTensors(model.config, await hostParams(model)), { format: 'pt' });
   if (tokenizer) {

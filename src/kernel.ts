@@ -22,6 +22,7 @@ import * as util from 'util';
 import type * as Zmq from 'zeromq';
 import type { ConverterSet, Executor } from 'tslab/dist/executor';
 import type { Converter } from 'tslab/dist/converter';
+import { requestStop } from './train/interrupt';
 
 /** The package root (one level above `src/` or `dist/`). */
 const packageRoot = path.resolve(__dirname, '..');
@@ -485,7 +486,7 @@ class Kernel {
         case 'is_complete_request': this.reply(socket, msg, 'is_complete_reply', this.isComplete(msg.content)); break;
         case 'history_request': this.reply(socket, msg, 'history_reply', { status: 'ok', history: this.historyReply(msg.content) }); break;
         case 'comm_info_request': this.reply(socket, msg, 'comm_info_reply', { status: 'ok', comms: {} }); break;
-        case 'interrupt_request': this.executor?.interrupt(); this.reply(socket, msg, 'interrupt_reply', { status: 'ok' }); break;
+        case 'interrupt_request': if (!requestStop()) this.executor?.interrupt(); this.reply(socket, msg, 'interrupt_reply', { status: 'ok' }); break;
         case 'shutdown_request': {
           const restart = bool(msg.content, 'restart', false);
           this.reply(socket, msg, 'shutdown_reply', { status: 'ok', restart });
@@ -700,7 +701,8 @@ class Kernel {
     process.stderr.write = writer('stderr');
     const hooks: KernelHooks = { clearOutput: (wait) => this.publish('clear_output', { wait }, this.parent) };
     Reflect.set(globalThis, hooksKey, hooks);
-    process.on('SIGINT', () => this.executor?.interrupt());
+    // A running trainer stops at its step boundary and the cell goes on; a second interrupt aborts the cell.
+    process.on('SIGINT', () => { if (!requestStop()) this.executor?.interrupt(); });
     // Async failures after a cell finished: report in the notebook instead of killing the kernel.
     process.on('uncaughtException', (e) => process.stderr.write(`Uncaught ${util.inspect(e)}\n`));
     process.on('unhandledRejection', (e) => process.stderr.write(`Unhandled promise rejection: ${util.inspect(e)}\n`));

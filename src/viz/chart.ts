@@ -1,13 +1,19 @@
 /**
  * A Plotly figure that shows itself in a notebook, renders to an HTML fragment, or saves as a
  * self-contained HTML file (plotly.js inlined, no network needed).
+ *
+ * In a notebook each chart is one output carrying every form a front end may pick: Plotly's own mime type
+ * (VS Code, JupyterLab with its plotly renderer), live HTML (classic Notebook: a static picture that a
+ * script replaces by the Plotly chart, loading plotly.js from the kernelspec when the page lacks it), a
+ * static SVG (nbconvert, viewers, untrusted notebooks) and a text summary.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { inspect } from 'util';
-import { DisplaySink, MimeBundle, displaySink } from './display';
-import { escapeHtml, jsonForScript, randomId } from './html';
-import { loadPlotly, plotlyScript } from './plotly';
+import { DisplaySink, MimeBundle, displaySink, mimeBundleKey } from './display';
+import { escapeHtml, jsonForScript, plotlyPlain, randomId } from './html';
+import { plotlyScript } from './plotly';
+import { chartSvg } from './svg';
 
 /** A JSON value as Plotly reads it. */
 export type JsonValue = string | number | boolean | null | readonly JsonValue[] | JsonObject;
@@ -51,9 +57,7 @@ export class Chart {
 
   /** The title given in the layout, or `chart`. */
   get title(): string {
-    const t = this.spec.layout.title;
-    const text = typeof t === 'string' ? t : t && typeof t === 'object' && !Array.isArray(t) ? (t as JsonObject).text : undefined;
-    return typeof text === 'string' ? text : 'chart';
+    return titleOf(this.spec);
   }
 
   /** The Plotly spec, e.g. for `JSON.stringify(chart)`. */
@@ -62,18 +66,23 @@ export class Chart {
   }
 
   /**
-   * An HTML fragment: a `<div>` and a script that draws into it once `window.Plotly` exists (it waits,
-   * because the bundle's output may be later in the page or still loading). Needs plotly.js on the page:
-   * use {@link show} in notebooks and {@link standaloneHtml} for files.
+   * An HTML fragment: a `<div>` holding the static picture and a script that replaces it by the Plotly chart
+   * once plotly.js is there (on the page, later on it, or fetched from the kernelspec on a Jupyter server).
+   * Where scripts do not run, the picture stays.
    */
   html(): string {
-    return chartHtml(this.spec, this.height());
+    return chartHtml(this.spec, this.height(), this.svg());
+  }
+
+  /** The static picture (see {@link chartSvg}). */
+  svg(): string {
+    return chartSvg(this.spec, { height: this.height() });
   }
 
   /** A one-line text summary (what a terminal shows): title and each trace's length and last value. */
   text(): string {
     const parts = this.spec.data.map((t, i) => {
-      const name = typeof t.name === 'string' ? plainText(t.name) : `trace ${i + 1}`;
+      const name = typeof t.name === 'string' ? plotlyPlain(t.name) : `trace ${i + 1}`;
       if (t.type === 'heatmap' && Array.isArray(t.z)) {
         const cols = Array.isArray(t.z[0]) ? t.z[0].length : 0;
         return `${name} (heatmap ${t.z.length}×${cols})`;
@@ -82,21 +91,34 @@ export class Chart {
       const last = ys.at(-1);
       return typeof last === 'number' ? `${name} (${ys.length} points, last ${formatNumber(last)})` : `${name} (${ys.length} points)`;
     });
-    return `[${plainText(this.title)}] ${parts.join('; ')}`;
-  }
-
-  /** The outputs a notebook receives: HTML plus the text summary. */
-  mimeBundle(): MimeBundle {
-    return { 'text/html': this.html(), 'text/plain': this.text() };
+    return `[${plotlyPlain(this.title)}] ${parts.join('; ')}`;
   }
 
   /**
-   * Shows the chart: in a notebook, sends plotly.js first if this kernel has not yet, then the chart; in a
-   * script, prints {@link text} (use {@link save} for the picture). Returns nothing so a trailing
-   * `chart.show()` in a tslab cell does not also print the object.
+   * The outputs a notebook receives, richest first: the Plotly figure as JSON, the live HTML, the static
+   * SVG and the text summary. The SVG is drawn once and shared by the HTML and the image.
+   */
+  mimeBundle(): MimeBundle {
+    const svg = this.svg();
+    return {
+      'application/vnd.plotly.v1+json': JSON.parse(JSON.stringify(this.spec)) as PlotSpec,
+      'text/html': chartHtml(this.spec, this.height(), svg),
+      'image/svg+xml': svg,
+      'text/plain': this.text(),
+    };
+  }
+
+  /** The rich display protocol: a trailing `chart` in a notebook cell shows the chart. */
+  [mimeBundleKey](): MimeBundle {
+    return this.mimeBundle();
+  }
+
+  /**
+   * Shows the chart: in a notebook, one output with every form of it (see {@link mimeBundle}); in a script,
+   * prints {@link text} (use {@link save} for the picture). Returns nothing so a trailing `chart.show()` in a
+   * cell does not also print the object.
    */
   show(sink: DisplaySink = displaySink()): void {
-    loadPlotly({ sink });
     sink.show(this.mimeBundle());
   }
 
@@ -126,46 +148,62 @@ export class Chart {
   }
 }
 
-/** Plotly's pseudo-HTML as plain text (the entities `plotlyText` writes, tags dropped). */
-function plainText(s: string): string {
-  return s.replace(/<[^>]*>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-}
-
 function formatNumber(v: number): string {
   return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : String(+v.toPrecision(4));
 }
 
+/** The kernelspec name the kernel runs under (set in kernel.json by `tunelab kernel install`). */
+function kernelName(): string {
+  return process.env.TUNELAB_KERNEL_NAME || 'tunelab';
+}
+
 /**
- * The fragment for a spec. The spec is on its own line (`var spec = …;`) and its JSON escapes `<`, so
- * no data can close the script. The placeholder text is what untrusted notebooks (scripts off) show.
+ * The fragment for a spec. The spec is on its own line (`var spec = …;`) and its JSON escapes `<`, so no
+ * data can close the script. The static picture is an `<img>` with a data URL: notebook sanitizers keep
+ * it (they drop inline `<svg>`), so untrusted notebooks show it too. When the page has no `window.Plotly`,
+ * the script waits for a bundle later on the page (saved files) and, on a Jupyter server, fetches
+ * `<base>/kernelspecs/<kernel>/plotly.min.js` once per page (what a reloaded notebook needs); elsewhere
+ * (exported HTML, viewers) the picture stays.
  */
-export function chartHtml(spec: PlotSpec, height = 420): string {
+export function chartHtml(spec: PlotSpec, height = 420, svg = chartSvg(spec, { height })): string {
   const id = randomId('tl-chart');
   const script = [
     '(function () {',
-    `var id = ${JSON.stringify(id)};`,
+    `var id = ${JSON.stringify(id)}, height = ${height}, kernel = ${JSON.stringify(kernelName())}, w = window;`,
     `var spec = ${jsonForScript(spec)};`,
     'function draw() {',
     '  var el = document.getElementById(id);',
-    "  if (!el || el.getAttribute('data-drawn')) return;",
-    "  el.setAttribute('data-drawn', '1'); el.innerHTML = '';",
-    '  window.Plotly.newPlot(el, spec.data, spec.layout, spec.config);',
+    "  if (!el || !w.Plotly || el.getAttribute('data-drawn')) return;",
+    "  el.setAttribute('data-drawn', '1'); el.innerHTML = ''; el.style.height = height + 'px';",
+    '  w.Plotly.newPlot(el, spec.data, spec.layout, spec.config);',
     '}',
-    'if (window.Plotly) { draw(); return; }',
-    "window.addEventListener('tunelab:plotly', draw);",
-    'var tries = 0, timer = setInterval(function () {',
-    '  var el = document.getElementById(id);',
-    '  if (window.Plotly) { clearInterval(timer); draw(); }',
-    '  else if (!el) clearInterval(timer);',
-    "  else if (++tries > 300) { clearInterval(timer); el.textContent = 'plotly.js is not on this page: run tl.viz.loadPlotly({ force: true }) and re-run this cell.'; }",
-    '}, 100);',
+    'if (w.Plotly) { draw(); return; }',
+    "w.addEventListener('tunelab:plotly', draw);",
+    "var base = document.body && document.body.getAttribute('data-base-url');",
+    "var config = document.getElementById('jupyter-config-data');",
+    'if (base === null && config) { try { base = JSON.parse(config.textContent).baseUrl; } catch (e) {} }',
+    "if (typeof base !== 'string' || location.protocol.indexOf('http') !== 0 || !w.fetch) return;",
+    'if (!w.__tunelabPlotly) {',
+    "  var url = base.replace(/\\/?$/, '/') + 'kernelspecs/' + encodeURIComponent(kernel) + '/plotly.min.js';",
+    "  w.__tunelabPlotly = fetch(url, { credentials: 'same-origin' })",
+    "    .then(function (r) { if (!r.ok) throw new Error(url + ': HTTP ' + r.status); return r.text(); })",
+    "    .then(function (src) { if (!w.Plotly) new Function('module', 'exports', 'define', src).call(w); });",
+    '}',
+    "w.__tunelabPlotly.then(draw, function (e) { w.__tunelabPlotly = null; console.warn('tunelab: plotly.js not loaded, the static chart stays', e); });",
     '})();',
   ].join('\n');
+  const img = `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`;
   return (
-    `<div id="${id}" class="tunelab-chart" style="width:100%;height:${height}px">` +
-    `<span style="color:#888;font:12px sans-serif">chart: rendered by a script (trust the notebook or run the cell)</span></div>\n` +
+    `<div id="${id}" class="tunelab-chart" style="width:100%">` +
+    `<img class="tunelab-static" src="${img}" alt="${escapeHtml(plotlyPlain(titleOf(spec)))}" style="max-width:100%;height:auto"></div>\n` +
     `<script type="text/javascript">\n${script}\n</script>`
   );
+}
+
+function titleOf(spec: PlotSpec): string {
+  const t = spec.layout.title;
+  const text = typeof t === 'string' ? t : t && typeof t === 'object' && !Array.isArray(t) ? (t as JsonObject).text : undefined;
+  return typeof text === 'string' ? text : 'chart';
 }
 
 /**

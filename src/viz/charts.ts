@@ -4,6 +4,7 @@
  */
 import { Chart, JsonObject } from './chart';
 import { nums, plotlyText, tokenLabel } from './html';
+import { integerTicks } from './svg';
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 const BASE_LAYOUT: JsonObject = {
@@ -140,7 +141,7 @@ export function lossChart(input: LossHistory | LossArrays, opts: LossChartOption
     layout: layout(opts.title ?? 'Training loss', {
       height: opts.height ?? 420,
       margin: { l: 60, r: showLr ? 90 : 30, t: 50, b: 50 },
-      xaxis: { title: { text: 'step' } },
+      xaxis: { title: { text: 'step' }, ...integerTicks([...x, ...nums(a.evalStep ?? [])]) },
       yaxis: { title: { text: 'loss' }, type: opts.logY ? 'log' : 'linear' },
       ...(showLr ? { yaxis2: { title: { text: 'learning rate' }, overlaying: 'y', side: 'right', showgrid: false, exponentformat: 'e', tickformat: '.1e', rangemode: 'tozero' } } : {}),
     }),
@@ -393,8 +394,9 @@ export function metricsChart(rows: MetricRows, metrics: readonly string[], opts:
     const n = i === 0 ? '' : String(i + 1);
     const d = cell(i % panels, Math.floor(i / panels), gridRows);
     const kept = rows.filter((r) => typeof r[name] === 'number');
-    data.push({ type: 'scatter', mode: 'lines+markers', name, x: nums(kept.map((r) => r.step)), y: nums(kept.map((r) => r[name] as number)), line: { color: COLORS[i % COLORS.length] }, xaxis: `x${n}`, yaxis: `y${n}` });
-    lay[`xaxis${n}`] = { domain: panels === 1 ? [0, 1] : d.x, anchor: `y${n}`, title: { text: 'step' } };
+    const steps = nums(kept.map((r) => r.step));
+    data.push({ type: 'scatter', mode: 'lines+markers', name, x: steps, y: nums(kept.map((r) => r[name] as number)), line: { color: COLORS[i % COLORS.length] }, xaxis: `x${n}`, yaxis: `y${n}` });
+    lay[`xaxis${n}`] = { domain: panels === 1 ? [0, 1] : d.x, anchor: `y${n}`, title: { text: 'step' }, ...integerTicks(steps, 5) };
     lay[`yaxis${n}`] = { domain: d.y, anchor: `x${n}` };
     annotations.push(panelTitle(name, panels === 1 ? { ...d, x: [0, 1] } : d));
   });
@@ -430,7 +432,7 @@ export function rewardAccuracyChart(input: RewardAccuracy, opts: ChartOptions = 
     data,
     layout: layout(opts.title ?? 'Reward model accuracy', {
       height: opts.height ?? 380,
-      xaxis: { title: { text: 'step' } },
+      xaxis: { title: { text: 'step' }, ...integerTicks([...nums(input.step), ...nums(input.evalStep ?? [])]) },
       yaxis: { title: { text: 'pairwise accuracy' }, range: [0, 1.02], tickformat: '.0%' },
       shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 0.5, y1: 0.5, line: { color: '#999', dash: 'dash', width: 1 } }],
     }),
@@ -491,7 +493,7 @@ export function dpoChart(input: DpoRewards, opts: ChartOptions = {}): Chart {
     layout: layout(opts.title ?? 'DPO rewards', {
       height: opts.height ?? 520,
       margin: { l: 60, r: 30, t: 70, b: 50 },
-      xaxis: { title: { text: 'step' }, anchor: 'y2' },
+      xaxis: { title: { text: 'step' }, anchor: 'y2', ...integerTicks(x) },
       yaxis: { title: { text: 'reward' }, domain: top.y, zeroline: true },
       yaxis2: { title: { text: 'margin' }, domain: bottom.y, zeroline: true, zerolinecolor: '#999' },
       annotations: [panelTitle('chosen vs rejected', top), panelTitle('margin (chosen − rejected)', bottom)],

@@ -5,9 +5,38 @@
  * {@link RecordingSink} and assert exactly what would be sent.
  */
 import { randomBytes } from 'crypto';
+import { inspect } from 'util';
 
-/** One output: mime type → content, e.g. `{ 'text/html': '<b>hi</b>', 'text/plain': 'hi' }`. */
-export type MimeBundle = Readonly<Record<string, string>>;
+/**
+ * One output: mime type → content, e.g. `{ 'text/html': '<b>hi</b>', 'text/plain': 'hi' }`. Text types
+ * hold strings; JSON types (`application/…+json`) hold the JSON value itself, as Jupyter's messages do.
+ */
+export type MimeBundle = Readonly<Record<string, string | object>>;
+
+/**
+ * The rich display protocol: an object with a method under this key returns its Jupyter mime bundle
+ * (`{ 'text/plain': …, 'text/html'?: …, … }`), which the tunelab kernel shows for a cell's last expression
+ * and {@link display} shows anywhere. `Symbol.for`, so every copy of tunelab (and other libraries) agree.
+ *
+ * @example
+ * class Greeting { [Symbol.for('tunelab.mimeBundle')]() { return { 'text/plain': 'hi', 'text/html': '<b>hi</b>' }; } }
+ */
+export const mimeBundleKey: unique symbol = Symbol.for('tunelab.mimeBundle');
+
+/**
+ * The mime bundle of any value: its {@link mimeBundleKey} method's bundle when it has one (checked: an
+ * object with a string `text/plain`), else `text/plain` as `console.log` prints it.
+ */
+export function mimeBundleOf(value: unknown): MimeBundle {
+  const method = value !== null && (typeof value === 'object' || typeof value === 'function') ? (value as Record<symbol, unknown>)[mimeBundleKey] : undefined;
+  if (typeof method !== 'function') return { 'text/plain': inspect(value) };
+  const bundle: unknown = method.call(value);
+  const b = bundle as Record<string, unknown> | null;
+  if (!b || typeof b !== 'object' || typeof b['text/plain'] !== 'string') {
+    throw new TypeError(`[Symbol.for('tunelab.mimeBundle')]() must return an object with a string 'text/plain'; got ${inspect(bundle, { depth: 1 })}`);
+  }
+  return b as MimeBundle;
+}
 
 /** One output that can be redrawn in place (a Jupyter display id). */
 export interface LiveDisplay {
@@ -31,9 +60,22 @@ export interface DisplaySink {
 const PREFERENCE = ['text/html', 'image/svg+xml', 'text/markdown', 'text/plain'];
 
 function preferred(data: MimeBundle): [string, string] | undefined {
-  for (const mime of PREFERENCE) if (data[mime] !== undefined) return [mime, data[mime]];
-  const first = Object.entries(data)[0];
-  return first;
+  for (const mime of PREFERENCE) {
+    const v = data[mime];
+    if (typeof v === 'string') return [mime, v];
+  }
+  return Object.entries(data).find((e): e is [string, string] => typeof e[1] === 'string');
+}
+
+/** What the tunelab kernel offers viz (src/kernel.ts sets it on `globalThis` under this symbol). */
+interface KernelDisplay {
+  /** Sends a whole mime bundle as display_data, or update_display_data for an existing display id. */
+  display(data: MimeBundle, opts?: { displayId?: string; update?: boolean }): void;
+}
+
+function kernelDisplay(): KernelDisplay | undefined {
+  const hooks = Reflect.get(globalThis, Symbol.for('tunelab.kernel')) as Partial<KernelDisplay> | undefined;
+  return hooks && typeof hooks.display === 'function' ? (hooks as KernelDisplay) : undefined;
 }
 
 /** The parts of tslab's public module (`tslab/dist/public.d.ts`) used here. */
@@ -68,9 +110,31 @@ function kernelTslab(): TslabModule | undefined {
   }
 }
 
-/** `tslab` inside a tslab Jupyter kernel, else `terminal`. */
+/** `tslab` inside a notebook kernel (the tunelab kernel or stock tslab), else `terminal`. */
 export function detectEnvironment(): 'tslab' | 'terminal' {
-  return kernelTslab() ? 'tslab' : 'terminal';
+  return kernelDisplay() || kernelTslab() ? 'tslab' : 'terminal';
+}
+
+/**
+ * A sink that sends whole mime bundles through the tunelab kernel, so each front end picks the richest
+ * form it renders (stock tslab sends one mime type per output: see {@link tslabSink}).
+ */
+export function kernelSink(kernel: KernelDisplay): DisplaySink {
+  return {
+    kind: 'notebook',
+    show: (data) => kernel.display(data),
+    live() {
+      const id = randomBytes(8).toString('hex');
+      let shown = false;
+      return {
+        id,
+        render(data) {
+          kernel.display(data, { displayId: id, update: shown });
+          shown = true;
+        },
+      };
+    },
+  };
 }
 
 /**
@@ -107,7 +171,8 @@ export function terminalSink(out: NodeJS.WritableStream = process.stdout): Displ
   return {
     kind: 'terminal',
     show(data) {
-      if (data['text/plain'] !== undefined) out.write(`${data['text/plain']}\n`);
+      const text = data['text/plain'];
+      if (typeof text === 'string') out.write(`${text}\n`);
     },
     live() {
       return { id: randomBytes(8).toString('hex'), render() {} };
@@ -129,7 +194,7 @@ export interface DisplayMessage {
  * @example
  * const sink = new RecordingSink();
  * lossChart(result).show(sink);
- * sink.messages.length;      // 2: the plotly.js bundle (first chart only), then the chart
+ * sink.messages.length;      // 1: one output carrying every form of the chart
  */
 export class RecordingSink implements DisplaySink {
   readonly messages: DisplayMessage[] = [];
@@ -155,7 +220,7 @@ export class RecordingSink implements DisplaySink {
 
   /** The `text/html` of every message, in order. */
   html(): string[] {
-    return this.messages.map((m) => m.data['text/html']).filter((h): h is string => h !== undefined);
+    return this.messages.map((m) => m.data['text/html']).filter((h): h is string => typeof h === 'string');
   }
 }
 
@@ -171,10 +236,23 @@ let detectedSink: DisplaySink | undefined;
 export function displaySink(): DisplaySink {
   if (overrideSink) return overrideSink;
   if (!detectedSink) {
-    const tslab = kernelTslab();
-    detectedSink = tslab ? tslabSink(tslab) : terminalSink();
+    const kernel = kernelDisplay();
+    const tslab = kernel ? undefined : kernelTslab();
+    detectedSink = kernel ? kernelSink(kernel) : tslab ? tslabSink(tslab) : terminalSink();
   }
   return detectedSink;
+}
+
+/**
+ * Shows any value, like IPython's `display`: its rich form when it implements {@link mimeBundleKey}
+ * (charts, tables), else the text `console.log` would print.
+ *
+ * @example
+ * display(lossChart(result));
+ * display(corpus);          // the data engineer's objects carry their own HTML
+ */
+export function display(value: unknown, sink: DisplaySink = displaySink()): void {
+  sink.show(mimeBundleOf(value));
 }
 
 /**

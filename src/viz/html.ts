@@ -33,6 +33,11 @@ export function plotlyText(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/** Plotly's pseudo-HTML as plain text: tags dropped, the entities {@link plotlyText} writes decoded. */
+export function plotlyPlain(s: string): string {
+  return s.replace(/<[^>]*>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
 /**
  * A token made visible as an axis label: leading/trailing spaces as `␣`, newlines as `↵`, tabs as `⇥`,
  * then escaped for Plotly.

@@ -1,6 +1,7 @@
 /**
- * Charts, tables and live training views for notebooks (tslab) and scripts. Charts use plotly.js
- * inlined from disk, so notebooks, exported HTML and saved files render without a network.
+ * Charts, tables and live training views for notebooks (tslab) and scripts. Charts use plotly.js from
+ * disk (inlined in saved files, served from the kernelspec in notebooks) and carry a static SVG, so
+ * notebooks, exported HTML and saved files render without a network.
  *
  * @example
  * import { viz } from 'tunelab';
@@ -9,9 +10,13 @@
  * const result = await trainer.train();
  * viz.lossChart(result).save('runs/x/loss.html');
  */
-export { RecordingSink, detectEnvironment, displaySink, setDisplaySink, terminalSink, tslabSink } from './display';
+export {
+  RecordingSink, detectEnvironment, display, displaySink, kernelSink, mimeBundleKey, mimeBundleOf, setDisplaySink, terminalSink, tslabSink,
+} from './display';
 export type { DisplaySink, LiveDisplay, MimeBundle, DisplayMessage } from './display';
-export { locatePlotly, loadPlotly, resetPlotly, plotlyScript, scriptSafe } from './plotly';
+export { locatePlotly, loadPlotly, resetPlotly, plotlyScript, scriptSafe, installPlotly, KERNELSPEC_PLOTLY } from './plotly';
+export { chartSvg, ticks, integerTicks } from './svg';
+export type { SvgOptions } from './svg';
 export type { PlotlyBundle } from './plotly';
 export { Chart, chartHtml, saveCharts, standaloneHtml } from './chart';
 export type { ChartSize, JsonObject, JsonValue, PlotSpec } from './chart';

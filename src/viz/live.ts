@@ -7,7 +7,6 @@ import type { EvalMetrics, StepMetrics, TrainResult, TrainerEvents } from '../tr
 import { Chart } from './chart';
 import { LossChartOptions, lossChart, metricsChart, type MetricRows } from './charts';
 import { DisplaySink, LiveDisplay, displaySink } from './display';
-import { loadPlotly } from './plotly';
 import { TerminalProgress, progressHtml } from './progress';
 
 /** What the live views need of a trainer; `Trainer` fits, and tests can pass a small emitter. */
@@ -110,10 +109,7 @@ export class LiveLossChart {
     this.steps = [...(trainer.history ?? [])];
     this.evals = [...(trainer.evals ?? [])];
     const sink = opts.sink ?? displaySink();
-    if (sink.kind === 'notebook') {
-      loadPlotly({ sink });
-      this.display = sink.live();
-    }
+    if (sink.kind === 'notebook') this.display = sink.live();
     this.redraw = new Redraw(() => this.display?.render(this.chart().mimeBundle()), opts.throttleMs ?? 250, opts.now ?? Date.now);
     const every = Math.max(1, opts.every ?? 1);
     this.subs.add(

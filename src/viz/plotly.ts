@@ -1,7 +1,8 @@
 /**
- * plotly.js, offline. The bundle is inlined once per notebook (a text/html output holding a `<script>`)
- * and once per saved HTML file; charts are small `<div>` + script outputs that wait for `window.Plotly`.
- * No CDN: exported notebooks and saved files render without a network.
+ * plotly.js, offline. Saved HTML files inline the bundle once. Notebooks carry no bundle: `tunelab kernel
+ * install` copies it into the kernelspec ({@link installPlotly}), from where a chart's script fetches it on
+ * a Jupyter server when the page lacks `window.Plotly` (a reloaded notebook); elsewhere charts show their
+ * static SVG. {@link loadPlotly} still inlines the bundle into a notebook on request. No CDN.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -75,13 +76,27 @@ export function plotlyScript(bundle: PlotlyBundle = locatePlotly()): string {
 // so this is the per-process flag; a restarted kernel starts empty and sends the bundle again.
 const loaded = new WeakSet<DisplaySink>();
 
+/** The file name of the bundle in a kernelspec folder (what chart scripts fetch). */
+export const KERNELSPEC_PLOTLY = 'plotly.min.js';
+
 /**
- * Sends the plotly.js bundle to a notebook once (charts call this themselves). Returns true when it sent
- * it. Pass `force` after re-running, without a kernel restart, the cell that carried the bundle: its new
- * output lacks it, so a saved or exported notebook would have no plotly.js.
+ * Copies the plotly.js bundle into a kernelspec folder, where Jupyter serves it at
+ * `<base>/kernelspecs/<name>/plotly.min.js`. Returns the copied file.
+ */
+export function installPlotly(kernelSpecDir: string, bundle: PlotlyBundle = locatePlotly()): string {
+  const file = path.join(kernelSpecDir, KERNELSPEC_PLOTLY);
+  fs.copyFileSync(bundle.file, file);
+  return file;
+}
+
+/**
+ * Inlines the plotly.js bundle (~4.8 MB) into this cell's output, once per kernel unless `force`, so that
+ * an exported or viewed notebook has interactive charts without a Jupyter server. Charts do not need it:
+ * they show a static picture there, and fetch plotly.js from the kernelspec on a server. Returns true
+ * when it sent the bundle.
  *
  * @example
- * loadPlotly({ force: true });   // put the bundle into this cell's output again
+ * loadPlotly();   // in the first cell of a notebook meant to be shared as HTML
  */
 export function loadPlotly(opts: { sink?: DisplaySink; force?: boolean } = {}): boolean {
   const sink = opts.sink ?? displaySink();

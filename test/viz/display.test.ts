@@ -2,6 +2,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { specOf } from './helpers';
 import {
   Chart, RecordingSink, detectEnvironment, displaySink, lossChart, loadPlotly, locatePlotly, plotlyScript, resetPlotly, scriptSafe,
   setDisplaySink, terminalSink, tslabSink,
@@ -40,44 +41,65 @@ describe('viz display', () => {
     ]);
   });
 
-  it('sends the plotly.js bundle once per sink across several charts, again after reset or force', () => {
+  it('charts carry no plotly.js bundle; loadPlotly sends it once per sink, again after reset or force', () => {
     const sink = new RecordingSink();
     tiny().show(sink);
     tiny().show(sink);
-    lossChart({ step: [1], loss: [1] }).show(sink);
-    assert.equal(sink.messages.length, 4);
-    assert.equal(sink.html().filter(isBundle).length, 1);
-    assert.ok(isBundle(sink.html()[0]), 'the bundle comes before the first chart');
-    resetPlotly(sink);
-    tiny().show(sink);
-    assert.equal(loadPlotly({ sink, force: true }), true);
+    assert.equal(sink.messages.length, 2);
+    assert.equal(sink.html().filter(isBundle).length, 0);
+    assert.equal(loadPlotly({ sink }), true);
     assert.equal(loadPlotly({ sink }), false);
+    resetPlotly(sink);
+    assert.equal(loadPlotly({ sink }), true);
+    assert.equal(loadPlotly({ sink, force: true }), true);
     assert.equal(sink.html().filter(isBundle).length, 3);
     // Another notebook (sink) gets its own copy.
     const other = new RecordingSink();
-    tiny().show(other);
-    assert.equal(other.html().filter(isBundle).length, 1);
+    assert.equal(loadPlotly({ sink: other }), true);
   });
 
-  it('guards the bundle and lets charts wait for window.Plotly', () => {
+  it('a chart output carries the Plotly figure, live HTML, a static SVG and a text summary', () => {
+    const sink = new RecordingSink();
+    const c = tiny();
+    c.show(sink);
+    const data = sink.messages[0].data;
+    assert.deepEqual(Object.keys(data), ['application/vnd.plotly.v1+json', 'text/html', 'image/svg+xml', 'text/plain']);
+    assert.deepEqual(data['application/vnd.plotly.v1+json'], JSON.parse(JSON.stringify(c.spec)));
+    const svg = String(data['image/svg+xml']);
+    assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    // The HTML's fallback picture is the same SVG, as a data URL that notebook sanitizers keep.
+    const img = /<img class="tunelab-static" src="data:image\/svg\+xml;base64,([^"]+)"/.exec(String(data['text/html']));
+    assert.ok(img, 'the HTML holds the static picture');
+    assert.equal(Buffer.from(img[1], 'base64').toString(), svg);
+    assert.equal(data['text/plain'], c.text());
+    assert.deepEqual(specOf(data['text/html']), JSON.parse(JSON.stringify(c.spec)));
+  });
+
+  it('chart scripts wait for window.Plotly, else fetch it once per page from the kernelspec on a Jupyter server', () => {
     const script = plotlyScript();
     assert.match(script, /^<script type="text\/javascript">/);
     assert.match(script, /if \(!window\.Plotly\) \{\(function \(module, exports, define\) \{/);
     assert.match(script, /dispatchEvent\(new Event\('tunelab:plotly'\)\)/);
     const chart = tiny().html();
-    assert.match(chart, /if \(window\.Plotly\) \{ draw\(\); return; \}/);
+    assert.match(chart, /if \(w\.Plotly\) \{ draw\(\); return; \}/);
     assert.match(chart, /addEventListener\('tunelab:plotly', draw\)/);
+    assert.match(chart, /getAttribute\('data-base-url'\)/, 'classic Notebook base URL');
+    assert.match(chart, /'jupyter-config-data'/, 'JupyterLab base URL');
+    assert.match(chart, /'kernelspecs\/' \+ encodeURIComponent\(kernel\) \+ '\/plotly\.min\.js'/);
+    assert.match(chart, /kernel = "tunelab"/);
+    assert.match(chart, /if \(!w\.__tunelabPlotly\)/, 'one fetch per page');
   });
 
-  it('emits no network URLs: no http(s), src= or href= outside plotly.js\'s own source', () => {
+  it('emits no network URLs: no http(s), non-data src= or href= outside plotly.js\'s own source', () => {
     const sink = new RecordingSink();
+    loadPlotly({ sink });
     tiny().show(sink);
     const source = scriptSafe(fs.readFileSync(locatePlotly().file, 'utf8'));
     assert.ok(sink.html()[0].includes(source), 'the bundle is inlined verbatim');
     for (const html of sink.html()) {
-      const ours = html.replace(source, '');
-      assert.ok(ours.length < 20_000, 'only plotly.js itself is large');
-      assert.doesNotMatch(ours, /https?:|\bsrc=|\bhref=|<link|<iframe/i);
+      const ours = html.replace(source, '').replace(/ xmlns="http:\/\/www\.w3\.org\/2000\/svg"/g, '');
+      assert.ok(ours.length < 60_000, 'only plotly.js itself is large');
+      assert.doesNotMatch(ours, /https?:|\bsrc="(?!data:)|\bhref=|<link|<iframe/i);
     }
   });
 
@@ -119,7 +141,7 @@ describe('viz display', () => {
     try {
       assert.equal(displaySink(), sink);
       tiny().show();
-      assert.equal(sink.messages.length, 2);
+      assert.equal(sink.messages.length, 1);
     } finally {
       setDisplaySink(undefined);
     }

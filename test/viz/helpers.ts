@@ -55,8 +55,15 @@ export function metrics(s: number, total: number): StepMetrics {
   };
 }
 
+/** A text output of a mime bundle (`text/html`, `text/plain`, …); fails when it is missing or not text. */
+export function textOf(value: string | object | undefined): string {
+  if (typeof value !== 'string') throw new Error(`expected a text output, got ${typeof value}`);
+  return value;
+}
+
 /** The Plotly spec inside a chart fragment (the chart script keeps it on one `var spec = …;` line). */
-export function specOf(html: string): PlotSpec {
+export function specOf(html: string | object | undefined): PlotSpec {
+  html = textOf(html);
   const line = html.split('\n').find((l) => l.startsWith('var spec = '));
   if (!line) throw new Error('no chart spec in this HTML');
   return JSON.parse(line.slice('var spec = '.length, -1)) as PlotSpec;

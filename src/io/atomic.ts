@@ -7,10 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { tempName } from './writers';
 
 /** An Error that keeps the `code` (ENOENT, EISDIR, ...) of the system error that caused it. */
-function wrapError(file: string, action: string, err: unknown): Error {
+export function wrapError(file: string, action: string, err: unknown): Error {
   const cause = err instanceof Error ? err : new Error(String(err));
   const wrapped = new Error(`${file}: ${action}: ${cause.message}`, { cause });
   const code = (cause as NodeJS.ErrnoException).code;
@@ -19,7 +19,7 @@ function wrapError(file: string, action: string, err: unknown): Error {
 }
 
 /** Best effort: makes a completed rename durable. Some platforms (Windows) cannot open or fsync folders. */
-function fsyncFolder(dir: string): void {
+export function fsyncFolder(dir: string): void {
   let fd: number | undefined;
   try {
     fd = fs.openSync(dir, 'r');
@@ -38,7 +38,8 @@ function fsyncFolder(dir: string): void {
 }
 
 /**
- * Writes `data` to `file` atomically: via a temp file `.<name>.tmp-<pid>-<random>` in the same folder,
+ * Writes `data` to `file` atomically: via a temp file `.<name>.tmp-<host>-<pid>-<random>` in the same folder
+ * (see `writers.ts`: a later save removes it if this process dies),
  * fsynced and renamed over the target. An existing target keeps its permission bits. On any failure the
  * temp file is removed, the target is left as it was, and the error is rethrown naming `file`
  * (with the original error as `cause` and its `code`).
@@ -50,7 +51,7 @@ function fsyncFolder(dir: string): void {
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const tmp = path.join(dir, tempName(path.basename(target), 'tmp'));
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   let fd: number | undefined;
   let created = false;
@@ -86,6 +87,30 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
       }
     }
     throw wrapError(file, 'atomic write failed', err);
+  }
+  fsyncFolder(dir);
+}
+
+/**
+ * Flushes every file and folder under `dir` (and `dir` itself) to disk, so that a folder renamed into place
+ * afterwards survives a power cut whole. Files written by {@link writeFileAtomic} are flushed already;
+ * this also covers files written any other way. Throws naming the file when a file cannot be flushed.
+ */
+export function fsyncTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) fsyncTree(p);
+    else if (entry.isFile()) {
+      let fd: number | undefined;
+      try {
+        fd = fs.openSync(p, 'r');
+        fs.fsyncSync(fd);
+      } catch (err) {
+        throw wrapError(p, 'cannot flush to disk', err);
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd);
+      }
+    }
   }
   fsyncFolder(dir);
 }

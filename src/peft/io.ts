@@ -17,6 +17,7 @@ import type { CausalLM } from '../model/transformer';
 import type { HostTensor } from '../io/hf';
 import { readJson, writeJsonAtomic } from '../io/atomic';
 import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safetensors';
+import { recoverFolder } from '../io/recover';
 import { Adapter, peft, PeftType } from './peft';
 import { addLora, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
 
@@ -52,6 +53,7 @@ export interface SaveAdapterOptions {
  */
 export async function saveAdapter(model: CausalLM, dir: string, name = 'default', options: SaveAdapterOptions = {}): Promise<void> {
   const adapter = peft(model).get(name);
+  recoverFolder(dir);
   const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
   const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
   if (!options.overwrite) {
@@ -121,6 +123,7 @@ export function registerAdapterLoader(peftType: PeftType, loader: AdapterLoader)
  * generate(model, prompt, { maxNewTokens: 32 });
  */
 export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Adapter {
+  recoverFolder(dir);
   const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
   const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
   const config = readJson(configFile);

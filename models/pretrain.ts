@@ -75,8 +75,7 @@ async function main() {
   // Pilot: time a few steps on a throwaway optimizer to size the run (the weights are restored after).
   let maxSteps: number;
   if (resume) {
-    const state = JSON.parse(fs.readFileSync(path.join(resume, 'trainer_state.json'), 'utf8'));
-    maxSteps = state.config.maxSteps;
+    maxSteps = JSON.parse(fs.readFileSync(path.join(resume, 'trainer_state.json'), 'utf8')).max_steps; // HF's TrainerState
   } else {
     const snapshot = new Map([...model.params].map(([p, { variable }]) => [p, variable.dataSync().slice()]));
     const pilot = train(1000);

@@ -1,8 +1,8 @@
 /**
  * Model folders and training checkpoints. A model folder is what Hugging Face tools expect:
  * `config.json`, `model.safetensors` (HF names) and `tokenizer.json`. A training checkpoint adds
- * `optimizer.safetensors` and `trainer_state.json`. Both are written with `writeFolderAtomic` (a crash
- * never leaves a half-written folder) and loaded after `recoverFolder` (a crashed save is repaired first).
+ * `optimizer.safetensors` and `trainer_state.json`, and is written into a temporary folder that is
+ * renamed into place, so a crash never leaves a half-written checkpoint.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -11,11 +11,10 @@ import { CausalLM } from '../model/transformer';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { chatmlJinja, chatTemplateFromConfig, type ChatTemplate, type TokenizerConfigJson } from '../data/chat';
 import type { Trainer, TrainerState, CheckpointIO } from '../train/trainer';
+import { hfTrainerState } from '../train/trainer-state';
 import { readJson, writeJsonAtomic } from './atomic';
 import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
 import { readSafetensors, readShardedSafetensors, writeSafetensors } from './safetensors';
-import { writeFolderAtomic } from './folder';
-import { recoverFolder } from './recover';
 
 /** Parameters of a model copied to plain memory. */
 export async function hostParams(model: CausalLM): Promise<Map<string, HostTensor>> {
@@ -48,6 +47,30 @@ export function tokenizerConfig(tokenizer: Tokenizer, contextLength: number): Re
   };
   if (st.imStart && st.imEnd) out.chat_template = chatmlJinja({ imStart: st.imStart.token, imEnd: st.imEnd.token });
   return out;
+}
+
+/**
+ * Writes a folder by building it beside its final place and renaming it in. An existing folder at `dir`
+ * is replaced only after the new one is complete.
+ */
+async function writeFolderAtomic(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
+  try {
+    await fill(tmp);
+    if (fs.existsSync(dir)) {
+      const old = `${tmp}.old`;
+      fs.renameSync(dir, old);
+      fs.renameSync(tmp, dir);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, dir);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /**
@@ -108,7 +131,6 @@ const tokenName = (t: unknown): string | undefined =>
  * const { model, tokenizer, chatTemplate } = await loadModel('runs/demo/final');
  */
 export async function loadModel(dir: string): Promise<LoadedModel> {
-  recoverFolder(dir);
   const config = loadModelConfig(dir);
   const model = new CausalLM(config);
   try {
@@ -152,8 +174,12 @@ interface TrainerStateFile extends TrainerState {
   config: unknown;
 }
 
+/** tunelab's resume state in a checkpoint; `trainer_state.json` beside it is Hugging Face's `TrainerState`. */
+export const RESUME_STATE_FILE = 'tunelab_state.json';
+
 /**
- * Writes training checkpoints: model folder + optimizer moments + trainer position.
+ * Writes training checkpoints: model folder + optimizer moments + trainer position ({@link RESUME_STATE_FILE})
+ * + Hugging Face's `trainer_state.json` (global_step, log_history, best_metric, …).
  *
  * @example
  * const trainer = new Trainer(model, objective, data, { checkpointEvery: 100, outDir: 'runs/x' }, { checkpoints: checkpointWriter(tokenizer) });
@@ -172,7 +198,8 @@ export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
         const { step, tensors } = await trainer.optimizer.state();
         writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensors, { format: 'tunelab', step: String(step) });
         const state: TrainerStateFile = { format: 'tunelab-trainer-state', ...trainer.state(), optimizerStep: step, config: trainer.config };
-        writeJsonAtomic(path.join(tmp, 'trainer_state.json'), state);
+        writeJsonAtomic(path.join(tmp, RESUME_STATE_FILE), state);
+        writeJsonAtomic(path.join(tmp, 'trainer_state.json'), hfTrainerState(trainer, dir));
       });
     },
   };
@@ -204,10 +231,10 @@ function loadAdapterParamsInto(model: CausalLM, dir: string): void {
  * with the same model config and data; training then continues to the same losses as an uninterrupted run.
  */
 export function resumeFrom(trainer: Trainer<unknown>, dir: string): void {
-  recoverFolder(dir);
   loadWeightsInto(trainer.model, dir);
   loadAdapterParamsInto(trainer.model, dir);
-  const stateFile = path.join(dir, 'trainer_state.json');
+  // Checkpoints written before trainer_state.json became HF's kept tunelab's state there.
+  const stateFile = path.join(dir, fs.existsSync(path.join(dir, RESUME_STATE_FILE)) ? RESUME_STATE_FILE : 'trainer_state.json');
   const state = readJson(stateFile) as unknown as TrainerStateFile;
   if (state.format !== 'tunelab-trainer-state' || typeof state.step !== 'number') throw new Error(`${stateFile}: not a tunelab trainer state`);
   const optFile = path.join(dir, 'optimizer.safetensors');

@@ -1,8 +1,8 @@
 /**
  * Model folders and training checkpoints. A model folder is what Hugging Face tools expect:
  * `config.json`, `model.safetensors` (HF names) and `tokenizer.json`. A training checkpoint adds
- * `optimizer.safetensors` and `trainer_state.json`, and is written into a temporary folder that is
- * renamed into place, so a crash never leaves a half-written checkpoint.
+ * `optimizer.safetensors` and `trainer_state.json`. Both are written with `writeFolderAtomic` (a crash
+ * never leaves a half-written folder) and loaded after `recoverFolder` (a crashed save is repaired first).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -15,6 +15,8 @@ import { hfTrainerState } from '../train/trainer-state';
 import { readJson, writeJsonAtomic } from './atomic';
 import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
 import { readSafetensors, readShardedSafetensors, writeSafetensors } from './safetensors';
+import { writeFolderAtomic } from './folder';
+import { recoverFolder } from './recover';
 
 /** Parameters of a model copied to plain memory. */
 export async function hostParams(model: CausalLM): Promise<Map<string, HostTensor>> {
@@ -47,30 +49,6 @@ export function tokenizerConfig(tokenizer: Tokenizer, contextLength: number): Re
   };
   if (st.imStart && st.imEnd) out.chat_template = chatmlJinja({ imStart: st.imStart.token, imEnd: st.imEnd.token });
   return out;
-}
-
-/**
- * Writes a folder by building it beside its final place and renaming it in. An existing folder at `dir`
- * is replaced only after the new one is complete.
- */
-async function writeFolderAtomic(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
-  try {
-    await fill(tmp);
-    if (fs.existsSync(dir)) {
-      const old = `${tmp}.old`;
-      fs.renameSync(dir, old);
-      fs.renameSync(tmp, dir);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, dir);
-    }
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
 }
 
 /**
@@ -131,6 +109,7 @@ const tokenName = (t: unknown): string | undefined =>
  * const { model, tokenizer, chatTemplate } = await loadModel('runs/demo/final');
  */
 export async function loadModel(dir: string): Promise<LoadedModel> {
+  recoverFolder(dir);
   const config = loadModelConfig(dir);
   const model = new CausalLM(config);
   try {
@@ -231,6 +210,7 @@ function loadAdapterParamsInto(model: CausalLM, dir: string): void {
  * with the same model config and data; training then continues to the same losses as an uninterrupted run.
  */
 export function resumeFrom(trainer: Trainer<unknown>, dir: string): void {
+  recoverFolder(dir);
   loadWeightsInto(trainer.model, dir);
   loadAdapterParamsInto(trainer.model, dir);
   // Checkpoints written before trainer_state.json became HF's kept tunelab's state there.

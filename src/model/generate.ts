@@ -1,6 +1,8 @@
 /** Text generation: greedy or sampled (temperature, top-k, top-p), seeded, with or without a KV cache. */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng';
+import { withDefaults } from '../util/options';
+import { requireEngine } from '../engine/backend';
 import { KVCache } from './attention';
 import { CausalLM } from './transformer';
 
@@ -141,7 +143,8 @@ export class TokenStepper {
  * const ids = generate(model, tok.encode('Call me'), { maxNewTokens: 20, doSample: true, topP: 0.9, seed: 7 });
  */
 export function generate(model: CausalLM, prompt: number[], options: Partial<GenerateOptions> = {}): number[] {
-  const o: GenerateOptions = { ...generateDefaults, ...options };
+  requireEngine('generate');
+  const o: GenerateOptions = withDefaults(generateDefaults, options, 'generate');
   checkOptions(o, model.config.vocabSize);
   const stepper = new TokenStepper(model, prompt, o);
   const out: number[] = [];

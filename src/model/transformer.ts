@@ -3,6 +3,7 @@
  * checkpoints, optimizers and PEFT methods address them by path, e.g. `layers.3.attn.q_proj.weight`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { requireEngine } from '../engine/backend';
 import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
 import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, silu, dropout } from './layers';
 import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
@@ -92,6 +93,7 @@ export class CausalLM {
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
 
   constructor(config: ModelConfig, options: { seed?: number } = {}) {
+    requireEngine('CausalLM.create');
     validateConfig(config);
     this.config = { ...config };
     const c = this.config;

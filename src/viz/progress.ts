@@ -4,6 +4,7 @@
  */
 import type { StepMetrics } from '../train/trainer';
 import { escapeHtml } from './html';
+import { engine } from '../engine/backend';
 
 /** Formats milliseconds as `1h02m`, `3m07s` or `12s`. */
 export function formatDuration(ms: number): string {
@@ -14,12 +15,18 @@ export function formatDuration(ms: number): string {
   return `${s}s`;
 }
 
-/** One line of progress, e.g. `[#####-----] 150/300 loss 2.314 lr 8.0e-4 1,820 tok/s ETA 42s`. */
+/** ` on wasm`: every progress line names the engine, so a slow fallback is never silent. */
+function onEngine(): string {
+  const e = engine();
+  return e ? ` on ${e.backend}` : '';
+}
+
+/** One line of progress, e.g. `[#####-----] 150/300 loss 2.314 lr 8.0e-4 1,820 tok/s on wasm ETA 42s`. */
 export function progressLine(m: StepMetrics, total: number, width = 20): string {
   const done = Math.min(width, Math.round((m.step / Math.max(1, total)) * width));
   const bar = '#'.repeat(done) + '-'.repeat(width - done);
   const tps = Math.round(m.tokensPerSec).toLocaleString('en-US');
-  return `[${bar}] ${m.step}/${total} loss ${m.loss.toFixed(3)} lr ${m.lr.toExponential(1)} ${tps} tok/s ETA ${formatDuration(m.etaMs)}`;
+  return `[${bar}] ${m.step}/${total} loss ${m.loss.toFixed(3)} lr ${m.lr.toExponential(1)} ${tps} tok/s${onEngine()} ETA ${formatDuration(m.etaMs)}`;
 }
 
 /**
@@ -66,7 +73,7 @@ export function progressHtml(m: StepMetrics | undefined, total: number, extras: 
   if (m) {
     facts.push(`loss ${m.loss.toFixed(4)}`);
     if (extras.evalLoss !== undefined) facts.push(`eval loss ${extras.evalLoss.toFixed(4)}`);
-    facts.push(`lr ${m.lr.toExponential(2)}`, `${Math.round(m.tokensPerSec).toLocaleString('en-US')} tok/s`);
+    facts.push(`lr ${m.lr.toExponential(2)}`, `${Math.round(m.tokensPerSec).toLocaleString('en-US')} tok/s${onEngine()}`);
     facts.push(extras.done ? `done in ${formatDuration(m.elapsedMs)}` : `${formatDuration(m.elapsedMs)} elapsed, ETA ${formatDuration(m.etaMs)}`);
   } else {
     facts.push('waiting for the first step');

@@ -63,7 +63,7 @@ describe('interrupt', () => {
     assert.equal(r.interrupted, true);
     assert.equal(r.lastCheckpoint, path.join(dir, 'checkpoint-3'));
     assert.ok(fs.existsSync(path.join(dir, 'checkpoint-3', 'optimizer.safetensors')));
-    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint-3', 'trainer_state.json'), 'utf8'));
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint-3', 'tunelab_state.json'), 'utf8'));
     assert.ok(saved.elapsedMs > 0 && saved.elapsedMs <= r.totalElapsedMs!, `elapsedMs saved: ${saved.elapsedMs}`);
     const resumed = trainer({ outDir: dir });
     resumeFrom(resumed as Trainer<unknown>, r.lastCheckpoint!);

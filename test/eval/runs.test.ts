@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { RunLog, configJson, finalLoss, type RunRecord } from '../../src/eval/runs';
+import { RunLog, configJson, finalLoss, runScalars, type RunRecord } from '../../src/eval/runs';
 
 const record = (run: string, extra: Partial<RunRecord> = {}): RunRecord => ({
   run, method: 'sft', strategy: 'full', base: 'tiny-llama', finishedAt: '2026-01-01T00:00:00.000Z', steps: 10, tokens: 1000,
@@ -44,6 +44,26 @@ describe('run log', () => {
   it('names the file and line of a corrupt summary line', () => {
     fs.writeFileSync(path.join(dir, 'runs.jsonl'), `${JSON.stringify(record('a'))}\n{oops\n`);
     assert.throws(() => new RunLog(dir).table(), /runs\.jsonl:2: not a JSON line/);
+  });
+
+  it('TensorBoard scalars: HF tags, wall times rebuilt from the run\'s end and each step\'s elapsed time, no NaN', () => {
+    const rec = record('a', { finishedAt: '2026-01-01T00:00:10.000Z', wallMs: 10000 });
+    const start = Date.parse('2026-01-01T00:00:00.000Z') / 1000;
+    const scalars = runScalars(rec, {
+      steps: [{ step: 1, loss: 3, lr: 0.1, gradNorm: 2, tokens: 10, tokensPerSec: 1, elapsedMs: 4000, etaMs: 4000, penalty: 0.5 }],
+      evals: [{ step: 1, evalLoss: 2.5, perplexity: NaN }],
+      forgetting: [{ step: 0, tokens: 0, set: 'general', loss: 3, perplexity: 20 }],
+    });
+    assert.deepEqual(scalars.map((s) => [s.tag, s.step, s.value, s.wallTime - start]), [
+      ['train/loss', 1, 3, 4], ['train/learning_rate', 1, 0.1, 4], ['train/grad_norm', 1, 2, 4], ['train/num_input_tokens_seen', 1, 10, 4], ['train/penalty', 1, 0.5, 4],
+      ['eval/loss', 1, 2.5, 4], ['eval/general_loss', 0, 3, 0], ['eval/general_perplexity', 0, 20, 0],
+    ]);
+    const log = new RunLog(dir);
+    log.add(rec, { steps: [{ step: 1, loss: 3, lr: 0.1, gradNorm: 2, tokens: 10, tokensPerSec: 1, elapsedMs: 4000, etaMs: 4000 }] });
+    assert.equal(log.eventFiles('a').length, 1);
+    assert.deepEqual(log.eventFiles('nope'), []);
+    log.add(record('b'));
+    assert.deepEqual(log.eventFiles('b'), [], 'no scalars, no event file');
   });
 
   it('summarises configs and final losses', () => {

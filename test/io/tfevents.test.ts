@@ -153,6 +153,13 @@ describe('io/tfevents', function () {
       checkRun(run, ['train/loss', 'train/accuracy', 'eval/loss', 'eval/accuracy', 'eval/margin', 'eval/min_reward', 'eval/mean_reward', 'eval/max_reward']);
       run.dispose();
     });
+
+    it('PPO: TRL\'s objective/policy/loss/val metrics as train/… tags', async () => {
+      const run = await stage().data(['The river was', 'In the morning we', 'She said that']).ppo((_p, r) => r.length / 10, { maxSteps: 2, batchSize: 2, responseLength: 4 });
+      checkRun(run, ['train/loss', 'train/objective/kl', 'train/objective/scores', 'train/objective/rlhf_reward', 'train/policy/approxkl_avg', 'train/policy/clipfrac_avg',
+        'train/loss/policy_avg', 'train/loss/value_avg', 'train/val/ratio', 'train/eps', 'train/episode']);
+      run.dispose();
+    });
   });
 
   it('TensorBoard\'s own EventAccumulator reads the file (skipped without the tensorboard Python package)', function () {

@@ -13,3 +13,5 @@ export { l2sp, l2spDefaults, ewc, ewcDefaults, fisherDiagonal } from './regulari
 export type { Penalty, L2spConfig, EwcConfig, FisherOptions } from './regularize';
 export { requestStop, stopOnSignal, trackRun } from './interrupt';
 export type { Stoppable, StopOnSignalHandlers } from './interrupt';
+export { hfTrainerState, logHistory, stepLogEntry, evalLogEntry, tensorboardScalars } from './trainer-state';
+export type { HfTrainerState, LogEntry } from './trainer-state';

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Command } from 'commander';
+import { installPlotly } from './viz/plotly';
 
 /** Where a kernelspec goes. */
 export interface KernelSpecLocation {
@@ -27,6 +28,7 @@ export interface KernelSpec {
   display_name: string;
   language: string;
   interrupt_mode?: 'signal' | 'message';
+  env?: Record<string, string>;
   metadata?: Record<string, unknown>;
 }
 
@@ -61,7 +63,11 @@ export function kernelArgv(): string[] {
   return [process.execPath, ...loader, entry, '{connection_file}'];
 }
 
-/** Writes `<dir>/kernel.json` for the tunelab kernel; returns the folder and the spec. */
+/**
+ * Writes `<dir>/kernel.json` for the tunelab kernel and copies plotly.js beside it: Jupyter serves kernelspec
+ * files at `<base>/kernelspecs/<name>/`, from where charts load plotly.js when a page lacks it (a reloaded
+ * notebook), so no output has to carry the bundle. Returns the folder and the spec.
+ */
 export function installKernelSpec(opts: KernelSpecOptions = {}): { dir: string; spec: KernelSpec } {
   const dir = kernelSpecDir(opts);
   const spec: KernelSpec = {
@@ -70,10 +76,13 @@ export function installKernelSpec(opts: KernelSpecOptions = {}): { dir: string; 
     language: 'typescript',
     // Jupyter interrupts with SIGINT; the kernel turns it into an interrupted cell, not an exit.
     interrupt_mode: 'signal',
+    // Charts name the kernelspec folder their plotly.js comes from.
+    env: { TUNELAB_KERNEL_NAME: opts.name ?? 'tunelab' },
     metadata: { tunelab: { root: path.resolve(__dirname, '..') } },
   };
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'kernel.json'), `${JSON.stringify(spec, null, 2)}\n`);
+  installPlotly(dir);
   return { dir, spec };
 }
 

@@ -20,7 +20,7 @@ export * from './io';
 export * from './data';
 export { TerminalProgress, progressLine, formatDuration } from './viz/progress';
 export * as viz from './viz';
-export { liveLossChart, progress, lossChart, showTable } from './viz';
+export { liveLossChart, progress, lossChart, showTable, display } from './viz';
 export { Rng } from './util/rng';
 export { base, shippedModels, modelsDir } from './lab/base';
 export type { BaseModel } from './lab/base';

@@ -9,7 +9,9 @@
  * - failures are Jupyter errors (an `error` message, execute_reply status 'error' with ename/evalue/traceback),
  *   the last expression is an `execute_result`, kernel_info and history replies follow the protocol, and only
  *   requests already queued when a cell fails are aborted, and only if the client asked (`stop_on_error`);
- * - `tunelab` is importable from any folder (see {@link enablePackageFallback}).
+ * - `tunelab`, `arquero` and danfo are importable from any folder (see {@link enablePackageFallbacks});
+ * - a cell's last value and `display(x)` show an object's own mime bundle (`Symbol.for('tunelab.mimeBundle')`);
+ * - a failed cell keeps its imports for later cells, as in IPython.
  *
  * Started by Jupyter through the kernelspec that `tunelab kernel install` writes: `node kernel.js <connection file>`.
  * Everything heavy (tslab, TypeScript, zeromq) loads lazily, so importing this module costs nothing.
@@ -22,14 +24,18 @@ import * as util from 'util';
 import type * as Zmq from 'zeromq';
 import type { ConverterSet, Executor } from 'tslab/dist/executor';
 import type { Converter } from 'tslab/dist/converter';
+import { MimeBundle, mimeBundleKey, mimeBundleOf } from './viz/display';
 import { requestStop } from './train/interrupt';
 
 /** The package root (one level above `src/` or `dist/`). */
 const packageRoot = path.resolve(__dirname, '..');
 const hooksKey = Symbol.for('tunelab.kernel');
 
+/** What the kernel offers the code it runs, on `globalThis` under `Symbol.for('tunelab.kernel')`. */
 interface KernelHooks {
   clearOutput(wait: boolean): void;
+  /** A whole mime bundle as display_data (update_display_data with `update`), e.g. from `tunelab.display`. */
+  display(data: MimeBundle, opts?: { displayId?: string; update?: boolean }): void;
 }
 
 /**
@@ -47,11 +53,15 @@ export function clearOutput(wait = false): boolean {
 // ---------------------------------------------------------------------------------------------------------------
 // Module resolution: `import ... from 'tunelab'` in any folder.
 
-/** Whether `<dir>/node_modules/<name>` exists in `dir` or one of its ancestors (Node's and TypeScript's lookup). */
-function installedFrom(dir: string, name: string): boolean {
+/**
+ * The folder of package `name` in `dir/node_modules` or an ancestor's (Node's and TypeScript's lookup); not
+ * through `require.resolve`, since a package's `exports` may hide its package.json.
+ */
+function packageDir(dir: string, name: string): string | undefined {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    if (path.basename(d) !== 'node_modules' && fs.existsSync(path.join(d, 'node_modules', name, 'package.json'))) return true;
-    if (path.dirname(d) === d) return false;
+    const candidate = path.join(d, 'node_modules', name);
+    if (path.basename(d) !== 'node_modules' && fs.existsSync(path.join(candidate, 'package.json'))) return candidate;
+    if (path.dirname(d) === d) return undefined;
   }
 }
 
@@ -65,7 +75,7 @@ const toSlash = (p: string) => p.replace(/\\/g, '/');
  * to `root`. An installed copy always wins. Returns a function that undoes it, or null when `name` is installed.
  */
 export function enablePackageFallback(ts: { sys: TsSystem }, cwd: string, name = 'tunelab', root = packageRoot): (() => void) | null {
-  if (installedFrom(cwd, name)) return null;
+  if (packageDir(cwd, name)) return null;
   const saved = new Map(Object.entries(ts.sys));
   const virtual = toSlash(path.join(cwd, 'node_modules', name));
   const real = toSlash(root);
@@ -110,6 +120,29 @@ export interface TsSystem {
   watchFile?(path: string, ...rest: never[]): unknown;
   watchDirectory?(path: string, ...rest: never[]): unknown;
   realpath?(path: string): string;
+}
+
+/** tunelab's data packages, importable in notebooks wherever tunelab is (danfo only when installed). */
+const DATA_PACKAGES = ['arquero', 'danfojs-node', 'danfojs'];
+
+/**
+ * {@link enablePackageFallback} for `tunelab` and for the packages notebooks use with it (`arquero`, `danfojs-node`,
+ * `danfojs`), each resolved from tunelab's own folder; packages tunelab cannot resolve are left alone. Returns the
+ * names it mapped and a function that undoes all of it.
+ */
+export function enablePackageFallbacks(ts: { sys: TsSystem }, cwd: string, root = packageRoot): { mapped: string[]; undo(): void } {
+  const mapped: string[] = [];
+  const undos: (() => void)[] = [];
+  const map = (name: string, dir: string) => {
+    const undo = enablePackageFallback(ts, cwd, name, dir);
+    if (undo) { mapped.push(name); undos.push(undo); }
+  };
+  map('tunelab', root);
+  for (const name of DATA_PACKAGES) {
+    const dir = packageDir(root, name);
+    if (dir) map(name, dir);
+  }
+  return { mapped, undo: () => undos.reverse().forEach((u) => u()) };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -568,18 +601,58 @@ class Kernel {
       // Module cells (//%module) report type errors as warnings and still succeed.
       for (const r of errors) process.stderr.write(`${util.format(...r)}\n`);
       if (hasValue) {
-        output = util.format(value);
-        if (!silent) this.publish('execute_result', { execution_count: count, data: { 'text/plain': output }, metadata: {} }, msg);
+        const data = this.resultBundle(value);
+        output = String(data['text/plain']);
+        if (!silent) this.publish('execute_result', { execution_count: count, data, metadata: {} }, msg);
       }
       this.flushStream();
       this.reply(socket, msg, 'execute_reply', { status: 'ok', execution_count: count, payload: [], user_expressions: {} });
     } else {
       const err = toJupyterError(errors);
+      await this.keepImports(code);
       this.publish('error', { ...err, execution_count: count }, msg);
       if (bool(msg.content, 'stop_on_error', true)) await this.abortQueued();
       this.reply(socket, msg, 'execute_reply', { status: 'error', execution_count: count, ...err, user_expressions: {}, payload: [] });
     }
     if (storeHistory) this.history.push({ line: count, input: code, output });
+  }
+
+  /**
+   * A cell's last value as Jupyter data: its own mime bundle when it implements `Symbol.for('tunelab.mimeBundle')`
+   * (charts, tables), else the text `console.log` prints. A failing bundle method is reported on stderr and the
+   * text is shown instead, as IPython does with a failing `_repr_html_`.
+   */
+  private resultBundle(value: unknown): MimeBundle {
+    const text = { 'text/plain': typeof value === 'string' ? value : util.format(value) };
+    const v = value as { [mimeBundleKey]?: unknown } | null;
+    if (v === null || (typeof v !== 'object' && typeof v !== 'function') || typeof v[mimeBundleKey] !== 'function') return text;
+    try {
+      return mimeBundleOf(value);
+    } catch (e) {
+      process.stderr.write(`rich display failed, showing text: ${e instanceof Error ? e.message : String(e)}\n`);
+      return text;
+    }
+  }
+
+  /**
+   * After a failed cell, runs its import declarations alone (silently), so that they stay declared for later
+   * cells, as in IPython, where the imports before a failing line have run. tslab otherwise drops every
+   * declaration of a failed cell; its modules are cached, so importing again costs no side effects.
+   */
+  private async keepImports(code: string): Promise<void> {
+    const ts = tslabRequire('@tslab/typescript-for-tslab') as typeof import('typescript');
+    const file = ts.createSourceFile('cell.ts', code, ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
+    const imports = file.statements.filter((st) => ts.isImportDeclaration(st) || ts.isImportEqualsDeclaration(st));
+    if (imports.length === 0 || imports.length === file.statements.length) return;
+    const saved = this.capture;
+    this.capture = { value: undefined, hasValue: false, errors: [] };
+    try {
+      await this.getExecutor().execute(imports.map((st) => st.getText(file)).join('\n'));
+    } catch {
+      // Imports that fail on their own stay undeclared, as before.
+    } finally {
+      this.capture = saved;
+    }
   }
 
   /** Execute requests to answer with status 'aborted' when their turn comes. */
@@ -599,7 +672,7 @@ class Kernel {
     const converter = tslabRequire('tslab/dist/converter') as typeof import('tslab/dist/converter');
     const { createExecutor } = tslabRequire('tslab/dist/executor') as typeof import('tslab/dist/executor');
     const ts = tslabRequire('@tslab/typescript-for-tslab') as { sys: TsSystem };
-    enablePackageFallback(ts, this.cwd);
+    enablePackageFallbacks(ts, this.cwd);
     const tslabJupyter = tslabRequire('tslab/dist/jupyter') as { lastWriteDisplayData: unknown };
     // tslab.display / tslab.newDisplay() call this with a display_data bundle.
     tslabJupyter.lastWriteDisplayData = (data: object, update: boolean) => this.publish(update ? 'update_display_data' : 'display_data', data, this.parent);
@@ -699,7 +772,12 @@ class Kernel {
     }) as typeof process.stdout.write;
     process.stdout.write = writer('stdout');
     process.stderr.write = writer('stderr');
-    const hooks: KernelHooks = { clearOutput: (wait) => this.publish('clear_output', { wait }, this.parent) };
+    const hooks: KernelHooks = {
+      clearOutput: (wait) => this.publish('clear_output', { wait }, this.parent),
+      display: (data, o = {}) => this.publish(o.update ? 'update_display_data' : 'display_data', {
+        data, metadata: {}, transient: o.displayId ? { display_id: o.displayId } : {},
+      }, this.parent),
+    };
     Reflect.set(globalThis, hooksKey, hooks);
     // A running trainer stops at its step boundary and the cell goes on; a second interrupt aborts the cell.
     process.on('SIGINT', () => { if (!requestStop()) this.executor?.interrupt(); });

@@ -5,7 +5,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
 import { installKernelSpec, kernelSpecDir, listKernelSpecs, registerKernelCommand, uninstallKernelSpec } from '../../src/cli-kernel';
-import { clearOutput, enablePackageFallback, TsSystem } from '../../src/kernel';
+import { clearOutput, enablePackageFallback, enablePackageFallbacks, TsSystem } from '../../src/kernel';
+import { locatePlotly } from '../../src/viz';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -35,6 +36,13 @@ describe('kernel: kernelspec install, list, uninstall', () => {
     assert.equal(spec.argv[spec.argv.length - 1], '{connection_file}');
     assert.equal(spec.argv[spec.argv.length - 2], path.join(root, 'src', 'kernel.ts'));
     assert.ok(spec.argv.filter((a) => path.isAbsolute(a)).every((a) => fs.existsSync(a)), spec.argv.join(' '));
+  });
+
+  it('copies plotly.js into the kernelspec (served to charts) and names the kernelspec in the kernel\'s env', () => {
+    const { dir, spec } = installKernelSpec({ prefix: tmp, name: 'tl-charts' });
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'plotly.min.js')), fs.readFileSync(locatePlotly().file));
+    assert.deepEqual(spec.env, { TUNELAB_KERNEL_NAME: 'tl-charts' });
+    assert.equal(installKernelSpec({ prefix: tmp }).spec.env?.TUNELAB_KERNEL_NAME, 'tunelab');
   });
 
   it('defaults to the user Jupyter folder (JUPYTER_DATA_DIR, else XDG_DATA_HOME/jupyter or ~/.local/share/jupyter)', () => {
@@ -141,6 +149,26 @@ describe('kernel: package fallback and notebook helpers', () => {
     fs.writeFileSync(path.join(project, 'node_modules', 'tunelab', 'package.json'), '{"name":"tunelab"}');
     fs.mkdirSync(path.join(project, 'notebooks'));
     assert.equal(enablePackageFallback({ sys: fakeSys() }, path.join(project, 'notebooks')), null);
+  });
+
+  it('maps arquero (and danfo where installed) from tunelab\'s folder too, so notebooks anywhere import them', () => {
+    const cwd = path.join(tmp, 'elsewhere');
+    fs.mkdirSync(cwd);
+    const req = Module.createRequire(path.join(cwd, 'x.js'));
+    assert.throws(() => req.resolve('arquero'));
+    const ts = { sys: fakeSys() };
+    const { mapped, undo } = enablePackageFallbacks(ts, cwd);
+    try {
+      assert.deepEqual(mapped.slice(0, 2), ['tunelab', 'arquero']);
+      assert.ok(mapped.includes('danfojs'), `danfojs is a dev dependency here: ${mapped.join(', ')}`);
+      assert.equal(req.resolve('arquero'), require.resolve('arquero'));
+      assert.equal(JSON.parse(ts.sys.readFile(`${cwd}/node_modules/arquero/package.json`) ?? '{}').name, 'arquero');
+      assert.equal(req.resolve('tunelab/package.json'), path.join(root, 'package.json'));
+    } finally {
+      undo();
+    }
+    assert.throws(() => req.resolve('arquero'));
+    assert.equal(ts.sys.fileExists(`${cwd}/node_modules/arquero/package.json`), false);
   });
 
   it('clearOutput is a no-op outside the kernel', () => {

@@ -22,6 +22,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { LmBatch } from '../train/causal-lm';
 import type { BatchSource } from '../train/trainer';
 import { EpochOrder } from '../util/epochs';
+import { withDefaults } from '../util/options';
 import type { TokenizedExample } from './tokenize';
 
 /** An {@link LmBatch} with document structure: all (B, T) int32. */
@@ -333,7 +334,7 @@ export class ExampleBatches implements BatchSource<SftBatch> {
   private readonly packed?: BatchArrays;
 
   constructor(examples: readonly ExampleLike[], tokens: Tokenizer | BatchTokens, config: Partial<BatchConfig> = {}) {
-    this.config = Object.freeze({ ...batchDefaults, ...config });
+    this.config = Object.freeze(withDefaults(batchDefaults, config, 'batches'));
     this.tokens = tokensOf(tokens);
     const { pieces, packed, stats } = layout(examples, this.tokens, this.config);
     this.pieces = pieces;
@@ -369,7 +370,7 @@ export class ExampleBatches implements BatchSource<SftBatch> {
  * const { loss } = await evaluateLm(model, evalBatches(heldOut, tok, { ...batchDefaults, batchSize: 16 }));
  */
 export function* evalBatches(examples: readonly ExampleLike[], tokens: Tokenizer | BatchTokens, config: Partial<BatchConfig> = {}): Generator<SftBatch> {
-  const c = { ...batchDefaults, ...config };
+  const c = withDefaults(batchDefaults, config, 'evalBatches');
   const t = tokensOf(tokens);
   const { pieces, packed, stats } = layout(examples, t, c);
   for (let i = 0; i < stats.rows; i += c.batchSize) {

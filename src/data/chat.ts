@@ -13,6 +13,7 @@
  * - {@link jinjaTemplate}: a Hugging Face `chat_template` (Jinja) run through the optional package
  *   `@huggingface/jinja`. Spans are found by rendering incrementally (see {@link jinjaTemplate}).
  */
+import { withDefaults } from '../util/options';
 
 /** Who speaks a turn. */
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
@@ -147,7 +148,7 @@ export const chatmlDefaults: Readonly<ChatmlOptions> = Object.freeze({ imStart: 
  * chat.text.slice(chat.assistantSpans[0].start, chat.assistantSpans[0].end); // 'Hello!<|im_end|>'
  */
 export function chatml(options: Partial<ChatmlOptions> = {}): ChatTemplate {
-  const { imStart, imEnd } = { ...chatmlDefaults, ...options };
+  const { imStart, imEnd } = withDefaults(chatmlDefaults, options, 'chatml');
   return Object.freeze({
     name: 'chatml',
     endOfTurn: imEnd,
@@ -178,7 +179,7 @@ export function chatml(options: Partial<ChatmlOptions> = {}): ChatTemplate {
  * jinjaTemplate(chatmlJinja()).render(messages).text === chatmlTemplate.render(messages).text;
  */
 export function chatmlJinja(options: Partial<ChatmlOptions> = {}): string {
-  const { imStart, imEnd } = { ...chatmlDefaults, ...options };
+  const { imStart, imEnd } = withDefaults(chatmlDefaults, options, 'chatmlJinja');
   return `{% for message in messages %}{{ '${imStart}' + message['role'] + '\n' + message['content'] + '${imEnd}' + '\n' }}{% endfor %}`
     + `{% if add_generation_prompt %}{{ '${imStart}assistant\n' }}{% endif %}`;
 }
@@ -260,7 +261,7 @@ export const jinjaTemplateDefaults: Readonly<JinjaTemplateOptions> = Object.free
  */
 export function jinjaTemplate(source: string, options: Partial<JinjaTemplateOptions> = {}): ChatTemplate {
   if (typeof source !== 'string' || source === '') throw new TypeError('jinjaTemplate: source must be a non-empty template string');
-  const opts = { ...jinjaTemplateDefaults, ...options };
+  const opts = withDefaults(jinjaTemplateDefaults, options, 'jinjaTemplate', ['endOfTurn']);
   const { Template } = loadJinja();
   let template: InstanceType<JinjaModule['Template']>;
   try {

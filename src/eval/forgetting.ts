@@ -11,6 +11,7 @@ import type { ColumnTable } from 'arquero';
 import { writeFileAtomic } from '../io/atomic';
 import type { CausalLM } from '../model/transformer';
 import type { Trainer } from '../train/trainer';
+import { withDefaults } from '../util/options';
 import type { ForgettingSeries, ParetoPoint } from '../viz/charts';
 import { heldOutDefaults, heldOutLossSync, type HeldOut, type HeldOutOptions } from './metrics';
 
@@ -80,7 +81,7 @@ export class ForgettingTracker {
   private readonly data: ForgettingRow[] = [];
 
   constructor(private readonly model: CausalLM, private readonly sets: Readonly<Record<string, HeldOut>>, options: Partial<ForgettingOptions> = {}) {
-    this.options = Object.freeze({ ...forgettingDefaults, ...options });
+    this.options = Object.freeze(withDefaults(forgettingDefaults, options, 'ForgettingTracker', ['tokens']));
     if (Object.keys(sets).length === 0) throw new Error('ForgettingTracker: give at least one held-out set');
     if (!Number.isInteger(this.options.every) || this.options.every < 1) throw new Error(`ForgettingTracker: every must be a positive integer (got ${this.options.every})`);
   }

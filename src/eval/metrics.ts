@@ -13,6 +13,7 @@ import { generate } from '../model/generate';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { causalLmObjective, evalWindows, evaluateLm, type LmBatch } from '../train/causal-lm';
+import { withDefaults } from '../util/options';
 
 /**
  * A held-out set: a token stream (cut into non-overlapping windows, every position counted) or
@@ -52,7 +53,7 @@ export interface LossResult {
  * for (const b of heldOutBatches({ tokens: ids }, { ...heldOutDefaults, seqLen: 32 })) causalLmObjective.dispose(b);
  */
 export function heldOutBatches(set: HeldOut, options: Partial<HeldOutOptions> = {}): Iterable<LmBatch> {
-  const o: HeldOutOptions = { ...heldOutDefaults, ...options };
+  const o: HeldOutOptions = withDefaults(heldOutDefaults, options, 'heldOut', ['tokens']);
   if ('tokens' in set) return evalWindows(set.tokens, o.seqLen, o.batchSize, 'held-out tokens');
   if (!o.tokens) throw new Error('heldOutBatches: examples need `tokens` (a Tokenizer or {pad, eos}) for padding');
   return evalBatches(set.examples, o.tokens, { ...batchDefaults, packing: false, seqLen: o.seqLen, batchSize: o.batchSize });
@@ -228,7 +229,7 @@ export interface QaRow extends QaPair {
  * r.exactMatch; // 0..1
  */
 export function answerMetrics(model: CausalLM, tok: Tokenizer, pairs: readonly QaPair[], options: Partial<GenerationEvalOptions> = {}): { exactMatch: number; containsAnswer: number; rows: QaRow[] } {
-  const o: GenerationEvalOptions = { ...generationEvalDefaults, ...options };
+  const o: GenerationEvalOptions = withDefaults(generationEvalDefaults, options, 'answerMetrics');
   const rows = pairs.map((p): QaRow => {
     const prediction = complete(model, tok, p.question, o).text;
     const pred = normalizeAnswer(prediction);
@@ -255,7 +256,7 @@ export interface SampleRow {
  * const rows = generationSamples(model, tok, ['Call me', 'The whale'], { maxNewTokens: 20 });
  */
 export function generationSamples(model: CausalLM, tok: Tokenizer, prompts: readonly string[], options: Partial<GenerationEvalOptions> = {}): SampleRow[] {
-  const o: GenerationEvalOptions = { ...generationEvalDefaults, ...options };
+  const o: GenerationEvalOptions = withDefaults(generationEvalDefaults, options, 'generate');
   return prompts.map((prompt) => {
     const c = complete(model, tok, prompt, o);
     return { prompt, completion: c.text, tokens: c.tokens };

@@ -34,6 +34,7 @@ import { compareStrategies, type CompareMethod, type Comparison } from './compar
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
 import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
 import { configJson, finalLoss, RunLog, type RunRecord } from '../eval/runs';
+import { checkOptions } from '../util/options';
 import { tokenizeRows, tokenizeDefaults } from '../data/tokenize';
 import * as path from 'path';
 import { saveModel } from '../io/checkpoint';
@@ -59,6 +60,9 @@ export interface TrackConfig {
   /** Most windows of a document set measured (cost bound). */
   windows: number;
 }
+
+/** Every {@link TrackConfig} field, for the run-time option check of `track()`. */
+export const trackKeys: readonly (keyof TrackConfig)[] = Object.freeze(['sets', 'every', 'windows']);
 
 interface LabState {
   source: { name: string } | { run: Run };
@@ -177,6 +181,7 @@ export class Lab {
    * before training and every `every` steps.
    */
   track(config: Partial<TrackConfig> = {}): Lab {
+    checkOptions(config, trackKeys, 'track');
     return this.with({ track: config });
   }
 

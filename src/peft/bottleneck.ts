@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM, LinearContext } from '../model/transformer';
 import { gelu, linear, silu } from '../model/layers';
 import { Adapter, peft } from './peft';
+import { withDefaults } from '../util/options';
 import { ADAPTER_CONFIG_FILE, AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** Nonlinearity between the down and up projection. */
@@ -191,7 +192,7 @@ export class BottleneckAdapter implements Adapter {
  * addBottleneck(model, { placement: 'mlp', nonLinearity: 'relu' }, 'pfeiffer');
  */
 export function addBottleneck(model: CausalLM, config: Partial<BottleneckConfig> = {}, name = 'default'): BottleneckAdapter {
-  const adapter = new BottleneckAdapter(model, { ...bottleneckDefaults, ...config }, name);
+  const adapter = new BottleneckAdapter(model, withDefaults(bottleneckDefaults, config, 'bottleneck', ['bottleneckSize']), name);
   return peft(model).add(name, adapter);
 }
 

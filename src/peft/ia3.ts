@@ -9,6 +9,7 @@ import type { ModelConfig } from '../model/config';
 import type { CausalLM } from '../model/transformer';
 import type { HostTensor } from '../io/hf';
 import { Adapter, peft, resolveTargets } from './peft';
+import { withDefaults } from '../util/options';
 import { hfModulePath, peftTargetModules } from './lora';
 import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
 
@@ -170,7 +171,7 @@ export class Ia3Adapter implements Adapter {
  * addIa3(model, { targetModules: 'layers\\.[01]\\..*(k|v)_proj', feedforwardModules: [] }, 'early');
  */
 export function addIa3(model: CausalLM, config: Partial<Ia3Config> = {}, name = 'default'): Ia3Adapter {
-  const adapter = new Ia3Adapter(model, { ...ia3Defaults, ...config });
+  const adapter = new Ia3Adapter(model, withDefaults(ia3Defaults, config, 'ia3'));
   return peft(model).add(name, adapter);
 }
 

@@ -17,6 +17,7 @@ import type { ModelConfig } from '../model/config';
 import type { CausalLM, LinearContext } from '../model/transformer';
 import { HostTensor, toHfTensors, transpose2d } from '../io/hf';
 import { Rng } from '../util/rng';
+import { withDefaults } from '../util/options';
 import { Adapter, AdapterRegistry, peft, resolveTargets } from './peft';
 
 /** PEFT's `bias`: which biases the adapter trains (as deltas here; see the file header). */
@@ -254,7 +255,7 @@ function attach(model: CausalLM, adapter: LoraAdapter): LoraAdapter {
  * await new Trainer(model, causalLmObjective, data, { lr: 1e-3 }).train();
  */
 export function addLora(model: CausalLM, config: Partial<LoraConfig> = {}, name = 'default'): LoraAdapter {
-  const c: LoraConfig = { ...loraDefaults, ...config };
+  const c: LoraConfig = withDefaults(loraDefaults, config, 'lora');
   validateLoraConfig(c);
   const { lora, bias } = loraPaths(model, c);
   const tensors = new Map<string, tf.Tensor>();

@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM, LinearContext } from '../model/transformer';
 import { Rng } from '../util/rng';
+import { withDefaults } from '../util/options';
 import type { Penalty } from '../train/regularize';
 import { Adapter, peft, resolveTargets } from './peft';
 import { hashSeed, hfModulePath, loraDefaults, loraInitValues, loraScale, peftTargetModules } from './lora';
@@ -288,7 +289,7 @@ export class LoraMoeAdapter implements Adapter {
  * routerStats(model, 'default', ids);   // which expert each layer uses for these inputs
  */
 export function addLoraMoe(model: CausalLM, config: Partial<LoraMoeConfig> = {}, name = 'default'): LoraMoeAdapter {
-  const c: LoraMoeConfig = { ...loraMoeDefaults, ...config };
+  const c: LoraMoeConfig = withDefaults(loraMoeDefaults, config, 'loraMoe');
   validate(c);
   const targets = resolveTargets(model, c.targetModules);
   const n = c.experts;

@@ -12,6 +12,7 @@ import { KVCache } from '../model/attention';
 import { headDim } from '../model/config';
 import type { CausalLM } from '../model/transformer';
 import { Adapter, peft } from './peft';
+import { withDefaults } from '../util/options';
 import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** Options of {@link addPrefixTuning}; field names are PEFT's in camelCase. */
@@ -69,7 +70,7 @@ export class PrefixTuning implements Adapter {
     this.nKvHeads = mc.nKvHeads;
     this.headDim = headDim(mc);
     this.tokenDim = this.nKvHeads * this.headDim;
-    const c = { ...prefixTuningDefaults, encoderHiddenSize: this.tokenDim, initStd: mc.initStd, ...config };
+    const c = withDefaults({ ...prefixTuningDefaults, encoderHiddenSize: this.tokenDim, initStd: mc.initStd }, config, 'prefixTuning');
     this.config = c;
     const p = c.numVirtualTokens;
     if (!Number.isInteger(p) || p <= 0) throw new Error(`prefix tuning: numVirtualTokens must be a positive integer (got ${p})`);

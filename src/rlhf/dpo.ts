@@ -14,7 +14,8 @@ import type { DpoRewards } from '../viz/charts';
 import { PreferencePair, PreferenceRow, TokenizeReport, tokenizeDefaults, tokenizePreferenceRows } from '../data/tokenize';
 import { BatchTokens, ExampleLike, Piece, batchDefaults, padPieces, toPieces } from '../data/batches';
 import type { LmBatch } from '../train/causal-lm';
-import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions } from '../train/trainer';
+import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys } from '../train/trainer';
+import { withDefaults } from '../util/options';
 import { peft } from '../peft/peft';
 import { EpochOrder } from '../util/epochs';
 import { sequenceLogProbs } from './logprobs';
@@ -399,7 +400,7 @@ export async function dpo(
   model: CausalLM, tokenizer: Tokenizer, rows: readonly PreferenceRow[], config: Partial<DpoConfig> = {},
   options: TrainerOptions<DpoBatch> & { onTrainer?: (t: Trainer<DpoBatch>) => void } = {},
 ): Promise<DpoResult> {
-  const c = { ...dpoDefaults, ...config } as DpoConfig;
+  const c = withDefaults(dpoDefaults, config, 'dpo', trainConfigKeys) as DpoConfig;
   checkLossOptions(c.beta, c.lossType, c.labelSmoothing);
   if (!Number.isInteger(c.batchSize) || c.batchSize < 1) throw new RangeError(`DpoConfig.batchSize must be a positive integer (got ${c.batchSize})`);
   if (!Number.isInteger(c.maxLength) || c.maxLength < 2) throw new RangeError(`DpoConfig.maxLength must be an integer ≥ 2 (got ${c.maxLength})`);

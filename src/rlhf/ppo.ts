@@ -17,6 +17,7 @@ import { learningRateAt, type ScheduleName } from '../train/schedule';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
 import { Emitter } from '../util/events';
+import { withDefaults } from '../util/options';
 import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
 import { ScalarHead } from './heads';
@@ -251,7 +252,7 @@ export class PpoTrainer {
   private readonly events = new Emitter<PpoEvents>();
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly prompts: readonly string[], readonly reward: PpoReward, config: Partial<PpoConfig> = {}) {
-    const c: PpoConfig = { ...ppoDefaults, ...config };
+    const c: PpoConfig = withDefaults(ppoDefaults, config, 'ppo');
     if (c.totalEpisodes !== null && config.maxSteps === undefined) c.maxSteps = Math.ceil(c.totalEpisodes / c.batchSize);
     validate(c);
     this.config = c;

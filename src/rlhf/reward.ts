@@ -16,7 +16,8 @@ import { batchDefaults, BatchTokens, padPieces, Piece } from '../data/batches';
 import { peft } from '../peft/peft';
 import { EpochOrder } from '../util/epochs';
 import { stepsForEpochs } from '../train/schedule';
-import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from '../train/trainer';
+import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys, trainDefaults } from '../train/trainer';
+import { withDefaults } from '../util/options';
 import type { RewardAccuracy } from '../viz/charts';
 import { ScalarHead } from './heads';
 
@@ -144,7 +145,7 @@ export class RewardModel {
   private readonly created: { tensors: number; bytes: number };
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, options: Partial<RewardModelOptions> = {}) {
-    this.options = { ...rewardModelDefaults, ...options };
+    this.options = withDefaults(rewardModelDefaults, options, 'RewardModel', ['std']);
     const before = tf.memory();
     // tfjs's randomNormal treats seed 0 as "no seed" (Math.random), so 0 would give a different head each run.
     this.head = new ScalarHead(model, this.options.name, { std: this.options.std ?? model.config.initStd, seed: (this.options.seed ?? 0) + 1 });
@@ -159,7 +160,7 @@ export class RewardModel {
 
   /** The tokenization of training and scoring, with the given length policy. */
   tokenizeConfig(truncation: 'drop' | 'keep_start'): TokenizeConfig {
-    return { ...tokenizeDefaults, ...this.options.tokenize, maxLength: this.maxLength, truncation };
+    return { ...withDefaults(tokenizeDefaults, this.options.tokenize, 'RewardModel tokenize'), maxLength: this.maxLength, truncation };
   }
 
   /** Ids of prompt + response exactly as a preference pair's chosen side (cut to `maxLength`). */
@@ -416,7 +417,7 @@ export async function trainRewardModel(
   model: CausalLM | RewardModel, tokenizer: Tokenizer, rows: readonly PreferenceRow[], config: Partial<RewardConfig> = {},
   options: TrainerOptions<RewardBatch> & { onTrainer?: (t: Trainer<RewardBatch>) => void; onEval?: (e: RewardEval) => void; head?: Partial<RewardModelOptions> } = {},
 ): Promise<RewardResult> {
-  const c = { ...rewardDefaults, ...config } as RewardConfig;
+  const c = withDefaults(rewardDefaults, config, 'rewardModel', trainConfigKeys) as RewardConfig;
   const seed = c.seed ?? trainDefaults.seed; // the Trainer fills TrainConfig defaults; the head and data need it now
   const rm = model instanceof RewardModel ? model : new RewardModel(model, tokenizer, { seed, ...options.head, maxLength: c.maxLength ?? options.head?.maxLength ?? null });
   const lm = rm.model;

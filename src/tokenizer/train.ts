@@ -7,6 +7,7 @@
  */
 import { byteToUnicode, preTokenize } from './bytes';
 import { byteLevelTokenizerJson, type IdToken, type TokenizerJson } from './json';
+import { withDefaults } from '../util/options';
 
 /** Options of {@link trainBpe} / `Tokenizer.train`. Start from {@link bpeDefaults}. */
 export interface BpeOptions {
@@ -74,10 +75,7 @@ export const specialRoleOfOption = {
  */
 export function resolveBpeOptions(options: Partial<BpeOptions>): { opts: BpeOptions; specials: string[] } {
   if (typeof options !== 'object' || options === null) throw new TypeError('BPE options must be an object');
-  for (const key of Object.keys(options)) {
-    if (!(key in bpeDefaults)) throw new Error(`unknown BPE option "${key}"; known: ${Object.keys(bpeDefaults).join(', ')}`);
-  }
-  const opts: BpeOptions = { ...bpeDefaults, ...options };
+  const opts: BpeOptions = withDefaults(bpeDefaults, options, 'BPE');
   const specials: string[] = [];
   const origin = new Map<string, string>();
   const addSpecial = (token: unknown, name: string): void => {

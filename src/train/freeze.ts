@@ -5,6 +5,7 @@
  * layers during transformer fine-tuning", arXiv 1911.03090).
  */
 import type { CausalLM } from '../model/transformer';
+import { withDefaults } from '../util/options';
 
 /** Options of {@link freezeAllBut}. */
 export interface FreezeConfig {
@@ -50,7 +51,7 @@ export function trainableReport(model: CausalLM): FreezeReport {
  * const { trainable, percent } = freezeAllBut(model, { lastLayers: 1, includeHead: true });
  */
 export function freezeAllBut(model: CausalLM, config: Partial<FreezeConfig> = {}): FreezeReport {
-  const c: FreezeConfig = { ...freezeDefaults, ...config };
+  const c: FreezeConfig = withDefaults(freezeDefaults, config, 'freeze');
   const n = model.config.nLayers;
   if (!Number.isInteger(c.lastLayers) || c.lastLayers < 0 || c.lastLayers > n) {
     throw new RangeError(`freezeAllBut: lastLayers must be an integer in [0, ${n}] (got ${c.lastLayers})`);

@@ -8,7 +8,8 @@
 import type { CausalLM } from '../model/transformer';
 import { Rng } from '../util/rng';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './causal-lm';
-import { Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from './trainer';
+import { Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys, trainDefaults } from './trainer';
+import { withDefaults } from '../util/options';
 import { stepsForEpochs } from './schedule';
 import type { LmBatch } from './causal-lm';
 
@@ -107,7 +108,7 @@ export async function continuedPretraining(
   model: CausalLM, tokenizer: DocTokenizer, docs: readonly string[] | ArrayLike<number>, config: Partial<PretrainConfig> = {},
   options: TrainerOptions<LmBatch> & { onTrainer?: (t: Trainer<LmBatch>) => void } = {},
 ): Promise<PretrainResult> {
-  const c = { ...pretrainDefaults, ...config };
+  const c = withDefaults(pretrainDefaults, config, 'pretrain', trainConfigKeys);
   // Prefix / prompt tuning take positions of the context.
   const room = model.config.contextLength - model.reservedPositions();
   const seqLen = c.seqLen ?? room;

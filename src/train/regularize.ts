@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
+import { withDefaults } from '../util/options';
 import { LmBatch, causalLmObjective, evalWindows } from './causal-lm';
 
 /** A regularizer of the model's trainable weights, added to the objective's loss by the trainer. */
@@ -96,7 +97,7 @@ function matching(name: string, model: CausalLM, anchor: Map<string, tf.Tensor>)
  * penalty.dispose();
  */
 export function l2sp(model: CausalLM, config: Partial<L2spConfig> = {}): Penalty {
-  const c = { ...l2spDefaults, ...config };
+  const c = withDefaults(l2spDefaults, config, 'l2sp');
   check(Number.isFinite(c.alpha) && c.alpha >= 0, 'L2spConfig', 'alpha', 'must be ≥ 0', c.alpha);
   const anchor = snapshot(model);
   const anchors = [...anchor.values()];
@@ -176,7 +177,7 @@ export function fisherDiagonal(model: CausalLM, batches: Iterable<LmBatch>, opti
  * penalty.dispose();
  */
 export function ewc(model: CausalLM, fisherOrData: Map<string, tf.Tensor> | { tokens: ArrayLike<number> }, config: Partial<EwcConfig> = {}): Penalty {
-  const c = { ...ewcDefaults, ...config };
+  const c = withDefaults(ewcDefaults, config, 'ewc');
   check(Number.isFinite(c.lambda) && c.lambda >= 0, 'EwcConfig', 'lambda', 'must be ≥ 0', c.lambda);
   check(typeof c.normalize === 'boolean', 'EwcConfig', 'normalize', 'must be a boolean', c.normalize);
   check(Number.isInteger(c.samples) && c.samples >= 1, 'EwcConfig', 'samples', 'must be an integer ≥ 1', c.samples);

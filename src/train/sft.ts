@@ -12,7 +12,8 @@ import { ExampleBatches, evalBatches, SftBatch, BatchStats } from '../data/batch
 import { Rng } from '../util/rng';
 import { causalLmObjective, evaluateLm } from './causal-lm';
 import { stepsForEpochs } from './schedule';
-import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainDefaults } from './trainer';
+import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys, trainDefaults } from './trainer';
+import { withDefaults } from '../util/options';
 
 /** Options of {@link sft}: the shared {@link TrainConfig} plus SFT's data knobs (TRL `SFTConfig` names). */
 export interface SftConfig extends TrainConfig {
@@ -136,7 +137,7 @@ export async function multiTaskSft(
   model: CausalLM, tokenizer: Tokenizer, tasks: readonly SftTask[], config: Partial<SftConfig> = {},
   options: TrainerOptions<SftBatch> & { onTrainer?: (t: Trainer<SftBatch>) => void } = {},
 ): Promise<SftResult> {
-  const c = { ...sftDefaults, ...config } as SftConfig;
+  const c = withDefaults(sftDefaults, config, 'sft', trainConfigKeys) as SftConfig;
   if (tasks.length === 0) throw new Error('multiTaskSft: no tasks');
   const names = new Set(tasks.map((t) => t.name));
   if (names.size !== tasks.length) throw new Error('multiTaskSft: task names must be unique');

@@ -9,6 +9,7 @@ import type { CausalLM } from '../model/transformer';
 import { AdamW, clipByGlobalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import { Emitter } from '../util/events';
+import { withDefaults } from '../util/options';
 import type { Penalty } from './regularize';
 import { trackRun, type Stoppable } from './interrupt';
 
@@ -75,6 +76,9 @@ export const trainDefaults: Readonly<TrainConfig> = Object.freeze({
   beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, evalEvery: 0, earlyStopPatience: 0, earlyStopThreshold: 0,
   checkpointEvery: 0, seed: 42, profileMemory: false,
 });
+
+/** Every {@link TrainConfig} field (the defaults' and `outDir`), for the run-time option check of the training verbs. */
+export const trainConfigKeys: readonly string[] = Object.freeze([...Object.keys(trainDefaults), 'outDir']);
 
 /** Metrics of one optimizer step, streamed to listeners. */
 export interface StepMetrics {
@@ -183,7 +187,7 @@ export class Trainer<B> implements Stoppable {
   private sessionStart?: number;
 
   constructor(readonly model: CausalLM, readonly objective: Objective<B>, readonly data: BatchSource<B>, config: Partial<TrainConfig> = {}, readonly options: TrainerOptions<B> = {}) {
-    this.config = { ...trainDefaults, ...config };
+    this.config = withDefaults(trainDefaults, config, 'train', trainConfigKeys);
     validateTrainConfig(this.config);
     if (this.config.checkpointEvery > 0 && (!this.config.outDir || !options.checkpoints)) {
       throw new Error('TrainConfig.checkpointEvery needs TrainConfig.outDir and a checkpoint writer');

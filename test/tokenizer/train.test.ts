@@ -175,7 +175,7 @@ describe('tokenizer/train', () => {
       [{ bosToken: '' }, /bosToken must be a non-empty string/],
       [{ eosToken: 'a' }, /eosToken "a" collides with a byte token/],
       [{ minFrequency: 0 }, /minFrequency/],
-      [{ vocab_size: 10 } as unknown as Parameters<typeof trainBpe>[1], /unknown BPE option "vocab_size"/],
+      [{ vocab_size: 10 } as unknown as Parameters<typeof trainBpe>[1], /BPE: unknown option "vocab_size"; did you mean "vocabSize"\?/],
     ];
     for (const [opts, re] of cases) assert.throws(() => trainBpe([englishText], opts), re, JSON.stringify(opts));
   });

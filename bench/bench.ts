@@ -19,6 +19,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine';
+import { logger, machineRecord, median, peakRssMiB, round, timeSteps } from './common';
 import type { BackendName } from '../src/engine';
 import { CausalLM, generate } from '../src/model';
 import type { ModelConfig } from '../src/model';
@@ -93,12 +94,9 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const log = logger('bench');
 const mib = (bytes: number) => round(bytes / 2 ** 20);
 /** Peak resident set of this process so far (Node reports maxRSS in KiB). */
-const peakRssMiB = () => round(process.resourceUsage().maxRSS / 1024);
 
 /** Size of the wasm heap (it grows, never shrinks), when the backend is wasm. */
 function wasmHeapMiB(): number | undefined {
@@ -143,36 +141,20 @@ async function timeTraining(trainer: Trainer<LmBatch>, c: BenchCase): Promise<Tr
     const r = await trainer.trainStep();
     if (i === 0) firstLoss = r.loss;
   }
-  const tensorsBefore = tf.memory().numTensors;
-  const counts: number[] = [];
-  let steps = 0;
-  let tokens = 0;
-  let lastLoss = NaN;
-  const times: number[] = [];
-  const start = performance.now();
-  let elapsed = 0;
-  while (steps < c.minSteps || elapsed < c.budgetMs) {
-    const t0 = performance.now();
-    const r = await trainer.trainStep();
-    times.push(performance.now() - t0);
-    tokens += r.tokens;
-    lastLoss = r.loss;
-    steps++;
-    counts.push(tf.memory().numTensors);
-    elapsed = performance.now() - start;
-  }
+  const t = await timeSteps(() => trainer.trainStep(), c);
+  const steps = t.times.length;
   return {
     warmupSteps: c.warmup,
     timedSteps: steps,
-    stepMs: round(elapsed / steps),
-    tokensPerSec: round((tokens * 1000) / elapsed),
-    medianStepMs: round(median(times)),
-    medianTokensPerSec: round((BATCH * SEQ * 1000) / median(times)),
+    stepMs: round(t.elapsedMs / steps),
+    tokensPerSec: round((t.tokens * 1000) / t.elapsedMs),
+    medianStepMs: round(median(t.times)),
+    medianTokensPerSec: round((BATCH * SEQ * 1000) / median(t.times)),
     firstLoss: round(firstLoss, 4),
-    lastLoss: round(lastLoss, 4),
-    tensorsBefore,
-    tensorsAfter: tf.memory().numTensors,
-    tensorsFlat: counts.every((n) => n === tensorsBefore),
+    lastLoss: round(t.lastLoss, 4),
+    tensorsBefore: t.tensorsBefore,
+    tensorsAfter: t.tensorsAfter,
+    tensorsFlat: t.tensorsFlat,
   };
 }
 
@@ -420,22 +402,11 @@ async function main(): Promise<void> {
     }
   }
 
-  // The bench itself keeps about one core busy (two while PyTorch runs on every core); more than that
-  // means other processes shared the machine and the figures (the ratios especially) are noisy.
-  const busy = Math.max(loadBefore[0], os.loadavg()[0]);
-  const noise = busy > cores + 0.5
-    ? `1-minute load average reached ${round(busy, 2)} on ${cores} cores: other processes were running, so timings are noisy; rerun on an idle machine`
-    : undefined;
-  if (noise) log(noise);
   const out = {
     bench: 'tunelab train/generate throughput',
     date: new Date().toISOString(),
     command: `tsx bench/bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    machine: {
-      cpu: os.cpus()[0]?.model, cores, memGiB: round(os.totalmem() / 2 ** 30), node: process.version,
-      platform: `${os.platform()} ${os.release()}`, loadAvgBefore: loadBefore.map((x) => round(x, 2)), loadAvgAfter: os.loadavg().map((x) => round(x, 2)),
-      ...(noise ? { note: noise } : {}),
-    },
+    machine: machineRecord(loadBefore, log),
     engine,
     settings: { batch: BATCH, seq: SEQ, lr: LR, optimizer: 'AdamW (0.9, 0.999, eps 1e-8, no decay), clip 1.0', dtype: 'float32', data: 'synthetic uniform token ids' },
     results,

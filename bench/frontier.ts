@@ -25,6 +25,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine';
+import { logger, machineRecord, peakRssMiB, round as roundTo } from './common';
 import type { BackendName } from '../src/engine';
 import type { CausalLM } from '../src/model';
 import { base } from '../src/lab/base';
@@ -86,9 +87,8 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-const log = (msg: string) => process.stderr.write(`[bench:frontier] ${msg}\n`);
-const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
-const peakRssMiB = () => Math.round(process.resourceUsage().maxRSS / 1024);
+const log = logger('bench:frontier');
+const round = (x: number, digits = 3) => roundTo(x, digits);
 const reward = (_prompt: string, response: string) => sentimentScore(response);
 
 /** A frontier point as stored: reward and KL with their standard errors, and how long the evaluation took. */
@@ -203,23 +203,12 @@ async function main(): Promise<void> {
   }
   ref.dispose();
 
-  const cores = os.cpus().length;
-  const loadAfter = os.loadavg();
-  const busy = Math.max(loadBefore[0], loadAfter[0]);
-  const notes: string[] = [];
-  if (loadBefore[0] > 1) notes.push(`1-minute load average was ${round(loadBefore[0], 2)} at the start: other processes were running during the measurement`);
-  if (busy > cores + 0.5) notes.push(`1-minute load average reached ${round(busy, 2)} on ${cores} cores: timings are noisy`);
-  for (const n of notes) log(n);
   const out = {
     bench: 'tunelab RLHF frontier: reward vs sequence KL on the controlled-sentiment task, PPO vs DPO',
     date: new Date().toISOString(),
     command: `tsx bench/frontier.ts ${process.argv.slice(2).join(' ')}`.trim(),
     quick: o.quick,
-    machine: {
-      cpu: os.cpus()[0]?.model, cores, memGiB: round(os.totalmem() / 2 ** 30, 1), node: process.version,
-      platform: `${os.platform()} ${os.release()}`, loadAvgBefore: loadBefore.map((x) => round(x, 2)), loadAvgAfter: loadAfter.map((x) => round(x, 2)),
-      ...(notes.length ? { note: notes.join('; ') } : {}),
-    },
+    machine: machineRecord(loadBefore, log),
     engine,
     settings: {
       base: BASE, reward: 'sentimentScore(response): AFINN-111 valence sum / 5',

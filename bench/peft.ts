@@ -25,6 +25,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine';
+import { logger, machineRecord, median, peakRssMiB, round, timeSteps } from './common';
 import type { BackendName } from '../src/engine';
 import { generate } from '../src/model';
 import type { CausalLM } from '../src/model';
@@ -135,11 +136,8 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-const log = (msg: string) => process.stderr.write(`[bench:peft] ${msg}\n`);
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const log = logger('bench:peft');
 const mib = (bytes: number) => round(bytes / 2 ** 20, 2);
-const peakRssMiB = () => round(process.resourceUsage().maxRSS / 1024);
 
 function wasmHeapMiB(): number | undefined {
   const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
@@ -235,22 +233,7 @@ async function runStrategy(s: Strategy, ids: Int32Array, prompt: number[], timin
   const firstLoss = first.history[0].loss;
 
   for (let i = 1; i < timing.warmupSteps; i++) await trainer.trainStep();
-  const tensorsBefore = tf.memory().numTensors;
-  const counts: number[] = [];
-  const times: number[] = [];
-  let tokens = 0;
-  let lastLoss = NaN;
-  const start = performance.now();
-  let elapsed = 0;
-  while (times.length < timing.minSteps || elapsed < timing.budgetMs) {
-    const t0 = performance.now();
-    const r = await trainer.trainStep();
-    times.push(performance.now() - t0);
-    tokens += r.tokens;
-    lastLoss = r.loss;
-    counts.push(tf.memory().numTensors);
-    elapsed = performance.now() - start;
-  }
+  const { times, tokens, lastLoss, elapsedMs: elapsed, tensorsBefore, tensorsAfter, tensorsFlat } = await timeSteps(() => trainer.trainStep(), timing);
   const stepTokens = BATCH * seq;
   const train = {
     batch: BATCH, seq, tokensPerStep: stepTokens,
@@ -259,7 +242,7 @@ async function runStrategy(s: Strategy, ids: Int32Array, prompt: number[], timin
     meanTokensPerSec: round((tokens * 1000) / elapsed),
     minStepMs: round(Math.min(...times)), maxStepMs: round(Math.max(...times)),
     firstLoss: round(firstLoss, 4), lastLoss: round(lastLoss, 4),
-    tensorsBefore, tensorsAfter: tf.memory().numTensors, tensorsFlat: counts.every((n) => n === tensorsBefore),
+    tensorsBefore, tensorsAfter, tensorsFlat,
   };
   log(`${s.name}: ${train.medianTokensPerSec} tokens/s (median of ${times.length} steps, ${train.medianStepMs} ms), loss ${train.firstLoss} → ${train.lastLoss}`);
   penalty?.dispose();
@@ -345,23 +328,11 @@ async function main(): Promise<void> {
     fs.rmSync(tmpRoot, { recursive: true, force: true });
   }
 
-  const cores = os.cpus().length;
-  const loadAfter = os.loadavg();
-  const busy = Math.max(loadBefore[0], loadAfter[0]);
-  // The bench keeps about one core busy; more than that means other processes shared the machine.
-  const notes: string[] = [];
-  if (loadBefore[0] > 1) notes.push(`1-minute load average was ${round(loadBefore[0], 2)} at the start: other processes were running during the measurement`);
-  if (busy > cores + 0.5) notes.push(`1-minute load average reached ${round(busy, 2)} on ${cores} cores: timings are noisy; rerun on an idle machine`);
-  for (const n of notes) log(n);
   const out = {
     bench: 'tunelab PEFT methods: train step, memory, disk and generation per strategy',
     date: new Date().toISOString(),
     command: `tsx bench/peft.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    machine: {
-      cpu: os.cpus()[0]?.model, cores, memGiB: round(os.totalmem() / 2 ** 30), node: process.version,
-      platform: `${os.platform()} ${os.release()}`, loadAvgBefore: loadBefore.map((x) => round(x, 2)), loadAvgAfter: loadAfter.map((x) => round(x, 2)),
-      ...(notes.length ? { note: notes.join('; ') } : {}),
-    },
+    machine: machineRecord(loadBefore, log),
     engine,
     settings: {
       base: BASE, family: baseConfig.family, contextLength: baseConfig.contextLength, vocabSize: baseConfig.vocabSize, dModel: baseConfig.dModel, nLayers: baseConfig.nLayers,

@@ -18,6 +18,7 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
+import { logger, round } from './common';
 
 const root = path.join(__dirname, '..');
 const prompts = [
@@ -54,8 +55,7 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-const log = (msg: string) => process.stderr.write(`[bench:serve] ${msg}\n`);
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+const log = logger('bench:serve');
 
 /** Nearest-rank percentiles (and mean) of `xs`, in ms. */
 function summary(xs: number[]): { p50: number; p90: number; p99: number; mean: number } {

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { patchWasmKernels } from './wasm-kernels';
+import { configureNative, nativeInfo, type NativeInfo } from './native';
 
 /** A backend tunelab knows how to start, fastest first. */
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -20,8 +21,10 @@ export interface EngineInfo {
   backend: BackendName;
   /** Version of @tensorflow/tfjs-core in use. */
   tfjsVersion: string;
-  /** Threads the backend computes with (wasm in Node is single-threaded; tfjs-node uses TensorFlow's pool). */
+  /** Threads the backend computes with (wasm: the native GEMM's pool, else 1; tfjs-node: TensorFlow's pool). */
   threads: number;
+  /** On wasm: whether products run on tunelab's native GEMM (native.ts), with which kernels, or why not. */
+  native?: NativeInfo;
   /** Backends tried before this one, with the reason each was skipped. */
   skipped: { backend: BackendName; reason: string }[];
   /** Kernels tunelab re-registered for this backend (see wasm-kernels.ts). */
@@ -32,6 +35,8 @@ export interface EngineInfo {
 export interface EngineOptions {
   /** Force one backend; default: `TUNELAB_BACKEND` or auto-detection in {@link backendOrder}. */
   backend?: BackendName | 'auto';
+  /** Threads of the native GEMM on wasm; default `TUNELAB_THREADS` or the machine's cores. */
+  threads?: number;
 }
 
 let current: EngineInfo | undefined;
@@ -90,7 +95,8 @@ export async function initEngine(options: EngineOptions = {}): Promise<EngineInf
     ? parseBackend(process.env.TUNELAB_BACKEND, 'TUNELAB_BACKEND')
     : 'auto');
   if (requested !== 'auto') parseBackend(requested, 'initEngine({backend})');
-  if (current && (requested === 'auto' || requested === current.backend)) return current;
+  configureNative({ threads: options.threads });
+  if (current && (requested === 'auto' || requested === current.backend)) return withNative(current);
   if (starting) await starting.catch(() => undefined);
   starting = start(requested);
   try {
@@ -107,7 +113,7 @@ async function start(requested: BackendName | 'auto'): Promise<EngineInfo> {
     try {
       const { threads, patched } = await tryStart(name);
       quietCpuBanner();
-      current = { backend: name, tfjsVersion: tf.version_core, threads, skipped, patchedKernels: patched };
+      current = withNative({ backend: name, tfjsVersion: tf.version_core, threads, skipped, patchedKernels: patched });
       return current;
     } catch (e) {
       skipped.push({ backend: name, reason: firstLine(e) });
@@ -119,5 +125,14 @@ async function start(requested: BackendName | 'auto'): Promise<EngineInfo> {
 
 /** The running engine, or undefined before {@link initEngine} resolved. */
 export function engine(): EngineInfo | undefined {
-  return current;
+  return current && withNative(current);
+}
+
+/** Refreshes what a wasm engine reports of the native GEMM (its threads can change after start). */
+function withNative(info: EngineInfo): EngineInfo {
+  if (info.backend === 'wasm') {
+    info.native = nativeInfo();
+    info.threads = info.native.threads;
+  }
+  return info;
 }

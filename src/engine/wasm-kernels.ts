@@ -1,7 +1,8 @@
 /**
  * Kernels tunelab re-registers on the tfjs wasm backend to close two gaps of tfjs-backend-wasm 4.22.
  *
- * - `BatchMatMul`: the stock kernel reaches XNNPACK only when neither side is transposed and both batch
+ * - `BatchMatMul`: float32 products run on tunelab's native GEMM in place on the heap when the addon is
+ *   active (native.ts); otherwise on XNNPACK as follows. The stock kernel reaches XNNPACK only when neither side is transposed and both batch
  *   sizes are 1; every other case (all matMul gradients, all attention products) runs a scalar C++ loop
  *   at 0.3-2 GFLOP/s against ~30 for XNNPACK. Ours turns every float32 case into XNNPACK calls:
  *   transposes are materialised with the wasm Transpose kernel; a right-hand side shared by the whole
@@ -15,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { DataId, DataType, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { nativeGemm, startNative } from './native';
 
 const BACKEND = 'wasm';
 const BATCH_MAT_MUL = 'BatchMatMul';
@@ -37,6 +39,7 @@ interface WasmModule {
   cwrap(name: string, returnType: null, argTypes: string[]): WasmMatMul;
   _malloc(bytes: number): number;
   HEAP32: Int32Array;
+  HEAPF32: Float32Array;
   tfjs: {
     /** Registers a C++ tensor id over `size` elements at `memoryOffset`; allocates nothing. */
     registerTensor(id: number, size: number, memoryOffset: number): void;
@@ -180,6 +183,20 @@ function batchMatMul(args: KernelArgs): TensorInfo {
   // tfjs's modulo batch indexing cannot express e.g. [2,1]x[1,3] (cpu and stock wasm return fewer values
   // than the shape holds); keep the stock behaviour there rather than invent another.
   if (tf.util.sizeFromShape(outOuter) !== batch) return callStock(args);
+
+  const gemm = nativeGemm();
+  if (gemm) {
+    const out = backend.makeOutput(outShape, 'float32');
+    try {
+      // The heap only now: makeOutput may have grown it, which replaces the ArrayBuffer.
+      gemm(backend.wasm.HEAPF32.buffer as ArrayBuffer, tensorData(backend, a).memoryOffset, tensorData(backend, b).memoryOffset,
+        tensorData(backend, out).memoryOffset, batch, batchA, batchB, m, n, k, Number(transposeA), Number(transposeB));
+    } catch (e) {
+      backend.disposeData(out.dataId);
+      throw e;
+    }
+    return out;
+  }
 
   const { matMul, shapes } = bindMatMul(backend);
   const temps: TensorInfo[] = [];
@@ -327,7 +344,7 @@ function wasmKernel(kernelName: string, kernelFunc: (args: KernelArgs) => Tensor
   };
 }
 
-/** tunelab's `BatchMatMul` for the wasm backend (XNNPACK for every float32 case). */
+/** tunelab's `BatchMatMul` for the wasm backend (native GEMM or XNNPACK for every float32 case). */
 export const batchMatMulConfig = wasmKernel(BATCH_MAT_MUL, batchMatMul);
 /** tunelab's `UnsortedSegmentSum` for the wasm backend (stock wasm has none). */
 export const unsortedSegmentSumConfig = wasmKernel(UNSORTED_SEGMENT_SUM, unsortedSegmentSum);
@@ -349,12 +366,14 @@ function register(config: KernelConfig): void {
  *
  * Call after `@tensorflow/tfjs-backend-wasm` is loaded (its stock BatchMatMul is kept as the fallback for
  * non-float32 inputs). Idempotent: a second call re-registers the same kernels and keeps the original
- * stock fallback.
+ * stock fallback. Also starts the native GEMM when its addon loads ({@link startNative}; `nativeInfo()`
+ * says whether it runs and why not).
  *
  * @returns the kernel names registered for backend 'wasm'; empty when the wasm backend is not loaded.
  */
 export function patchWasmKernels(): string[] {
   if (!tf.getKernel(BATCH_MAT_MUL, BACKEND)) return [];
+  startNative();
   for (const config of ours) {
     // Keep the first (stock) kernel as the fallback; a second call finds ours and keeps the stock one.
     const current = tf.getKernel(config.kernelName, BACKEND);

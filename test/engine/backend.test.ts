@@ -54,12 +54,20 @@ describe('engine/backend', function () {
     const wasm = await initEngine({ backend: 'wasm' });
     assert.equal(wasm.backend, 'wasm');
     assert.equal(tf.getBackend(), 'wasm');
-    assert.equal(wasm.threads, 1);
+    // Products run on the native GEMM's pool when its addon is built, else single-threaded XNNPACK.
+    assert.equal(wasm.threads, wasm.native?.active ? wasm.native.threads : 1);
+    assert.match(wasm.native?.reason ?? '', wasm.native?.active ? /native GEMM: \w+ kernels/ : /products run on XNNPACK/);
     assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
     assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
     assert.equal(engine(), wasm);
     // Asking again for the running backend returns the same report without restarting.
     assert.equal(await initEngine({ backend: 'wasm' }), wasm);
+    // initEngine({ threads }) resizes the native pool of the running engine.
+    if (wasm.native?.active) {
+      assert.equal((await initEngine({ threads: 1 })).threads, 1);
+      assert.equal(engine()?.native?.threads, 1);
+    }
+    await assert.rejects(initEngine({ threads: 0 }), /threads must be an integer from 1 to 256, got 0/);
   });
 
   it('TUNELAB_BACKEND=bogus is an error naming the variable and the value', async () => {

@@ -20,6 +20,7 @@ import { loadAdapter, mergeAndUnload } from './peft';
 import { TerminalProgress, formatDuration } from './viz/progress';
 import { registerKernelCommand } from './cli-kernel';
 import { registerServeCommand } from './serve/cli';
+import { registerDoctorCommand } from './io/doctor-cli';
 
 const version: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
@@ -230,6 +231,7 @@ export function program(): Command {
     .action((dir: string, out: string, o) => exportGgufCmd(dir, out, o));
   registerKernelCommand(p);
   registerServeCommand(p);
+  registerDoctorCommand(p);
   return p;
 }
 

@@ -3,6 +3,12 @@ export { toHfTensors, fromHfTensors, toHfConfig, fromHfConfig, transpose2d } fro
 export type { HostTensor } from './hf';
 export * from './safetensors';
 export { writeFileAtomic, writeJsonAtomic } from './atomic';
+export { writeFolderAtomic, SAVE_STEPS, SimulatedCrash, CRASH_ENV } from './folder';
+export type { SaveStep, WriteFolderOptions } from './folder';
+export { recoverFolder } from './recover';
+export type { RecoverOptions } from './recover';
+export { doctor } from './doctor';
+export type { DoctorFinding, DoctorReport } from './doctor';
 export { exportGguf, ggufBytes, parseGguf, readGguf, GgufValueType, GgmlType, GgufTokenType } from './gguf';
 export type { GgufExportOptions, GgufExportResult, GgufFile, GgufTensorInfo, GgufValue } from './gguf';
 export { SummaryWriter, crc32c, maskedCrc32c, tfRecord, eventFileName, FILE_VERSION } from './tfevents';

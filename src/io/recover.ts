@@ -59,8 +59,8 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 ** 2).toFixed(1)} MB`;
 }
 
-/** The leftover that should become `target` when it is missing: a complete new save, else the previous one. */
-function replacement(group: Leftover[]): Leftover | undefined {
+/** The leftover that should become its target when that is missing: a complete new save, else the previous one. */
+export function replacement(group: Leftover[]): Leftover | undefined {
   const newest = (kind: 'new' | 'old', ok: (l: Leftover) => boolean) =>
     group.filter((l) => l.isFolder && l.temp.kind === kind && ok(l)).sort((a, b) => b.mtimeMs - a.mtimeMs)[0];
   // A `new` folder is only ever named so once written and flushed whole. Backups of older tunelab versions

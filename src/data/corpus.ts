@@ -18,7 +18,7 @@ import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { Rng } from '../util/rng';
 import { escapeHtml } from '../viz/html';
-import { mimeBundleKey } from '../viz/rich';
+import { mimeBundleKey } from '../viz/display';
 import { tableHtml } from '../viz/table';
 import type { ColumnMapping } from './columns';
 import { exactDuplicates, nearDuplicates, type NearDedupeOptions, type NormalizeOptions } from './dedupe';

@@ -4,7 +4,10 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM, modelConfig, ModelConfig } from '../../src/model';
-import { loadModel, saveModel, loadWeightsInto } from '../../src/io/checkpoint';
+import { checkpointWriter, loadModel, saveModel, loadWeightsInto, resumeFrom } from '../../src/io/checkpoint';
+import { CRASH_ENV, SimulatedCrash } from '../../src/io/folder';
+import { Trainer } from '../../src/train/trainer';
+import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors';
 import { Tokenizer } from '../../src/tokenizer';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
@@ -109,5 +112,39 @@ describe('io/checkpoint', () => {
     assert.deepEqual(fs.readFileSync(path.join(dir, 'model.safetensors')), before);
     assert.deepEqual(fs.readdirSync(root), ['model'], 'no temporary folder left behind');
     m.dispose();
+  });
+
+  it('a checkpoint cut between its two renames is put back by resumeFrom (one stderr line), with umask permissions', async () => {
+    const dir = path.join(tmp(), 'checkpoint-2');
+    const windows = () => new TokenWindows(Array.from({ length: 400 }, (_, i) => (i * 7) % 300), 8, 4);
+    const t = new Trainer(new CausalLM(cfg(), { seed: 1 }), causalLmObjective, windows(), { lr: 1e-3, maxSteps: 2 });
+    await t.train();
+    const io = checkpointWriter(tok);
+    await io.save(dir, t as Trainer<unknown>);
+    process.env[CRASH_ENV] = 'moved-aside';
+    try {
+      await assert.rejects(io.save(dir, t as Trainer<unknown>), SimulatedCrash);
+    } finally {
+      delete process.env[CRASH_ENV];
+    }
+    assert.ok(!fs.existsSync(dir), 'the crash hit between the renames');
+    const resumed = new Trainer(new CausalLM(cfg(), { seed: 9 }), causalLmObjective, windows(), { lr: 1e-3, maxSteps: 4 });
+    const write = process.stderr.write;
+    let log = '';
+    process.stderr.write = ((c: string | Uint8Array) => ((log += String(c)), true)) as typeof process.stderr.write;
+    try {
+      resumeFrom(resumed as Trainer<unknown>, dir);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.equal(resumed.step, 2);
+    assert.match(log, /^tunelab: .*checkpoint-2: installed the complete new save \.checkpoint-2\.new-\S+ \(writer pid \d+ died while replacing it\); removed 1 stale temp of crashed saves \([\d.]+ kB\)\n$/);
+    assert.deepEqual(fs.readdirSync(path.dirname(dir)), ['checkpoint-2']);
+    assert.ok(maxAbsDiff(logits(resumed.model), logits(t.model)) === 0);
+    // Created under this process's umask (022 here, as in CI): readable by other users, like models/tiny-llama.
+    const mask = process.umask(0o022);
+    process.umask(mask);
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o777 & ~mask);
+    for (const t2 of [t, resumed]) { t2.dispose(); t2.model.dispose(); }
   });
 });

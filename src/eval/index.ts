@@ -2,3 +2,4 @@
 export * from './metrics';
 export * from './forgetting';
 export * from './runs';
+export { tensorboard } from './tensorboard';

@@ -180,6 +180,44 @@ describe('io: crash-safe saves (fault injection)', function () {
     }
   });
 
+  it('power cut: every file and folder is flushed before the folder is marked complete, the parent after each rename', async () => {
+    const parent = path.join(root, 'power');
+    const dir = path.join(parent, 'model');
+    await saveModel(dir, mA, tok);
+    const ops: string[] = [];
+    const opened = new Map<number, string>();
+    const mutable = fs as unknown as Record<string, unknown>;
+    const { openSync, fsyncSync, renameSync } = fs;
+    const rel = (p: fs.PathLike) => path.relative(parent, path.resolve(String(p))) || '.';
+    mutable.openSync = (p: fs.PathLike, ...rest: unknown[]) => {
+      const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+      opened.set(fd, rel(p));
+      return fd;
+    };
+    mutable.fsyncSync = (fd: number) => (ops.push(`fsync ${opened.get(fd)}`), fsyncSync(fd));
+    mutable.renameSync = (a: fs.PathLike, b: fs.PathLike) => (ops.push(`rename ${rel(a)} ${rel(b)}`), renameSync(a, b));
+    try {
+      await saveModel(dir, mB, tok);
+    } finally {
+      Object.assign(mutable, { openSync, fsyncSync, renameSync });
+    }
+    const at = (re: RegExp, from = 0) => ops.findIndex((o, i) => i >= from && re.test(o));
+    const complete = at(/^rename \.model\.tmp-\S+ \.model\.new-/);
+    const aside = at(/^rename model \.model\.old-/);
+    const installed = at(/^rename \.model\.new-\S+ model$/);
+    assert.ok(complete >= 0 && complete < aside && aside < installed, ops.join('\n'));
+    const tmp = ops[complete].split(' ')[1];
+    const between = (re: RegExp, from: number, to: number, what: string) => {
+      const i = at(re, from);
+      assert.ok(i >= 0 && i < to, `${what}:\n${ops.join('\n')}`);
+    };
+    for (const f of Object.keys(files(refB))) between(new RegExp(`^fsync ${tmp}/${f.replace('.', '\\.')}$`), 0, complete, `${f} flushed before the folder is complete`);
+    between(new RegExp(`^fsync ${tmp}$`), 0, complete, 'the folder itself flushed');
+    between(/^fsync \.$/, complete, aside, 'the parent flushed once the complete folder is named');
+    between(/^fsync \.$/, installed, ops.length, 'the parent flushed after the new folder is renamed in');
+    await loadsAs(dir, refB);
+  });
+
   it('saved folders and files honour the umask (not drwx------)', async function () {
     if (process.platform === 'win32') this.skip();
     const before = process.umask(0o022);

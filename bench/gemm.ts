@@ -1,0 +1,144 @@
+/**
+ * GEMM table at the bench's real shapes (bench/bench.ts: batch 16 × 64 tokens, llama-ref d_model 128 /
+ * d_ff 344 / 4 heads, llama-large d_model 384 / d_ff 1024 / 6 heads): GFLOP/s of one `tf.matMul` on the wasm
+ * backend through tunelab's native GEMM on 1 thread and on every core, through the XNNPACK route of
+ * wasm-kernels.ts, and through the stock tfjs kernel.
+ *
+ * Run: `npx tsx bench/gemm.ts` (about a minute; BENCH_MS per measurement, BENCH_ROUNDS rounds). The routes
+ * are measured in alternating rounds and the best round of each is kept, so load from other processes biases
+ * none of them. Prints one JSON object on stdout; a readable table goes to stderr.
+ */
+import * as os from 'os';
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig } from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { configureNative, nativeInfo } from '../src/engine/native';
+import { batchMatMulConfig, patchWasmKernels } from '../src/engine/wasm-kernels';
+import { logger, machineRecord, round } from './common';
+
+interface Case {
+  name: string;
+  a: number[];
+  b: number[];
+  transposeA?: boolean;
+  transposeB?: boolean;
+}
+
+/** Forward product X·W and its two gradients dY·Wᵀ, Xᵀ·dY for X [rows, k], W [k, n]. */
+function linear(name: string, rows: number, k: number, n: number): Case[] {
+  return [
+    { name: `${name} X·W`, a: [rows, k], b: [k, n] },
+    { name: `${name} dY·Wᵀ`, a: [rows, n], b: [k, n], transposeB: true },
+    { name: `${name} Xᵀ·dY`, a: [rows, k], b: [rows, n], transposeA: true },
+  ];
+}
+
+/** Attention products for [batch·heads, T, hd]: q·kᵀ, p·v and the backward forms. */
+function attention(name: string, bh: number, t: number, hd: number): Case[] {
+  return [
+    { name: `${name} q·kᵀ`, a: [bh, t, hd], b: [bh, t, hd], transposeB: true },
+    { name: `${name} p·v`, a: [bh, t, t], b: [bh, t, hd] },
+    { name: `${name} pᵀ·dy`, a: [bh, t, t], b: [bh, t, hd], transposeA: true },
+  ];
+}
+
+const ROWS = 16 * 64;
+const cases: Case[] = [
+  ...linear('ref attn proj [1024,128]x[128,128]', ROWS, 128, 128),
+  ...linear('ref mlp up [1024,128]x[128,344]', ROWS, 128, 344),
+  ...linear('ref mlp down [1024,344]x[344,128]', ROWS, 344, 128),
+  { name: 'ref tied head [1024,128]x[512,128]ᵀ', a: [ROWS, 128], b: [512, 128], transposeB: true },
+  ...attention('ref attention [64,64,32]', 64, 64, 32),
+  ...linear('large mlp up [1024,384]x[384,1024]', ROWS, 384, 1024),
+  ...attention('large attention [96,64,64]', 96, 64, 64),
+];
+
+function flops(c: Case): number {
+  const r = c.a.length;
+  const m = c.transposeA ? c.a[r - 1] : c.a[r - 2];
+  const k = c.transposeA ? c.a[r - 2] : c.a[r - 1];
+  const n = c.transposeB ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
+  const batch = Math.max(tf.util.sizeFromShape(c.a.slice(0, -2)), tf.util.sizeFromShape(c.b.slice(0, -2)));
+  return 2 * batch * m * k * n;
+}
+
+/** GFLOP/s of one case: one warm-up call, then calls until `budgetMs` is spent (at least 3). */
+function measure(c: Case, budgetMs: number): number {
+  const a = tf.randomNormal(c.a);
+  const b = tf.randomNormal(c.b);
+  const run = () => tf.matMul(a, b, c.transposeA, c.transposeB).dispose();
+  run();
+  let calls = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  // The wasm backend computes synchronously inside the op call, so wall time around it is kernel time.
+  while (calls < 3 || elapsed < budgetMs) {
+    run();
+    calls++;
+    elapsed = performance.now() - start;
+  }
+  tf.dispose([a, b]);
+  return (flops(c) * calls) / (elapsed / 1000) / 1e9;
+}
+
+function useKernel(config: KernelConfig): void {
+  tf.unregisterKernel(config.kernelName, config.backendName);
+  tf.registerKernel(config);
+}
+
+async function main(): Promise<void> {
+  const log = logger('gemm');
+  const load = os.loadavg();
+  if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not start');
+  const stock = tf.getKernel('BatchMatMul', 'wasm');
+  if (!stock || stock.kernelFunc === batchMatMulConfig.kernelFunc) throw new Error('expected the stock kernel first');
+  patchWasmKernels();
+  const cores = os.availableParallelism();
+  const native = configureNative({ enabled: true, threads: cores });
+  if (!native.active) log(`native GEMM off: ${native.reason}`);
+  const budgetMs = Number(process.env.BENCH_MS ?? 150);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+
+  type Route = 'native1' | 'nativeAll' | 'xnnpack' | 'stock';
+  const routes: [Route, () => void][] = [
+    ['stock', () => useKernel(stock)],
+    ['xnnpack', () => { useKernel(batchMatMulConfig); configureNative({ enabled: false }); }],
+    ...(native.active ? [
+      ['native1', () => { useKernel(batchMatMulConfig); configureNative({ enabled: true, threads: 1 }); }],
+      ['nativeAll', () => { useKernel(batchMatMulConfig); configureNative({ enabled: true, threads: cores }); }],
+    ] as [Route, () => void][] : []),
+  ];
+  const best = cases.map(() => ({} as Record<Route, number>));
+  for (let r = 0; r < rounds; r++) {
+    log(`round ${r + 1}/${rounds}`);
+    cases.forEach((c, i) => {
+      for (const [route, use] of routes) {
+        use();
+        best[i][route] = Math.max(best[i][route] ?? 0, measure(c, budgetMs));
+      }
+    });
+  }
+  useKernel(batchMatMulConfig);
+  configureNative({ enabled: true, threads: cores });
+
+  const rows = cases.map((c, i) => ({
+    name: c.name,
+    ...Object.fromEntries(routes.map(([route]) => [route, round(best[i][route])])),
+    ...(native.active ? { nativeVsXnnpack: round(best[i].native1 / best[i].xnnpack, 2) } : {}),
+  }));
+  log(`GFLOP/s, best of ${rounds} rounds (native: ${nativeInfo().isa}; all = ${cores} threads)`);
+  log(['case'.padEnd(44), ...routes.map(([r]) => r.padStart(10))].join(''));
+  for (const row of rows) {
+    const values = row as unknown as Record<string, number>;
+    log([row.name.padEnd(44), ...routes.map(([r]) => String(values[r]).padStart(10))].join(''));
+  }
+  console.log(JSON.stringify({
+    unit: 'GFLOP/s (best of rounds)', rounds, budgetMs, isa: nativeInfo().isa ?? null, threads: cores,
+    machine: machineRecord(load, log), cases: rows,
+  }, null, 2));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

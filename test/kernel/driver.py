@@ -2,6 +2,7 @@
 
     /usr/bin/python3 driver.py session          # flood, live display, errors, stop_on_error, results (one kernel)
     /usr/bin/python3 driver.py starts N P       # N kernel starts, P at a time: start, kernel_info, shutdown
+    /usr/bin/python3 driver.py rich             # rich display, data packages, imports kept after failures (one kernel)
 
 The kernelspec is found through JUPYTER_PATH; TUNELAB_KERNEL_NAME names it (default "tunelab").
 """
@@ -169,6 +170,37 @@ def session():
     return out
 
 
+def rich():
+    """Each cell's outputs as {msg_type, data} (plus reply status), for the cells that rich display concerns."""
+    cells = {
+        # arquero imports from a folder with no node_modules (the kernel maps tunelab's own copy).
+        "arquero": "import * as aq from 'arquero';\naq.table({ a: [1, 2, 3] }).numRows()",
+        # The rich display protocol: a cell's last value ...
+        "protocol": "const o = { [Symbol.for('tunelab.mimeBundle')]() { return { 'text/plain': 'plain o', 'text/html': '<b>rich o</b>' }; } };\no",
+        # ... and display(x); a chart's output carries every form of the chart.
+        "display": "import { display, lossChart } from 'tunelab';\ndisplay(o);\ndisplay(42);\nlossChart({ step: [1, 2, 3], loss: [3, 2, 1] }).show();",
+        "chart_value": "lossChart({ step: [1, 2], loss: [2, 1] })",
+        "bad_bundle": "({ [Symbol.for('tunelab.mimeBundle')]() { return 42; } })",
+        # A cell failing after its imports keeps them (at run time and at compile time) ...
+        "runtime_fail": "import { viz as v1 } from 'tunelab';\nthrow new Error('boom');",
+        "after_runtime_fail": "v1.smooth([1, 2], 0.5).length",
+        "compile_fail": "import { viz as v2 } from 'tunelab';\nconst bad: number = 'text';",
+        "after_compile_fail": "v2.thinIndices(3).length",
+    }
+    km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60)
+    out = {}
+    try:
+        for name, code in cells.items():
+            reply, msgs = run_cell(kc, code)
+            out[name] = {"status": reply["status"], "evalue": reply.get("evalue"), "stderr": stream_text(msgs, "stderr"),
+                         "outputs": [{"type": m["msg_type"], "data": m["content"].get("data")} for m in msgs
+                                     if m["msg_type"] in ("execute_result", "display_data")]}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    return out
+
+
 async def one_start(i, sem, results):
     async with sem:
         t = time.time()
@@ -211,6 +243,8 @@ async def starts(n, parallel):
 if __name__ == "__main__":
     if sys.argv[1] == "session":
         print(json.dumps(session()))
+    elif sys.argv[1] == "rich":
+        print(json.dumps(rich()))
     elif sys.argv[1] == "starts":
         print(json.dumps(asyncio.run(starts(int(sys.argv[2]), int(sys.argv[3])))))
     else:

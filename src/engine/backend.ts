@@ -136,3 +136,35 @@ function withNative(info: EngineInfo): EngineInfo {
   }
   return info;
 }
+
+/**
+ * Starts the best engine unless one runs already: what every asynchronous entry point (loading a model,
+ * training, the CLI) calls first, so that tfjs never falls back to its pure-JS `cpu` backend (~80× slower)
+ * just because nobody called {@link initEngine}. An engine chosen earlier, explicitly or not, is kept.
+ */
+export async function ensureEngine(): Promise<EngineInfo> {
+  return current ?? initEngine();
+}
+
+/**
+ * The engine for synchronous entry points (`CausalLM.create`, `generate`), which cannot wait for the wasm
+ * backend to start. A backend the user started through tfjs itself (`await tf.setBackend('wasm')`) is
+ * adopted; otherwise this throws instead of letting tfjs silently compute on its pure-JS `cpu` backend.
+ *
+ * @param where - the entry point, named in the error
+ */
+export function requireEngine(where: string): EngineInfo {
+  if (current) return current;
+  const active = (tf.engine() as unknown as { backendName: string | null }).backendName;
+  if (active === 'wasm' || active === 'tensorflow') {
+    const patched = active === 'wasm' ? patchWasmKernels() : [];
+    const backend: BackendName = active === 'wasm' ? 'wasm' : 'tensorflow';
+    current = { backend, tfjsVersion: tf.version_core, threads: active === 'wasm' ? 1 : require('os').cpus().length, skipped: [], patchedKernels: patched };
+    return current;
+  }
+  throw new Error(
+    `${where}: no tensor engine started yet, and tfjs would run on its pure-JS cpu backend (~80× slower). ` +
+    'Call `await initEngine()` first (or load a model with `await base(...)` / `await loadModel(...)`, which start it); ' +
+    "to use the cpu backend on purpose: `await initEngine({ backend: 'cpu' })`.",
+  );
+}

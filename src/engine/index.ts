@@ -1,4 +1,4 @@
-export { initEngine, engine, backendOrder } from './backend';
+export { initEngine, ensureEngine, requireEngine, engine, backendOrder } from './backend';
 export type { BackendName, EngineInfo, EngineOptions } from './backend';
 export { patchWasmKernels } from './wasm-kernels';
 export { configureNative, nativeInfo } from './native';

@@ -12,9 +12,26 @@ import { peft } from '../peft/peft';
 import { saveAdapter } from '../peft/io';
 import { saveModel } from '../io/checkpoint';
 import { peftChart, type PeftResult } from '../viz/charts';
-import type { Lab, Run } from './lab';
+import type { CausalLM } from '../model/transformer';
+import type { RunLog, RunRecord } from '../eval/runs';
 import type { PretrainConfig } from '../train/pretrain';
 import type { SftConfig } from '../train/sft';
+
+/** What a comparison needs of a finished run (the fluent API's `Run`). */
+export interface ComparedRun {
+  readonly model: CausalLM;
+  readonly record: RunRecord;
+  readonly runLog: RunLog;
+  readonly result: { history: readonly { peakBytes?: number }[] };
+  dispose(): void;
+}
+
+/** What a comparison needs of a builder (the fluent API's `Lab`): a name and the two training verbs. */
+export interface StrategyBuilder<R extends ComparedRun> {
+  name(name: string): this;
+  sft(config: Partial<SftConfig>): Promise<R>;
+  pretrain(config: Partial<PretrainConfig>): Promise<R>;
+}
 
 /** How each strategy of a comparison trains: the method and its config (shared by every strategy). */
 export type CompareMethod = { method: 'sft'; config?: Partial<SftConfig> } | { method: 'pretrain'; config?: Partial<PretrainConfig> };
@@ -45,8 +62,8 @@ function folderBytes(dir: string): number {
 }
 
 /** The results of {@link compareStrategies}: its runs, a table and a chart. */
-export class Comparison {
-  constructor(readonly runs: readonly Run[], readonly rows: readonly ComparisonRow[]) {}
+export class Comparison<R extends ComparedRun = ComparedRun> {
+  constructor(readonly runs: readonly R[], readonly rows: readonly ComparisonRow[]) {}
 
   /** One row per strategy. */
   table(): ColumnTable {
@@ -78,10 +95,12 @@ export class Comparison {
  * }, { method: 'sft', config: { maxSteps: 100 } });
  * cmp.plot();
  */
-export async function compareStrategies(start: Lab, strategies: Record<string, (lab: Lab) => Lab>, how: CompareMethod): Promise<Comparison> {
+export async function compareStrategies<L extends StrategyBuilder<R>, R extends ComparedRun>(
+  start: L, strategies: Record<string, (lab: L) => L>, how: CompareMethod,
+): Promise<Comparison<R>> {
   const names = Object.keys(strategies);
   if (names.length === 0) throw new Error('compare: give at least one strategy');
-  const runs: Run[] = [];
+  const runs: R[] = [];
   const rows: ComparisonRow[] = [];
   for (const name of names) {
     const lab = strategies[name](start).name(name);

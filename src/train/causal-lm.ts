@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../model/transformer';
 import { EpochOrder } from '../util/epochs';
-import type { BatchSource, Objective } from './trainer';
+import type { BatchSource, Objective } from './types';
 
 /** One batch of next-token prediction; all arrays are (B, T). */
 export interface LmBatch {

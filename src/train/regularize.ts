@@ -11,15 +11,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { withDefaults } from '../util/options';
 import { LmBatch, causalLmObjective, evalWindows } from './causal-lm';
+import type { Penalty } from './types';
 
-/** A regularizer of the model's trainable weights, added to the objective's loss by the trainer. */
-export interface Penalty {
-  readonly name: string;
-  /** Scalar penalty of the model's current weights; built inside `tf.variableGrads`, so it is differentiable. */
-  term(model: CausalLM): tf.Scalar;
-  /** Frees the tensors the penalty keeps (anchor weights, Fisher). */
-  dispose(): void;
-}
+export type { Penalty } from './types';
 
 /** Options of {@link l2sp}. */
 export interface L2spConfig {

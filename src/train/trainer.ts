@@ -10,25 +10,11 @@ import { AdamW, clipByGlobalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import { Emitter } from '../util/events';
 import { withDefaults } from '../util/options';
-import type { Penalty } from './regularize';
+import { ensureEngine } from '../engine/backend';
+import type { BatchSource, Objective, Penalty } from './types';
 import { trackRun, type Stoppable } from './interrupt';
 
-/** A training method's loss: built inside `tf.variableGrads`, so intermediates are tracked. */
-export interface Objective<B> {
-  /** Scalar loss of the model on a batch. `seed` varies per micro-step so dropout is reproducible. */
-  loss(model: CausalLM, batch: B, ctx: { training: boolean; seed: number }): tf.Scalar;
-  /** Tokens in the batch, for tokens/s. */
-  tokens(batch: B): number;
-  /** Frees the batch's tensors once used. */
-  dispose(batch: B): void;
-}
-
-/** Deterministic batches whose position can be saved and restored (so resumed runs match). */
-export interface BatchSource<B> {
-  next(): B;
-  state(): unknown;
-  restore(state: unknown): void;
-}
+export type { Objective, BatchSource } from './types';
 
 /** Shared knobs of every method; defaults follow Hugging Face `TrainingArguments` where it has one. */
 export interface TrainConfig {
@@ -339,6 +325,7 @@ export class Trainer<B> implements Stoppable {
    * interrupt: see ./interrupt.ts).
    */
   async train(): Promise<TrainResult> {
+    await ensureEngine();
     const start = Date.now();
     this.sessionStart = start;
     const untrack = trackRun(this);

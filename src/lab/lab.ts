@@ -172,8 +172,8 @@ export class Lab {
    * }, { method: 'sft', config: { maxSteps: 100 } });
    * cmp.plot();
    */
-  compare(strategies: Record<string, (lab: Lab) => Lab>, how: CompareMethod): Promise<Comparison> {
-    return compareStrategies(this, strategies, how);
+  compare(strategies: Record<string, (lab: Lab) => Lab>, how: CompareMethod): Promise<Comparison<Run>> {
+    return compareStrategies<Lab, Run>(this, strategies, how);
   }
 
   /**

@@ -15,7 +15,7 @@ import { hfTrainerState } from '../train/trainer-state';
 import { readJson, writeJsonAtomic } from './atomic';
 import { HostTensor, fromHfConfig, fromHfTensors, toHfConfig, toHfTensors } from './hf';
 import { readSafetensors, readShardedSafetensors, writeSafetensors } from './safetensors';
-import { writeFolderAtomic } from './folder';
+import { writeFolderAtomic, type WriteFolderOptions } from './folder';
 import { recoverFolder } from './recover';
 
 /** Parameters of a model copied to plain memory. */
@@ -52,13 +52,15 @@ export function tokenizerConfig(tokenizer: Tokenizer, contextLength: number): Re
 }
 
 /**
- * Saves a model (and its tokenizer) as a Hugging Face folder.
+ * Saves a model (and its tokenizer) as a Hugging Face folder, crash-safely (see `writeFolderAtomic`): an
+ * existing folder is replaced only once the new one is complete; when the save fails on a full disk the
+ * error names the destination and, unless `options.rescue` is false, a copy under the OS temp folder.
  *
  * @example
  * await saveModel('runs/demo/final', model, tokenizer);
  */
-export async function saveModel(dir: string, model: CausalLM, tokenizer?: Tokenizer): Promise<void> {
-  await writeFolderAtomic(dir, (tmp) => writeModelFiles(tmp, model, tokenizer));
+export async function saveModel(dir: string, model: CausalLM, tokenizer?: Tokenizer, options: WriteFolderOptions = {}): Promise<void> {
+  await writeFolderAtomic(dir, (tmp) => writeModelFiles(tmp, model, tokenizer), options);
 }
 
 /** Reads `config.json` of a model folder into a tunelab config. */

@@ -73,3 +73,21 @@ export function specOf(html: string | object | undefined): PlotSpec {
 export function wrapperOf(html: string, bundleSource: string): string {
   return html.replace(bundleSource, '');
 }
+
+/** A script for a page of chart outputs: marks each static picture with its decoded width once loaded (0: broken). */
+export const MARK_PICTURES = `<script>window.addEventListener('load', function () {
+  document.querySelectorAll('img.tunelab-static').forEach(function (img) { img.setAttribute('data-width', String(img.naturalWidth)); });
+});</script>`;
+
+/**
+ * For each chart in a DOM dumped by Chromium (a page with {@link MARK_PICTURES}): `plotly` when Plotly drew it,
+ * `static` when its picture decoded, else `none`.
+ */
+export function chartStates(dom: string): ('plotly' | 'static' | 'none')[] {
+  // Plotly adds its own classes to the div; the div's content ends where the chart's script begins.
+  return dom.split(/class="tunelab-chart[ "]/).slice(1).map((part) => {
+    const div = part.split('<script')[0];
+    if (div.includes('class="main-svg"')) return 'plotly';
+    return /class="tunelab-static"[^>]*data-width="[1-9]/.test(div) ? 'static' : 'none';
+  });
+}

@@ -1,14 +1,15 @@
 /**
- * Renders saved charts in headless Chromium with the network off and counts Plotly's `main-svg`
- * elements: proof that the inlined bundle works offline. Skipped when Chromium is not installed.
+ * Renders charts in headless Chromium with the network off: Plotly's `main-svg` elements prove the inlined
+ * bundle works offline; decoded `<img>` sizes prove the static pictures show where Plotly is absent.
+ * Skipped when Chromium is not installed.
  */
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { RecordingSink, attentionHeatmap, liveLossChart, lossChart, paretoChart } from '../../src/viz';
-import { FakeTrainer, metrics } from './helpers';
+import { RecordingSink, attentionHeatmap, liveLossChart, loadPlotly, lossChart, paretoChart, peftChart, scoreDistributionChart } from '../../src/viz';
+import { FakeTrainer, MARK_PICTURES, chartStates, metrics } from './helpers';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
 
@@ -30,10 +31,7 @@ function dumpDom(file: string, tmp: string): Promise<string> {
 }
 
 /** For each chart div in the dumped DOM, whether Plotly drew into it. */
-function drawn(dom: string): boolean[] {
-  // Plotly adds its own classes to the div; the div's content ends where the chart's script begins.
-  return dom.split(/class="tunelab-chart[ "]/).slice(1).map((part) => part.split('<script')[0].includes('class="main-svg"'));
-}
+const drawn = (dom: string) => chartStates(dom).map((s) => s === 'plotly');
 
 describe('viz rendering in headless Chromium', function () {
   let tmp: string;
@@ -55,6 +53,7 @@ describe('viz rendering in headless Chromium', function () {
 
   it('notebook-style outputs render: a chart before the bundle waits for it, RequireJS on the page does not hide Plotly', async () => {
     const sink = new RecordingSink();
+    loadPlotly({ sink }); // the opt-in bundle, after the first chart on the page
     const trainer = new FakeTrainer({ maxSteps: 3 });
     liveLossChart(trainer, { sink, throttleMs: 0 });
     for (let s = 1; s <= 3; s++) trainer.step(metrics(s, 3));
@@ -75,5 +74,18 @@ describe('viz rendering in headless Chromium', function () {
     fs.writeFileSync(file, page);
     const dom = await dumpDom(file, tmp);
     assert.deepEqual(drawn(dom), [true, true, true]);
+  });
+
+  it('without plotly.js (exported notebook, viewer) every chart shows its static picture', async () => {
+    const sink = new RecordingSink();
+    lossChart({ history: [1, 2, 3].map((s) => metrics(s, 3)) }).show(sink);
+    peftChart([{ method: 'full', trainableParams: 1000, loss: 2 }, { method: 'lora', trainableParams: 10, loss: 2.2 }]).show(sink);
+    scoreDistributionChart({ chosenScores: [1, 2, 3], rejectedScores: [0, 1] }).show(sink);
+    attentionHeatmap({ tokens: ['a', '</script>'], weights: [[1, 0], [0.5, 0.5]] }).show(sink);
+    const page = ['<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>', ...sink.html(), MARK_PICTURES, '</body></html>'].join('\n');
+    const file = path.join(tmp, 'static.html');
+    fs.writeFileSync(file, page);
+    const dom = await dumpDom(file, tmp);
+    assert.deepEqual(chartStates(dom), ['static', 'static', 'static', 'static'], 'every picture decodes, no Plotly here');
   });
 });

@@ -41,7 +41,9 @@ import { saveModel } from '../io/checkpoint';
 import { peft } from '../peft/peft';
 import { mergedCopy } from '../peft/merge';
 import { saveAdapter } from '../peft/io';
-import { detectEnvironment } from '../viz/display';
+import { detectEnvironment, mimeBundleKey } from '../viz/display';
+import { summaryBundle } from '../viz/summary';
+import { inspect } from 'util';
 import { progress, liveLossChart, liveMetricsChart, type TrainerEventSource } from '../viz/live';
 import { lossChart, forgettingChart, type ForgettingSeries } from '../viz/charts';
 
@@ -376,6 +378,23 @@ export class Run extends Lab {
     readonly parent?: Run) {
     super({ ...state, source: { run: undefined as unknown as Run } });
     (this.state as LabState).source = { run: this };
+  }
+
+  /** The printed form (`console.log(run)`, a notebook cell's value): what was trained, how long, the losses. */
+  [mimeBundleKey](): { 'text/plain': string; 'text/html': string } {
+    const r = this.record;
+    const loss = (x: number | null) => (x === null ? '—' : x.toFixed(4));
+    const fields: [string, string][] = [
+      ['method', `${r.method} (${r.strategy}) on ${r.base}`],
+      ['trained', `${r.steps} steps, ${r.tokens.toLocaleString('en-US')} tokens, ${(r.wallMs / 1000).toFixed(1)} s, ${r.trainablePercent.toFixed(2)} % of parameters`],
+      ['loss', `train ${loss(r.finalTrainLoss)}, held-out ${loss(r.finalEvalLoss)}`],
+    ];
+    if (r.forgettingDelta !== null) fields.push(['forgetting', `general-set loss ${r.forgettingDelta >= 0 ? '+' : ''}${r.forgettingDelta.toFixed(4)}`]);
+    return summaryBundle(`Run ${JSON.stringify(r.run)}`, fields);
+  }
+
+  [inspect.custom](): string {
+    return this[mimeBundleKey]()['text/plain'];
   }
 
   /** Shows the training (and eval) loss curve (build it yourself with `viz.lossChart(run.result)` to keep the chart). */

@@ -7,6 +7,9 @@ import { requireEngine } from '../engine/backend';
 import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
 import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, silu, dropout } from './layers';
 import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
+import { inspect } from 'util';
+import { mimeBundleKey } from '../viz/display';
+import { summaryBundle } from '../viz/summary';
 
 /** What a linear hook knows about the forward pass it runs in (adapter dropout needs both). */
 export interface LinearContext {
@@ -176,6 +179,23 @@ export class CausalLM {
     if (!trainableOnly) for (const p of this.params.values()) n += p.variable.size;
     else for (const p of [...this.params.values(), ...this.adapterParams.values()]) if (p.trainable) n += p.variable.size;
     return n;
+  }
+
+  /** The printed form (`console.log(model)`, a notebook cell's value): architecture and sizes, not the weights. */
+  [mimeBundleKey](): { 'text/plain': string; 'text/html': string } {
+    const c = this.config;
+    const n = (x: number) => x.toLocaleString('en-US');
+    const trainable = this.paramCount(true);
+    return summaryBundle(`CausalLM (${c.family})`, [
+      ['parameters', `${n(this.paramCount())}${this.adapterParams.size ? `, adapters ${n([...this.adapterParams.values()].reduce((s, p) => s + p.variable.size, 0))}` : ''}, trainable ${n(trainable)}`],
+      ['layers', `${c.nLayers} × (d_model ${c.dModel}, ${c.nHeads} heads, ${c.nKvHeads} kv heads, d_ff ${c.dFf})`],
+      ['vocabulary', n(c.vocabSize)],
+      ['context', `${n(c.contextLength)} tokens`],
+    ]);
+  }
+
+  [inspect.custom](): string {
+    return this[mimeBundleKey]()['text/plain'];
   }
 
   /**

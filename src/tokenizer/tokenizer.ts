@@ -11,6 +11,9 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { writeJsonAtomic } from '../io/atomic';
 import { validateTokenizerJson, type TokenizerJson } from './json';
 import { resolveBpeOptions, specialRoleOfOption, trainBpe, type BpeOptions } from './train';
+import { inspect } from 'util';
+import { mimeBundleKey } from '../viz/display';
+import { summaryBundle } from '../viz/summary';
 
 /** The jobs a special token can have. `imStart`/`imEnd` are ChatML's turn delimiters. */
 export type SpecialTokenRole = 'bos' | 'eos' | 'pad' | 'unk' | 'imStart' | 'imEnd';
@@ -165,6 +168,20 @@ export class Tokenizer {
     const tokens = model ? model(pieces) : pieces;
     // Cast is safe: undefined ids are rejected by the caller.
     return tokens.map((t) => this.hf.token_to_id(t) as number);
+  }
+
+  /** The printed form (`console.log(tok)`, a notebook cell's value): source, vocabulary size and special tokens. */
+  [mimeBundleKey](): { 'text/plain': string; 'text/html': string } {
+    const specials = this.specialTokens.all.map((t) => `${t.token} (${t.id})`).join(', ');
+    return summaryBundle('Tokenizer (byte-level BPE)', [
+      ['source', this.source],
+      ['vocabulary', this.vocabSize.toLocaleString('en-US')],
+      ['special tokens', specials || 'none'],
+    ]);
+  }
+
+  [inspect.custom](): string {
+    return this[mimeBundleKey]()['text/plain'];
   }
 
   private required(role: SpecialTokenRole, option: string): SpecialToken {

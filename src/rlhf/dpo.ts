@@ -26,6 +26,11 @@ export type DpoLossType = 'sigmoid' | 'ipo' | 'hinge';
 /** Metric names, as TRL logs them. */
 export const dpoMetricNames = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
 export type DpoMetricName = (typeof dpoMetricNames)[number];
+/** TRL's mean policy logit over completion tokens and vocabulary, of the chosen and rejected rows. */
+export const dpoLogitNames = ['logits/chosen', 'logits/rejected'] as const;
+export type DpoLogitName = (typeof dpoLogitNames)[number];
+/** Everything a DPO step or eval logs besides the loss, in this order. */
+const loggedNames = [...dpoMetricNames, ...dpoLogitNames] as const;
 
 /** Sequence log-probs of a batch of pairs, all (B,). Sums over completion tokens; counts make IPO's means. */
 export interface DpoLogProbs {
@@ -213,27 +218,33 @@ export class PairBatches implements BatchSource<DpoBatch> {
   }
 }
 
-/** Policy log-prob sums and counts of a DPO batch split into chosen / rejected halves, plus the reference (caller disposes). */
-export function dpoLogProbs(model: CausalLM, batch: DpoBatch, ctx: { training?: boolean; seed?: number } = {}): Required<DpoLogProbs> {
+/**
+ * Policy log-prob sums and counts of a DPO batch split into chosen / rejected halves, plus the reference
+ * (caller disposes). With `logits`, also TRL's `logits/chosen` / `logits/rejected`: the mean policy logit
+ * over the half's completion tokens and the vocabulary.
+ */
+export function dpoLogProbs(model: CausalLM, batch: DpoBatch, ctx: { training?: boolean; seed?: number; logits?: boolean } = {}): Required<DpoLogProbs> & Partial<Record<DpoLogitName, tf.Scalar>> {
   const b = batch.pairs;
   const out = tf.tidy(() => {
-    const { sum, count } = sequenceLogProbs(model, batch.lm, ctx);
+    const { sum, count, logitSum } = sequenceLogProbs(model, batch.lm, { training: ctx.training, seed: ctx.seed, logitSums: ctx.logits });
     const half = (x: tf.Tensor1D, k: number) => tf.slice(x, [k * b], [b]) as tf.Tensor1D;
+    const meanLogit = (k: number) => tf.div(tf.sum(half(logitSum!, k)), tf.mul(tf.maximum(tf.sum(half(count, k)), 1), model.config.vocabSize)) as tf.Scalar;
     return {
       policyChosen: half(sum, 0), policyRejected: half(sum, 1), refChosen: half(batch.ref, 0), refRejected: half(batch.ref, 1),
       chosenCount: half(count, 0), rejectedCount: half(count, 1),
+      ...(logitSum && { 'logits/chosen': meanLogit(0), 'logits/rejected': meanLogit(1) }),
     };
   });
   return out;
 }
 
-/** A DPO {@link Objective} that also keeps each micro-batch's metrics (6 values) for the caller to read. */
+/** A DPO {@link Objective} that also keeps each micro-batch's metrics (8 values) for the caller to read. */
 export interface DpoObjective extends Objective<DpoBatch> {
   /**
    * Kept metric vectors (in {@link dpoMetricNames} order) since the last call; returns their mean and
    * frees them. Read it after the optimizer step (e.g. on the Trainer's 'step' event), not inside the loss.
    */
-  takeMetrics(): Record<DpoMetricName, number> | undefined;
+  takeMetrics(): Record<DpoMetricName | DpoLogitName, number> | undefined;
   /** Frees kept metrics (after a failed step). */
   dispose(batch?: DpoBatch): void;
 }
@@ -252,9 +263,10 @@ export function dpoObjective(options: { beta?: number; lossType?: DpoLossType; l
   let kept: tf.Tensor1D[] = [];
   return {
     loss(model, batch, ctx) {
-      const { loss, metrics } = dpoLoss(dpoLogProbs(model, batch, ctx), beta, lossType, labelSmoothing);
+      const lp = dpoLogProbs(model, batch, { ...ctx, logits: true });
+      const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
       // Kept past variableGrads's scope; the values are read once the step is done (no sync inside the tape).
-      kept.push(tf.keep(tf.stack(dpoMetricNames.map((k) => metrics[k])) as tf.Tensor1D));
+      kept.push(tf.keep(tf.stack([...dpoMetricNames.map((k) => metrics[k]), ...dpoLogitNames.map((k) => lp[k]!)]) as tf.Tensor1D));
       return loss;
     },
     tokens: (batch) => batch.lm.inputIds.size,
@@ -272,13 +284,13 @@ export function dpoObjective(options: { beta?: number; lossType?: DpoLossType; l
       const mean = tf.tidy(() => tf.mean(tf.stack(kept), 0).dataSync());
       tf.dispose(kept);
       kept = [];
-      return Object.fromEntries(dpoMetricNames.map((k, i) => [k, mean[i]])) as Record<DpoMetricName, number>;
+      return Object.fromEntries(loggedNames.map((k, i) => [k, mean[i]])) as Record<DpoMetricName | DpoLogitName, number>;
     },
   };
 }
 
 /** Metrics of one step or eval: the DPO loss and TRL's reward / log-prob means. */
-export type DpoMetrics = { step: number; loss: number } & Record<DpoMetricName, number>;
+export type DpoMetrics = { step: number; loss: number } & Record<DpoMetricName | DpoLogitName, number>;
 
 /**
  * DPO loss and metrics of `model` on pairs (means over pairs), without gradient.
@@ -288,21 +300,22 @@ export type DpoMetrics = { step: number; loss: number } & Record<DpoMetricName, 
  */
 export function evaluateDpo(model: CausalLM, data: PairBatches, options: { beta?: number; lossType?: DpoLossType; labelSmoothing?: number; step?: number } = {}): DpoMetrics {
   const { beta = 0.1, lossType = 'sigmoid', labelSmoothing = 0 } = options;
-  const totals = new Float64Array(dpoMetricNames.length + 1);
+  const totals = new Float64Array(loggedNames.length + 1);
   const n = data.pairs.length;
   for (let i = 0; i < n; i += data.batchSize) {
     const index = Array.from({ length: Math.min(data.batchSize, n - i) }, (_, k) => i + k);
     const batch = data.batchOf(index);
     const v = tf.tidy(() => {
-      const { loss, metrics } = dpoLoss(dpoLogProbs(model, batch, { training: false }), beta, lossType, labelSmoothing);
-      return tf.stack([loss, ...dpoMetricNames.map((k) => metrics[k])]).dataSync();
+      const lp = dpoLogProbs(model, batch, { training: false, logits: true });
+      const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
+      return tf.stack([loss, ...dpoMetricNames.map((k) => metrics[k]), ...dpoLogitNames.map((k) => lp[k]!)]).dataSync();
     });
     disposeLm(batch.lm);
     batch.ref.dispose();
     // Batch means weighted by batch size: the exact mean over all pairs.
     v.forEach((x, k) => (totals[k] += x * index.length));
   }
-  return { step: options.step ?? 0, loss: totals[0] / n, ...Object.fromEntries(dpoMetricNames.map((k, i) => [k, totals[i + 1] / n])) } as DpoMetrics;
+  return { step: options.step ?? 0, loss: totals[0] / n, ...Object.fromEntries(loggedNames.map((k, i) => [k, totals[i + 1] / n])) } as DpoMetrics;
 }
 
 /** Which model gives reference log-probs. */
@@ -475,7 +488,7 @@ export async function dpo(
     });
     t.on('eval', (e) => {
       const r = evalMetrics.at(-1);
-      if (r && r.step === e.step) for (const k of dpoMetricNames) Object.assign(e, { [k]: r[k] });
+      if (r && r.step === e.step) for (const k of loggedNames) Object.assign(e, { [k]: r[k] });
     });
     options.onTrainer?.(t);
     try {

@@ -21,6 +21,8 @@ export interface SequenceLogProbs {
   sum: tf.Tensor1D;
   /** Σ_t mask, (B,). */
   count: tf.Tensor1D;
+  /** Σ_t mask·Σ_v logits, (B,): only with `logitSums` (TRL's `logits/*` metrics are mean completion logits). */
+  logitSum?: tf.Tensor1D;
 }
 
 /**
@@ -30,10 +32,13 @@ export interface SequenceLogProbs {
  * @example
  * const { sum } = tf.tidy(() => sequenceLogProbs(model, batch));   // (B,) log π(y | x)
  */
-export function sequenceLogProbs(model: CausalLM, batch: LmBatch, ctx: { training?: boolean; seed?: number } = {}): SequenceLogProbs {
+export function sequenceLogProbs(model: CausalLM, batch: LmBatch, ctx: { training?: boolean; seed?: number; logitSums?: boolean } = {}): SequenceLogProbs {
   return tf.tidy(() => {
     const logits = model.forward(batch.inputIds, { training: ctx.training, seed: ctx.seed, segmentIds: batch.segmentIds, positionIds: batch.positionIds });
     const lp = tokenLogProbs(logits, batch.targets);
-    return { sum: tf.sum(tf.mul(lp, batch.lossMask), -1) as tf.Tensor1D, count: tf.sum(batch.lossMask, -1) as tf.Tensor1D };
+    return {
+      sum: tf.sum(tf.mul(lp, batch.lossMask), -1) as tf.Tensor1D, count: tf.sum(batch.lossMask, -1) as tf.Tensor1D,
+      ...(ctx.logitSums && { logitSum: tf.sum(tf.mul(tf.sum(logits, -1), batch.lossMask), -1) as tf.Tensor1D }),
+    };
   });
 }

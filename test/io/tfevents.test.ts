@@ -140,7 +140,7 @@ describe('io/tfevents', function () {
       const prefs = dataset('preferences').slice(0, 16);
       const run = await stage().data(prefs).eval(dataset('preferences', 'heldout').slice(0, 4)).dpo({ maxSteps: 3, batchSize: 4, evalEvery: 2 });
       const got = checkRun(run, ['train/loss', 'train/learning_rate', 'train/grad_norm', 'train/rewards/chosen', 'train/rewards/rejected', 'train/rewards/margins',
-        'train/rewards/accuracies', 'train/logps/chosen', 'eval/loss', 'eval/rewards/chosen', 'eval/rewards/margins']);
+        'train/rewards/accuracies', 'train/logps/chosen', 'train/logits/chosen', 'train/logits/rejected', 'eval/loss', 'eval/rewards/chosen', 'eval/rewards/margins', 'eval/logits/chosen']);
       const dpoResult = run.result as unknown as { metrics: Record<string, number>[]; evalMetrics: Record<string, number>[] };
       assert.equal(got.get('train/rewards/margins@2'), Math.fround(dpoResult.metrics[1]['rewards/margins']));
       assert.equal(got.get('eval/rewards/chosen@0'), Math.fround(dpoResult.evalMetrics[0]['rewards/chosen']));

@@ -116,7 +116,7 @@ describe('train/trainer-state (HF trainer_state.json)', function () {
     const text = fs.readFileSync(path.join(dir, 'checkpoint-2', 'trainer_state.json'), 'utf8');
     const s = JSON.parse(text);
     checkLayout(s, text);
-    const names = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
+    const names = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'logits/chosen', 'logits/rejected'] as const;
     const train = s.log_history.filter((e: Record<string, number>) => 'loss' in e);
     const evals = s.log_history.filter((e: Record<string, number>) => 'eval_loss' in e);
     assert.deepEqual(train.map((e: Record<string, number>) => names.map((k) => e[k])), r.metrics.slice(0, 2).map((m) => names.map((k) => m[k])));

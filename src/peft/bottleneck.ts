@@ -7,6 +7,9 @@
  * so the adapter adds 2·d·m + m + d weights per wrapped layer. Configuration names follow AdapterHub's
  * `adapters` library (`DoubleSeqBnConfig`, its Houlsby preset); PEFT has no bottleneck adapter.
  *
+ * Saved folders are tunelab's own: `saveAdapter` uses PEFT's file names, but `peft_type: "BOTTLENECK"`
+ * is not a PEFT type, so `PeftModel.from_pretrained` cannot load them; tunelab's `loadAdapter` does.
+ *
  * Differences from AdapterHub worth knowing: the adapter wraps the projection's output before the
  * model's residual dropout (AdapterHub applies it after), and pre-norm models (both families here)
  * have no post-sublayer LayerNorm to place it around, so it sits directly on the residual branch.

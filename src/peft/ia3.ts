@@ -10,7 +10,7 @@ import type { CausalLM } from '../model/transformer';
 import type { HostTensor } from '../io/hf';
 import { Adapter, peft, resolveTargets } from './peft';
 import { withDefaults } from '../util/options';
-import { hfModulePath, peftTargetModules } from './lora';
+import { gpt2QkvPaths, hfModulePath, peftTargetModules } from './lora';
 import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
 
 /** Options of {@link addIa3} (PEFT's `IA3Config`). */
@@ -53,7 +53,7 @@ export class Ia3Adapter implements Adapter {
   private readonly vectors = new Map<string, tf.Variable>();
   private mergedInto?: CausalLM;
   /** What the adapter remembers of its base model, for PEFT's module names. */
-  private readonly base: { config: ModelConfig; linearPaths: readonly string[] };
+  private readonly base: { config: ModelConfig; linearPaths: readonly string[]; width(path: string): number };
 
   readonly config: Readonly<Ia3Config>;
 
@@ -70,7 +70,8 @@ export class Ia3Adapter implements Adapter {
     this.config = Object.freeze({ targetModules: copy(config.targetModules), feedforwardModules: copy(ff) });
     this.paths = paths;
     this.feedforward = new Set(ffPaths);
-    this.base = { config: model.config, linearPaths: model.linearPaths() };
+    const widths = new Map(model.linearPaths().map((p) => [p, model.weight(`${p}.weight`).shape[1]!]));
+    this.base = { config: model.config, linearPaths: model.linearPaths(), width: (p) => widths.get(p)! };
     const weights = new Map<string, tf.Variable>();
     for (const path of paths) {
       const [inDim, outDim] = model.weight(`${path}.weight`).shape;
@@ -140,23 +141,43 @@ export class Ia3Adapter implements Adapter {
       feedforward_modules: peftTargetModules(all, this.paths.filter((p) => this.feedforward.has(p)).map(hf)), init_ia3_weights: true,
       // PEFT sets it for GPT-2's Conv1D layers (weights [in, out]); it changes merging in torch, not the file's shapes.
       fan_in_fan_out: this.base.config.family === 'gpt2',
+      // Exact paths: on GPT-2 a c_attn vector covers q, k and v even when only some were adapted.
+      tunelab: { family: this.base.config.family, targets: [...this.paths] },
     };
   }
 
   /**
    * The adapter as PEFT saves it: `base_model.model.<HF module>.ia3_l` (PEFT's `ia3_l` is an
    * nn.ParameterDict, so the key has no `.weight`), shaped (out, 1) for output-scaled layers and
-   * (1, in) for feed-forward layers. GPT-2's q/k/v keep tunelab's names under HF's attention module
-   * (`transformer.h.0.attn.k_proj.ia3_l`), as LoRA's files do; PEFT's fused `c_attn.ia3_l` loads too.
+   * (1, in) for feed-forward layers. GPT-2's q/k/v outputs are HF's one fused `c_attn` (columns q | k | v):
+   * their vectors are written as one `transformer.h.0.attn.c_attn.ia3_l` (3w, 1), with ones (no scaling)
+   * for the ones not adapted, which is exact. Scaling q/k/v *inputs* has no such form (c_attn has one
+   * input for all three), so that is refused on GPT-2.
    */
   async fileTensors(): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();
+    const cfg = this.base.config;
     for (const p of this.paths) {
+      const key = `base_model.model.${hfModulePath(cfg, p)}.ia3_l`;
+      if (out.has(key)) continue;
+      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
+      if (qkv) {
+        const parts = gpt2QkvPaths(qkv[1]);
+        const ff = parts.find((q) => this.feedforward.has(q));
+        if (ff) throw new Error(`IA3 on GPT-2: ${ff} scales its input (feedforwardModules), but Hugging Face's GPT-2 computes q, k and v in one fused c_attn with one input, so PEFT has no file for it; scale its output instead`);
+        const data = new Float32Array(parts.reduce((n, q) => n + this.base.width(q), 0)).fill(1);
+        let offset = 0;
+        for (const q of parts) {
+          const v = this.vectors.get(q);
+          if (v) data.set((await v.data()) as Float32Array, offset);
+          offset += this.base.width(q);
+        }
+        out.set(key, { shape: [data.length, 1], data });
+        continue;
+      }
       const v = this.vectors.get(p)!;
       const n = v.shape[0]!;
-      out.set(`base_model.model.${hfModulePath(this.base.config, p)}.ia3_l`, {
-        shape: this.feedforward.has(p) ? [1, n] : [n, 1], data: (await v.data()) as Float32Array,
-      });
+      out.set(key, { shape: this.feedforward.has(p) ? [1, n] : [n, 1], data: (await v.data()) as Float32Array });
     }
     return out;
   }
@@ -247,10 +268,15 @@ export function loadIa3(model: CausalLM, file: AdapterFile, name: string): Ia3Ad
   }
   const mts = c.modules_to_save;
   if (Array.isArray(mts) && mts.length > 0) throw new Error(`${file.configFile}: modules_to_save is not supported`);
-  // HF module → the tunelab linear layers it covers (GPT-2's fused c_attn covers q/k/v).
+  // HF module → the tunelab linear layers it covers (GPT-2's fused c_attn covers q/k/v). Older tunelab
+  // GPT-2 files named them `transformer.h.0.attn.k_proj` (no such HF module): still read.
   const modules = new Map(model.linearPaths().map((p) => [hfModulePath(cfg, p), [p]]));
-  const fusedOf = (i: number) => ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
-  if (cfg.family === 'gpt2') for (let i = 0; i < cfg.nLayers; i++) modules.set(`transformer.h.${i}.attn.c_attn`, fusedOf(i));
+  if (cfg.family === 'gpt2') {
+    for (let i = 0; i < cfg.nLayers; i++) {
+      modules.set(`transformer.h.${i}.attn.c_attn`, gpt2QkvPaths(i));
+      for (const p of gpt2QkvPaths(i)) modules.set(`transformer.h.${i}.attn.${p.split('.').pop()}`, [p]);
+    }
+  }
   const defaults = peftIa3Defaults[cfg.family];
   const hit = matchModules(file, 'target_modules', c.target_modules ?? defaults.target, [...modules.keys()], cfg.family);
   if (hit.length === 0) throw new Error(`${file.configFile}: target_modules ${JSON.stringify(c.target_modules)} matches no linear layer of this ${cfg.family} model`);
@@ -290,7 +316,11 @@ export function loadIa3(model: CausalLM, file: AdapterFile, name: string): Ia3Ad
     throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules ?? defaults.target)}`);
   }
 
-  const ordered = model.linearPaths().filter((p) => targets.includes(p));
+  // A c_attn vector tunelab wrote covers all of q/k/v; the ones it did not adapt (all ones there) stay off.
+  const tl = c.tunelab as { targets?: unknown } | undefined;
+  const saved = Array.isArray(tl?.targets) ? tl!.targets as unknown[] : undefined;
+  const dropped = (p: string) => saved !== undefined && !saved.includes(p) && !ffPaths.has(p) && values.get(p)!.every((x) => x === 1);
+  const ordered = model.linearPaths().filter((p) => targets.includes(p) && !dropped(p));
   const adapter = addIa3(model, { targetModules: ordered, feedforwardModules: ordered.filter((p) => ffPaths.has(p)) }, name);
   for (const p of ordered) {
     const v = adapter.weights.get(`${p}.ia3_l`)!;

@@ -19,11 +19,18 @@ import { readJson, writeJsonAtomic } from '../io/atomic';
 import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safetensors';
 import { recoverFolder } from '../io/recover';
 import { Adapter, peft, PeftType } from './peft';
-import { addLora, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
+import { addLora, gpt2QkvPaths, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
 
 /** File names PEFT's `save_pretrained` writes. */
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+/**
+ * tunelab's own metadata of an adapter (seed, exact target paths), beside PEFT's files: PEFT reads only
+ * the two above, and an unknown key in adapter_config.json makes `PeftConfig.from_peft_type` warn that
+ * the file came from "a higher version" of PEFT. Older tunelab folders kept it under a `tunelab` key of
+ * adapter_config.json; both are read.
+ */
+export const TUNELAB_ADAPTER_FILE = 'tunelab_adapter.json';
 
 /** What a method adds to its {@link Adapter} to choose its own file keys and layouts (LoRA does). */
 export interface AdapterFileTensors {
@@ -44,7 +51,9 @@ export interface SaveAdapterOptions {
 
 /**
  * Writes adapter `name` of `model` to `dir` as PEFT does (`adapter_config.json`, `adapter_model.safetensors`),
- * each file atomically.
+ * each file atomically, plus tunelab's metadata in {@link TUNELAB_ADAPTER_FILE}. LoRA, IA3, prefix and
+ * prompt tuning folders load in Python with `PeftModel.from_pretrained(base, dir)`; BOTTLENECK and
+ * LORA_MOE are tunelab's own methods (PEFT has no such `peft_type`), so only tunelab reads those.
  *
  * @example
  * addLora(model, { r: 8 });
@@ -56,15 +65,18 @@ export async function saveAdapter(model: CausalLM, dir: string, name = 'default'
   recoverFolder(dir);
   const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
   const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const metaFile = path.join(dir, TUNELAB_ADAPTER_FILE);
   if (!options.overwrite) {
-    for (const f of [configFile, weightsFile]) if (fs.existsSync(f)) throw new Error(`${f} already exists; pass { overwrite: true } to replace it`);
+    for (const f of [configFile, weightsFile, metaFile]) if (fs.existsSync(f)) throw new Error(`${f} already exists; pass { overwrite: true } to replace it`);
   }
   const tensors = hasFileTensors(adapter) ? await adapter.fileTensors(model) : await defaultFileTensors(adapter);
-  const config = adapter.peftConfig();
+  const { tunelab, ...config } = adapter.peftConfig({ baseModelNameOrPath: options.baseModelNameOrPath });
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(weightsFile, tensors, { format: 'pt' });
   // PEFT writes inference_mode true in saved configs (save_pretrained flips it while writing).
   writeJsonAtomic(configFile, { ...config, base_model_name_or_path: options.baseModelNameOrPath ?? config.base_model_name_or_path ?? null, inference_mode: true });
+  if (tunelab !== undefined) writeJsonAtomic(metaFile, tunelab);
+  else fs.rmSync(metaFile, { force: true }); // a stale one from an adapter this overwrote
 }
 
 /** Default file layout: `base_model.model.<weight key>`, values as stored. */
@@ -78,6 +90,7 @@ async function defaultFileTensors(adapter: Adapter): Promise<Map<string, HostTen
 export interface AdapterFile {
   configFile: string;
   weightsFile: string;
+  /** adapter_config.json, with tunelab's metadata ({@link TUNELAB_ADAPTER_FILE}) under `tunelab` when present. */
   config: Record<string, unknown>;
   tensors: ReadonlyMap<string, SafeTensorEntry>;
 }
@@ -126,7 +139,9 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Ada
   recoverFolder(dir);
   const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
   const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const metaFile = path.join(dir, TUNELAB_ADAPTER_FILE);
   const config = readJson(configFile);
+  if (fs.existsSync(metaFile)) config.tunelab = readJson(metaFile);
   const type = config.peft_type;
   const loader = typeof type === 'string' ? adapterLoaders.get(type) : undefined;
   if (!loader) throw new Error(`${configFile}: peft_type ${JSON.stringify(type)} is not supported (known: ${[...adapterLoaders.keys()].join(', ')})`);
@@ -163,6 +178,32 @@ interface Need {
   what: string;
   /** Adapter weight key → value, from the file's tensor (runs inside tf.tidy). */
   assign(t: tf.Tensor): [string, tf.Tensor][];
+  /** What is wrong with the values, if anything (checked before the model is touched). */
+  check?(data: Float32Array): string | undefined;
+}
+
+/**
+ * PEFT's `get_pattern_key` (utils/other.py) over `rank_pattern` / `alpha_pattern`: the first key whose
+ * regex matches the module name at a dot boundary, `(.*\.)?(key)$`; its value, or undefined.
+ */
+function patternValue(file: AdapterFile, field: 'rank_pattern' | 'alpha_pattern', module: string): number | undefined {
+  const v = file.config[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file.configFile}: ${field} must be an object of module pattern → number (got ${JSON.stringify(v)})`);
+  for (const [key, n] of Object.entries(v as Record<string, unknown>)) {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:.*\\.)?(?:${key})$`);
+    } catch (e) {
+      throw new Error(`${file.configFile}: ${field} key ${JSON.stringify(key)} is not a valid regex (${(e as Error).message})`);
+    }
+    if (!re.test(module)) continue;
+    if (typeof n !== 'number' || !Number.isFinite(n) || (field === 'rank_pattern' && !(Number.isInteger(n) && n > 0))) {
+      throw new Error(`${file.configFile}: ${field}[${JSON.stringify(key)}] must be ${field === 'rank_pattern' ? 'a positive integer' : 'a number'} (got ${JSON.stringify(n)})`);
+    }
+    return n;
+  }
+  return undefined;
 }
 
 function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter {
@@ -174,22 +215,39 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
   const bias = (c.bias ?? 'none') as LoraBias;
   if (!['none', 'all', 'lora_only'].includes(bias)) throw new Error(`${file.configFile}: bias ${JSON.stringify(c.bias)} is not supported`);
   if (c.use_dora === true) throw new Error(`${file.configFile}: use_dora (DoRA) is not supported`);
-  for (const k of ['rank_pattern', 'alpha_pattern']) {
-    const v = c[k];
-    if (v && typeof v === 'object' && Object.keys(v).length > 0) throw new Error(`${file.configFile}: ${k} is not supported (one r and lora_alpha for every layer)`);
-  }
+  const useRslora = c.use_rslora === true;
+  const scaleOf = (rank: number, a: number) => (useRslora ? a / Math.sqrt(rank) : a / rank);
+  const scale = scaleOf(r, alpha);
   const init = c.init_lora_weights;
   const initLoraWeights: LoraInit = init === false || init === 'gaussian' ? init : true; // only matters for fresh weights
-  const tl = c.tunelab as { seed?: unknown } | undefined;
+  const tl = c.tunelab as { seed?: unknown; targets?: unknown } | undefined;
+  const saved = Array.isArray(tl?.targets) ? (tl!.targets as unknown[]).filter((t): t is string => typeof t === 'string') : undefined;
   const cfg = model.config;
-  // HF module → the tunelab linear layers it covers. GPT-2's fused c_attn (what PEFT adapts there)
-  // covers q/k/v: a LoRA on it is q/k/v LoRAs sharing A, with B split by rows, which is exact.
-  const modules = new Map(model.linearPaths().map((p) => [hfModulePath(cfg, p), [p]]));
-  const width = cfg.nHeads * (cfg.dModel / cfg.nHeads);
-  const fusedOf = (i: number) => ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
-  if (cfg.family === 'gpt2') for (let i = 0; i < cfg.nLayers; i++) modules.set(`transformer.h.${i}.attn.c_attn`, fusedOf(i));
+  // HF module → the tunelab linear layers it covers. GPT-2's fused c_attn covers q/k/v.
+  const modules = new Map<string, string[]>();
+  for (const p of model.linearPaths()) modules.set(hfModulePath(cfg, p), [...(modules.get(hfModulePath(cfg, p)) ?? []), p]);
+  // Older tunelab GPT-2 files named q/k/v LoRAs `transformer.h.0.attn.q_proj` (no such HF module): still read.
+  if (cfg.family === 'gpt2') for (let i = 0; i < cfg.nLayers; i++) for (const p of gpt2QkvPaths(i)) modules.set(`transformer.h.${i}.attn.${p.split('.').pop()}`, [p]);
   const hit = matchTargets(file, [...modules.keys()], cfg.family);
-  const targets = hit.flatMap((m) => modules.get(m)!);
+  const width = cfg.nHeads * (cfg.dModel / cfg.nHeads);
+
+  // Per module: rank and alpha (PEFT's rank_pattern / alpha_pattern), and how the file maps onto tunelab.
+  // A c_attn LoRA that tunelab wrote from k of q/k/v (rank k·r, block-diagonal B; see LoraAdapter.fileTensors)
+  // splits back into those k LoRAs; any other c_attn LoRA of rank r is q/k/v LoRAs sharing A, with B split
+  // by rows. Both are exact. tunelab has one r and scale for every layer, so other ranks are refused.
+  const plan = hit.map((m) => {
+    const rm = patternValue(file, 'rank_pattern', m) ?? r;
+    const am = patternValue(file, 'alpha_pattern', m) ?? alpha;
+    const paths = modules.get(m)!;
+    const present = paths.length === 3 && saved ? paths.filter((p) => saved.includes(p)) : [];
+    const sameScale = Math.abs(scaleOf(rm, am) - scale) <= 1e-6 * Math.abs(scale);
+    if (present.length > 0 && rm === present.length * r && sameScale) return { m, rm, block: present, paths };
+    if (rm !== r || !sameScale) {
+      throw new Error(`${file.configFile}: rank_pattern / alpha_pattern give ${m} rank ${rm} and lora_alpha ${am}, but tunelab's LoRA has one rank and scale for every layer (r = ${r}, lora_alpha = ${alpha})`);
+    }
+    return { m, rm, block: undefined, paths };
+  });
+  const targets = plan.flatMap((x) => x.block ?? x.paths);
   const twice = targets.find((p, i) => targets.indexOf(p) !== i);
   if (twice) throw new Error(`${file.configFile}: target_modules adapt ${twice} twice (c_attn and its q/k/v_proj); keep one`);
   const ordered = model.linearPaths().filter((p) => targets.includes(p));
@@ -197,11 +255,30 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
 
   const needs: Need[] = [];
   const split = (t: tf.Tensor, axis: number) => tf.split(t, 3, axis);
-  for (const m of hit) {
-    const paths = modules.get(m)!;
+  for (const { m, rm, block, paths } of plan) {
     const [inDim, outDim] = paths.length === 1 ? model.weight(`${paths[0]}.weight`).shape : [cfg.dModel, 3 * width];
     const of = (w: string) => `${w} of ${paths.join(', ')}`;
     const key = `base_model.model.${m}`;
+    if (block) {
+      const rows = (p: string) => paths.indexOf(p) * width;
+      needs.push({
+        key: `${key}.lora_A.weight`, shape: [rm, inDim], what: of('lora_A'),
+        assign: (t) => tf.split(t, block.length, 0).map((a, j) => [`${block[j]}.lora_A`, tf.transpose(a)]),
+      });
+      needs.push({
+        key: `${key}.lora_B.weight`, shape: [outDim, rm], what: of('lora_B'),
+        assign: (t) => block.map((p, j) => [`${p}.lora_B`, tf.transpose(tf.slice(t, [rows(p), j * r], [width, r]))]),
+        // Only the diagonal blocks may be non-zero, or splitting would drop part of the update.
+        check: (data) => {
+          for (let i = 0; i < outDim; i++) for (let j = 0; j < rm; j++) {
+            const diag = block.some((p, b) => i >= rows(p) && i < rows(p) + width && j >= b * r && j < (b + 1) * r);
+            if (!diag && data[i * rm + j] !== 0) return `is not the block-diagonal form tunelab writes for ${block.join(', ')} (element [${i}, ${j}] = ${data[i * rm + j]}); was it trained further outside tunelab? Remove ${TUNELAB_ADAPTER_FILE} and give it rank ${r} to load it as q/k/v LoRAs sharing A`;
+          }
+          return undefined;
+        },
+      });
+      continue;
+    }
     // PEFT [r, in] / [out, r] → tunelab [in, r] / [r, out]; a fused B splits into q/k/v column blocks.
     needs.push({ key: `${key}.lora_A.weight`, shape: [r, inDim], what: of('lora_A'), assign: (t) => paths.map((p) => [`${p}.lora_A`, tf.transpose(t)]) });
     needs.push({
@@ -209,17 +286,16 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
       assign: (t) => (paths.length === 1 ? [tf.transpose(t)] : split(tf.transpose(t), 1)).map((v, j) => [`${paths[j]}.lora_B`, v]),
     });
   }
-  // Biases hold base + delta (what PEFT saves); GPT-2 q/k/v biases may come fused, as PEFT writes c_attn.bias.
+  // Biases hold base + delta (what PEFT saves); GPT-2 q/k/v biases come fused, as c_attn.bias.
   const done = new Set<string>();
   for (const p of biasPaths) {
     if (done.has(p)) continue;
     const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-    const fusedKey = qkv && `base_model.model.transformer.h.${qkv[1]}.attn.c_attn.bias`;
-    const fused = fusedKey && file.tensors.has(fusedKey) && fusedOf(Number(qkv![1])).every((q) => biasPaths.includes(q));
-    const paths = fused ? fusedOf(Number(qkv![1])) : [p];
-    const minusBase = (vs: tf.Tensor[]): [string, tf.Tensor][] => vs.map((v, j) => [`${paths[j]}.bias_delta`, tf.sub(v, model.weight(`${paths[j]}.bias`))]);
+    const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+    const minusBase = (vs: tf.Tensor[]): [string, tf.Tensor][] =>
+      vs.flatMap((v, j) => (biasPaths.includes(paths[j]) ? [[`${paths[j]}.bias_delta`, tf.sub(v, model.weight(`${paths[j]}.bias`))] as [string, tf.Tensor]] : []));
     needs.push(paths.length === 3
-      ? { key: fusedKey!, shape: [3 * width], what: `bias of ${paths.join(', ')}`, assign: (t) => minusBase(split(t, 0)) }
+      ? { key: `base_model.model.${hfModulePath(cfg, p)}.bias`, shape: [3 * width], what: `bias of ${paths.join(', ')}`, assign: (t) => minusBase(split(t, 0)) }
       : { key: `base_model.model.${hfModulePath(cfg, p)}.bias`, shape: [...model.weight(`${p}.bias`).shape], what: `bias of ${p}`, assign: (t) => minusBase([t]) });
     for (const q of paths) done.add(q);
   }
@@ -234,13 +310,15 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
     }
     const t = entry.read();
     if (!(t.data instanceof Float32Array)) throw new Error(`${file.weightsFile}: tensor "${e.key}" has dtype ${t.dtype}; a float dtype is needed`);
+    const problem = e.check?.(t.data);
+    if (problem) throw new Error(`${file.weightsFile}: tensor "${e.key}" ${problem}`);
     values.set(e.key, { shape: t.shape, data: t.data });
   }
   const unexpected = [...file.tensors.keys()].filter((k) => !values.has(k));
   if (unexpected.length) throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules)} and bias "${bias}"`);
 
   const adapter = addLora(model, {
-    r, alpha, dropout, bias, initLoraWeights, useRslora: c.use_rslora === true, targetModules: ordered,
+    r, alpha, dropout, bias, initLoraWeights, useRslora, targetModules: ordered,
     seed: typeof tl?.seed === 'number' ? tl.seed : 0,
   }, name);
   for (const e of needs) {

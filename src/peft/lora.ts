@@ -93,19 +93,27 @@ export function loraInitValues(inDim: number, outDim: number, r: number, init: L
 /**
  * Hugging Face module path of a tunelab linear layer, e.g. `layers.0.attn.q_proj` →
  * `model.layers.0.self_attn.q_proj` (llama) or `layers.0.mlp.up_proj` → `transformer.h.0.mlp.c_fc` (gpt2).
- * GPT-2 fuses q/k/v into `c_attn`, which tunelab splits; those keep tunelab's names under HF's attention
- * module: `transformer.h.0.attn.q_proj`.
+ * GPT-2 fuses q/k/v into one Conv1D, `c_attn`, which tunelab splits: all three map to
+ * `transformer.h.0.attn.c_attn` (see {@link gpt2QkvPaths}).
  */
 export function hfModulePath(config: ModelConfig, path: string): string {
   if (config.family === 'gpt2') {
-    const qkv = /^layers\.(\d+)\.attn\.([qkv])_proj$/.exec(path);
-    if (qkv) return `transformer.h.${qkv[1]}.attn.${qkv[2]}_proj`;
+    const qkv = /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(path);
+    if (qkv) return `transformer.h.${qkv[1]}.attn.c_attn`;
   }
   // One dummy tensor through the checkpoint mapping, so names are derived in one place (src/io/hf.ts).
   const [name] = toHfTensors(config, new Map([[`${path}.weight`, { shape: [1, 1], data: new Float32Array(1) }]])).keys();
   const module = name.slice(0, -'.weight'.length);
   return config.family === 'gpt2' ? `transformer.${module}` : module;
 }
+
+/** tunelab's q/k/v paths of GPT-2 block `i`, in the order of HF's fused `c_attn` output columns. */
+export function gpt2QkvPaths(i: number | string): string[] {
+  return ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
+}
+
+/** Escapes a module path for PEFT's regex keys (`rank_pattern`, `alpha_pattern`). */
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** PEFT's `target_modules` for exactly these HF module paths: shortest suffixes that hit nothing else (also used by `./moe`). */
 export function peftTargetModules(all: readonly string[], targets: readonly string[]): string[] {
@@ -198,17 +206,31 @@ export class LoraAdapter implements Adapter {
     return tf.tidy(() => tf.mul(tf.matMul(a as tf.Tensor2D, this.weights.get(`${path}.lora_B`)! as tf.Tensor2D), this.scale) as tf.Tensor2D);
   }
 
+  /**
+   * PEFT's `LoraConfig` fields. On GPT-2, k of q/k/v LoRAs of one block are written as one LoRA on HF's
+   * fused `c_attn` of rank k·r (see {@link LoraAdapter.fileTensors}); `rank_pattern` / `alpha_pattern`
+   * give it rank k·r and an alpha that keeps the scale (α·k, or α·√k with rsLoRA).
+   */
   peftConfig(): Record<string, unknown> {
     const c = this.config;
     const hf = (p: string) => hfModulePath(this.base.config, p);
+    const modules = [...new Set(this.loraTargets.map(hf))];
+    const k = new Map(modules.map((m) => [m, this.loraTargets.filter((p) => hf(p) === m).length]));
+    const multi = modules.filter((m) => k.get(m)! > 1);
+    // One pattern for every c_attn when they all hold the same number of LoRAs; else one per module.
+    const uniform = multi.length > 0 && new Set(multi.map((m) => k.get(m))).size === 1 && modules.filter((m) => m.endsWith('.c_attn')).length === multi.length;
+    const keys: [string, number][] = uniform ? [['c_attn', k.get(multi[0])!]] : multi.map((m) => [`^${escapeRegex(m)}`, k.get(m)!]);
     return {
       peft_type: 'LORA', task_type: 'CAUSAL_LM', r: c.r, lora_alpha: c.alpha, lora_dropout: c.dropout,
-      target_modules: peftTargetModules(this.base.linearPaths.map(hf), this.loraTargets.map(hf)),
+      target_modules: peftTargetModules([...new Set(this.base.linearPaths.map(hf))], modules),
       bias: c.bias, use_rslora: c.useRslora,
-      // PEFT sets it for GPT-2's Conv1D layers (weights [in, out]); it changes merging in torch, not the file's shapes.
+      // PEFT's rule for GPT-2's Conv1D layers (weights [in, out]); it changes merging in torch, not the file's shapes.
       fan_in_fan_out: this.base.config.family === 'gpt2',
       init_lora_weights: c.initLoraWeights, inference_mode: false, base_model_name_or_path: null,
-      modules_to_save: null, layers_to_transform: null, layers_pattern: null, rank_pattern: {}, alpha_pattern: {}, use_dora: false,
+      modules_to_save: null, layers_to_transform: null, layers_pattern: null,
+      rank_pattern: Object.fromEntries(keys.map(([key, n]) => [key, n * c.r])),
+      alpha_pattern: Object.fromEntries(keys.map(([key, n]) => [key, c.useRslora ? c.alpha * Math.sqrt(n) : c.alpha * n])),
+      use_dora: false,
       tunelab: { family: this.base.config.family, seed: c.seed, targets: [...this.loraTargets], biasTargets: [...this.biasTargets] },
     };
   }
@@ -216,19 +238,56 @@ export class LoraAdapter implements Adapter {
   /**
    * The adapter as PEFT saves it: `base_model.model.<HF module>.lora_A.weight` [r, in], `.lora_B.weight`
    * [out, r] and, with biases, `base_model.model.<HF module>.bias` (base + delta, the trained bias).
+   *
+   * GPT-2 has one fused Conv1D `c_attn` (output columns q | k | v) where tunelab has q/k/v_proj. The k
+   * LoRAs (A_x [d, r], B_x [r, w]) of one block are written as one exact LoRA on it: lora_A = [A_x1ᵀ; …]
+   * [k·r, d] and lora_B [3w, k·r] block-diagonal, B_xᵀ in x's rows and j-th column block, zeros
+   * elsewhere; then x·Aᵀ·Bᵀ puts x·A_x·B_x in x's columns and nothing in untargeted ones. The scale is
+   * kept through `alpha_pattern`. A fused bias writes `c_attn.bias` whole (untrained parts as the base).
    */
   async fileTensors(model: CausalLM): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();
     const host = async (t: tf.Tensor): Promise<HostTensor> => ({ shape: [...t.shape], data: (await t.data()) as Float32Array });
+    const cfg = this.base.config;
+    const done = new Set<string>();
     for (const p of this.loraTargets) {
-      const key = `base_model.model.${hfModulePath(this.base.config, p)}`;
-      out.set(`${key}.lora_A.weight`, transpose2d(await host(this.weights.get(`${p}.lora_A`)!)));
-      out.set(`${key}.lora_B.weight`, transpose2d(await host(this.weights.get(`${p}.lora_B`)!)));
+      if (done.has(p)) continue;
+      const key = `base_model.model.${hfModulePath(cfg, p)}`;
+      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
+      if (!qkv) {
+        out.set(`${key}.lora_A.weight`, transpose2d(await host(this.weights.get(`${p}.lora_A`)!)));
+        out.set(`${key}.lora_B.weight`, transpose2d(await host(this.weights.get(`${p}.lora_B`)!)));
+        continue;
+      }
+      const all = gpt2QkvPaths(qkv[1]);
+      const present = all.filter((q) => this.loraTargets.includes(q));
+      const r = this.config.r;
+      const [a, b] = tf.tidy(() => {
+        const blocks = all.map((q) => {
+          const j = present.indexOf(q);
+          const width = model.weight(`${q}.weight`).shape[1]!;
+          // Row block of x in Bᵀ: B_xᵀ [w, r] in column block j, zeros in the others.
+          return tf.concat(present.map((_, jj) => (jj === j ? tf.transpose(this.weights.get(`${q}.lora_B`)!) : tf.zeros([width, r]))), 1);
+        });
+        return [tf.concat(present.map((q) => tf.transpose(this.weights.get(`${q}.lora_A`)!)), 0), tf.concat(blocks, 0)];
+      });
+      out.set(`${key}.lora_A.weight`, await host(a));
+      out.set(`${key}.lora_B.weight`, await host(b));
+      tf.dispose([a, b]);
+      for (const q of present) done.add(q);
     }
+    const doneBias = new Set<string>();
     for (const p of this.biasTargets) {
-      const full = tf.add(model.weight(`${p}.bias`), this.weights.get(`${p}.bias_delta`)!);
-      out.set(`base_model.model.${hfModulePath(this.base.config, p)}.bias`, await host(full));
+      if (doneBias.has(p)) continue;
+      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
+      const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+      const full = tf.tidy(() => tf.concat(paths.map((q) => {
+        const d = this.weights.get(`${q}.bias_delta`);
+        return d ? tf.add(model.weight(`${q}.bias`), d) : model.weight(`${q}.bias`);
+      })));
+      out.set(`base_model.model.${hfModulePath(cfg, p)}.bias`, await host(full));
       full.dispose();
+      for (const q of paths) doneBias.add(q);
     }
     return out;
   }

@@ -14,6 +14,10 @@
  * which is what keeps it fast on wasm; the cost is that of one LoRA of rank n·r plus a (N, n) router.
  * A sparse top-k mixture therefore saves no compute here (every expert still runs); top-k changes the
  * function (hard routing), not the speed.
+ *
+ * Saved folders are tunelab's own: `saveAdapter` uses PEFT's file names and LoRA's config names, but
+ * `peft_type: "LORA_MOE"` is not a PEFT type, so `PeftModel.from_pretrained` cannot load them; tunelab's
+ * `loadAdapter` does.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM, LinearContext } from '../model/transformer';

@@ -12,6 +12,12 @@ import type { CausalLM, LinearContext } from '../model/transformer';
 /** The PEFT methods, under PEFT's `peft_type` names where PEFT has the method. */
 export type PeftType = 'LORA' | 'BOTTLENECK' | 'PREFIX_TUNING' | 'PROMPT_TUNING' | 'IA3' | 'LORA_MOE';
 
+/** What `saveAdapter` knows when it asks an adapter for its config. */
+export interface PeftConfigContext {
+  /** The base model's hub id or folder (`base_model_name_or_path`), when known. */
+  baseModelNameOrPath?: string | null;
+}
+
 /** A PEFT method's instance on one model. */
 export interface Adapter {
   readonly peftType: PeftType;
@@ -36,8 +42,12 @@ export interface Adapter {
    * `VirtualTokensHook` in the model). Several active adapters' tokens concatenate.
    */
   virtualTokens?(batch: number): tf.Tensor3D;
-  /** `adapter_config.json` contents (PEFT field names where PEFT has the method). */
-  peftConfig(): Record<string, unknown>;
+  /**
+   * `adapter_config.json` contents (PEFT field names where PEFT has the method). A `tunelab` key, if
+   * any, is tunelab's own metadata: `saveAdapter` writes it to `tunelab_adapter.json` instead, since
+   * PEFT warns about keys its config class lacks.
+   */
+  peftConfig(context?: PeftConfigContext): Record<string, unknown>;
   /** Frees tensors the adapter holds besides `weights` (the registry disposes the weights). */
   dispose?(): void;
 }

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { Rng } from '../util/rng';
-import { Adapter, peft } from './peft';
+import { Adapter, peft, PeftConfigContext } from './peft';
 import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
 /** A tokenizer that {@link PromptTuningConfig.initFrom} text needs (the project's `Tokenizer` fits). */
@@ -24,7 +24,7 @@ export interface PromptTuningConfig {
   numVirtualTokens: number;
   /**
    * - `'random'` (default, PEFT's RANDOM): N(0, initStd).
-   * - `'sampleVocab'` (PEFT's RANDOM_DISCRETE): embeddings of P token ids drawn uniformly.
+   * - `'sampleVocab'` (PEFT's SAMPLE_VOCAB): embeddings of P token ids drawn uniformly.
    * - `{ text, tokenizer }` (PEFT's TEXT): embeddings of the text's tokens, cut to P or repeated until P
    *   as PEFT does. PEFT's tokenizer call adds the model's special tokens (e.g. Llama's BOS); `encode`
    *   here adds none, so pass `{ tokens }` with the BOS id first to reproduce that.
@@ -36,7 +36,10 @@ export interface PromptTuningConfig {
    * torch's Embedding init N(0, 1); pass 1 to match it).
    */
   initStd?: number;
-  /** `tokenizer_name_or_path` written to the config (PEFT refuses a TEXT config without one). */
+  /**
+   * `tokenizer_name_or_path` written to the config. PEFT's `PromptTuningConfig` refuses TEXT without
+   * one; default: the base model's folder given to `saveAdapter` (tunelab saves the tokenizer there).
+   */
   tokenizerNameOrPath?: string;
   /** Seed of the random initialisation. */
   seed: number;
@@ -115,12 +118,19 @@ export class PromptTuning implements Adapter {
     return new Map([['prompt_embeddings', { shape: [...v.shape], data: (await v.data()) as Float32Array }]]);
   }
 
-  /** `adapter_config.json` of PEFT's PromptTuningConfig. */
-  peftConfig(): Record<string, unknown> {
+  /**
+   * `adapter_config.json` of PEFT's PromptTuningConfig (`tuners/prompt_tuning/config.py`):
+   * `prompt_tuning_init` is one of PEFT's TEXT, SAMPLE_VOCAB, RANDOM. TEXT needs `tokenizer_name_or_path`
+   * (PEFT raises a ValueError without it): {@link PromptTuningConfig.tokenizerNameOrPath}, else the base
+   * model's folder; with neither, RANDOM is written and the text kept in `prompt_tuning_init_text`
+   * (the init only matters for fresh weights; a saved adapter loads its trained ones).
+   */
+  peftConfig(context: PeftConfigContext = {}): Record<string, unknown> {
     const c = this.config;
     const mc = this.model.config;
     const init = c.initFrom;
     const text = typeof init === 'object' && 'text' in init ? init.text : null;
+    const tokenizer = c.tokenizerNameOrPath ?? context.baseModelNameOrPath ?? null;
     return {
       peft_type: 'PROMPT_TUNING',
       task_type: 'CAUSAL_LM',
@@ -130,9 +140,9 @@ export class PromptTuning implements Adapter {
       num_attention_heads: mc.nHeads,
       num_layers: mc.nLayers,
       // PEFT has no token-list init; a trained adapter loads the same whatever the init was.
-      prompt_tuning_init: text !== null ? 'TEXT' : init === 'sampleVocab' ? 'RANDOM_DISCRETE' : 'RANDOM',
+      prompt_tuning_init: text !== null && tokenizer !== null ? 'TEXT' : init === 'sampleVocab' ? 'SAMPLE_VOCAB' : 'RANDOM',
       prompt_tuning_init_text: text,
-      tokenizer_name_or_path: c.tokenizerNameOrPath ?? null,
+      tokenizer_name_or_path: tokenizer,
       inference_mode: false,
     };
   }
@@ -152,7 +162,11 @@ export function addPromptTuning(model: CausalLM, config: Partial<PromptTuningCon
   return peft(model).add(name, adapter);
 }
 
-/** `loadAdapter` for PEFT's PROMPT_TUNING folders: `prompt_embeddings` [P, d_model]. */
+/**
+ * `loadAdapter` for PEFT's PROMPT_TUNING folders: `prompt_embeddings` [P, d_model]. Any
+ * `prompt_tuning_init` loads (the trained weights replace the init), including tunelab's older
+ * RANDOM_DISCRETE.
+ */
 export function loadPromptTuning(model: CausalLM, file: AdapterFile, name: string): PromptTuning {
   const p = configNumber(file, 'num_virtual_tokens', undefined, 'integer');
   const tokenizerNameOrPath = file.config.tokenizer_name_or_path;

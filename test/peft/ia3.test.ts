@@ -175,10 +175,13 @@ describe('peft: IA3', () => {
 
   it('peftConfig matches PEFT', () => {
     const model = CausalLM.create(families.llama, { seed: 1 });
-    assert.deepEqual(addIa3(model).peftConfig(), {
+    const { tunelab, ...config } = addIa3(model).peftConfig();
+    assert.deepEqual(config, {
       peft_type: 'IA3', task_type: 'CAUSAL_LM', target_modules: ['k_proj', 'v_proj', 'down_proj'],
       feedforward_modules: ['down_proj'], init_ia3_weights: true, fan_in_fan_out: false,
     });
+    // tunelab's own metadata goes to tunelab_adapter.json, not adapter_config.json (see test/peft/peft-compat).
+    assert.deepEqual((tunelab as { targets: string[] }).targets.slice(0, 3), ['layers.0.attn.k_proj', 'layers.0.attn.v_proj', 'layers.0.mlp.down_proj']);
     assert.ok(Object.isFrozen(ia3Defaults) && Object.isFrozen(ia3Defaults.targetModules));
     model.dispose();
   });
@@ -217,16 +220,32 @@ describe('peft: IA3 files (PEFT layout)', () => {
   };
   const seq = (n: number, f: (i: number) => number) => Float32Array.from({ length: n }, (_, i) => f(i));
 
-  it("gpt2: saves k/v under HF's attention module and mlp.c_proj, config in HF names", async () => {
+  it("gpt2: saves k/v as HF's fused c_attn vector (q part all ones) and mlp.c_proj, config in HF names", async () => {
     const model = CausalLM.create(families.gpt2, { seed: 1 });
-    addIa3(model);
+    const a = addIa3(model);
+    for (const [k, v] of a.weights) v.assign(tf.add(v, tf.randomNormal(v.shape, 0, 0.1, 'float32', k.length)));
     const dir = path.join(tmp, 'gpt2-save');
     await saveAdapter(model, dir);
     const st = readSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE)).tensors;
-    assert.deepEqual(st.get('base_model.model.transformer.h.1.attn.k_proj.ia3_l')!.shape, [32, 1]);
+    const fused = st.get('base_model.model.transformer.h.1.attn.c_attn.ia3_l')!;
+    assert.deepEqual(fused.shape, [96, 1]);
+    const data = fused.read().data as Float32Array;
+    assert.ok(data.slice(0, 32).every((x) => x === 1), 'q is not adapted: no scaling');
+    assert.deepEqual([...data.slice(32, 64)], [...a.weights.get('layers.1.attn.k_proj.ia3_l')!.dataSync()]);
+    assert.deepEqual([...data.slice(64)], [...a.weights.get('layers.1.attn.v_proj.ia3_l')!.dataSync()]);
     assert.deepEqual(st.get('base_model.model.transformer.h.1.mlp.c_proj.ia3_l')!.shape, [1, 64]);
     const c = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_CONFIG_FILE), 'utf8'));
-    assert.deepEqual(c.target_modules, ['k_proj', 'v_proj', 'mlp.c_proj']);
+    assert.deepEqual(c.target_modules, ['c_attn', 'mlp.c_proj']);
+    // Loaded back, the adapter is the same one: k/v only (tunelab_adapter.json), same logits.
+    const fresh = CausalLM.create(families.gpt2, { seed: 1 });
+    assert.deepEqual(loadAdapter(fresh, dir).targets, a.targets);
+    assert.equal(maxAbsDiff(logitsOf(fresh), logitsOf(model)), 0);
+    fresh.dispose();
+    // Scaling q/k/v inputs has no c_attn form: refused, naming why.
+    const ff = CausalLM.create(families.gpt2, { seed: 1 });
+    addIa3(ff, { targetModules: ['k_proj'], feedforwardModules: ['k_proj'] });
+    await assert.rejects(saveAdapter(ff, path.join(tmp, 'gpt2-ff')), /layers\.0\.attn\.k_proj scales its input .* one fused c_attn/);
+    ff.dispose();
     assert.deepEqual(c.feedforward_modules, ['mlp.c_proj']);
     assert.equal(c.fan_in_fan_out, true);
     model.dispose();

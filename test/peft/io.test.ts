@@ -7,7 +7,7 @@ import { CausalLM, ModelConfig } from '../../src/model';
 import { readSafetensors, writeSafetensors, TensorInput } from '../../src/io/safetensors';
 import { Adapter, peft } from '../../src/peft/peft';
 import { LoraAdapter, addLora, mergeLora } from '../../src/peft/lora';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterLoaders, loadAdapter, registerAdapterLoader, saveAdapter } from '../../src/peft/io';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, TUNELAB_ADAPTER_FILE, adapterLoaders, loadAdapter, registerAdapterLoader, saveAdapter } from '../../src/peft/io';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
 
 const llama: Partial<ModelConfig> = { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 };
@@ -83,7 +83,7 @@ describe('peft/io', () => {
     it('refuses to overwrite without overwrite: true, naming the file', async () => {
       await assert.rejects(saveAdapter(m, dir), (e: Error) => e.message.includes(path.join(dir, ADAPTER_CONFIG_FILE)) || e.message.includes(path.join(dir, ADAPTER_WEIGHTS_FILE)));
       await saveAdapter(m, dir, 'default', { overwrite: true });
-      assert.equal(fs.readdirSync(dir).sort().join(), [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE].sort().join(), 'no temp files left');
+      assert.equal(fs.readdirSync(dir).sort().join(), [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, TUNELAB_ADAPTER_FILE].sort().join(), 'no temp files left');
     });
 
     it('names the file and tensor of a malformed adapter, and leaves the model untouched', () => {
@@ -133,22 +133,26 @@ describe('peft/io', () => {
     fresh.dispose();
   });
 
-  it('gpt2: HF module names (q/k/v under tunelab names), trained biases, round trip', async () => {
+  it('gpt2: HF module names (q/k/v as one block LoRA on c_attn), trained biases, round trip', async () => {
     const m = CausalLM.create(gpt2, { seed: 1 });
     perturb(addLora(m, { r: 2, targetModules: 'all-linear', bias: 'all' }), 1);
     await saveAdapter(m, tmp, 'default', { overwrite: true });
     const c = readJson(path.join(tmp, ADAPTER_CONFIG_FILE));
-    assert.deepEqual(c.target_modules, ['q_proj', 'k_proj', 'v_proj', 'c_proj', 'c_fc']);
+    assert.deepEqual(c.target_modules, ['c_attn', 'c_proj', 'c_fc']);
+    // q, k and v LoRAs of rank 2 → one c_attn LoRA of rank 6, alpha 3·8 keeps the scale α/r.
+    assert.deepEqual([c.rank_pattern, c.alpha_pattern], [{ c_attn: 6 }, { c_attn: 24 }]);
     // GPT-2 has two c_proj modules: targeting one needs a longer suffix, as PEFT matches suffixes.
     const other = CausalLM.create(gpt2, { seed: 1 });
     assert.deepEqual(addLora(other, { targetModules: ['o_proj'] }).peftConfig().target_modules, ['attn.c_proj']);
     other.dispose();
     assert.equal(c.fan_in_fan_out, true);
     const st = readSafetensors(path.join(tmp, ADAPTER_WEIGHTS_FILE));
-    for (const k of ['transformer.h.0.attn.q_proj.lora_A.weight', 'transformer.h.0.attn.c_proj.lora_B.weight', 'transformer.h.1.mlp.c_fc.lora_B.weight', 'transformer.h.1.mlp.c_proj.bias']) {
+    for (const k of ['transformer.h.0.attn.c_attn.lora_A.weight', 'transformer.h.0.attn.c_attn.bias', 'transformer.h.0.attn.c_proj.lora_B.weight', 'transformer.h.1.mlp.c_fc.lora_B.weight', 'transformer.h.1.mlp.c_proj.bias']) {
       assert.ok(st.tensors.has(`base_model.model.${k}`), k);
     }
     assert.deepEqual(st.tensors.get('base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight')!.shape, [64, 2]);
+    assert.deepEqual(st.tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight')!.shape, [6, 32]);
+    assert.deepEqual(st.tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_B.weight')!.shape, [96, 6]);
     // The bias in the file is the trained one: base + delta (the base is all zeros at init).
     const delta = peft(m).get('default').weights.get('layers.1.mlp.down_proj.bias_delta')!.dataSync();
     assert.ok(maxAbsDiff(st.tensors.get('base_model.model.transformer.h.1.mlp.c_proj.bias')!.read().data, delta) < 1e-7);

@@ -51,7 +51,7 @@ describe('peft/prompt', () => {
         const d = addPromptTuning(m, {}, 'defaults');
         assert.equal(adapterSize(m, d).trainable, 20 * 32);
         assert.equal(d.peftConfig().prompt_tuning_init, 'RANDOM');
-        assert.equal(addPromptTuning(m, { numVirtualTokens: 3, initFrom: 'sampleVocab' }, 'vocab').peftConfig().prompt_tuning_init, 'RANDOM_DISCRETE');
+        assert.equal(addPromptTuning(m, { numVirtualTokens: 3, initFrom: 'sampleVocab' }, 'vocab').peftConfig().prompt_tuning_init, 'SAMPLE_VOCAB');
       });
 
       it('initialised from a text of P tokens, the real tokens\' logits equal the base model on text + tokens', () => {

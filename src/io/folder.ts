@@ -107,12 +107,24 @@ export async function writeFolderAtomic(dir: string, fill: (tmp: string) => Prom
   }
 }
 
-/** Deletes the previous folder; the crash point sits after its first file, to leave a half-deleted backup. */
+/**
+ * Deletes the previous folder. The save is done by then, so a failure here is not one: the backup is a
+ * dead writer's temp once this process ends, and the next load or save removes it. The crash point sits
+ * after the first file, to leave a half-deleted backup as a real crash would.
+ */
 function removeOld(old: string, temps: string[]): void {
-  const first = fs.readdirSync(old)[0];
-  if (first !== undefined) fs.rmSync(path.join(old, first), { recursive: true, force: true });
+  try {
+    const first = fs.readdirSync(old)[0];
+    if (first !== undefined) fs.rmSync(path.join(old, first), { recursive: true, force: true });
+  } catch {
+    // See above.
+  }
   crashPoint('removing-old', temps);
-  fs.rmSync(old, { recursive: true, force: true });
+  try {
+    fs.rmSync(old, { recursive: true, force: true });
+  } catch {
+    // See above.
+  }
 }
 
 /**
@@ -125,7 +137,8 @@ async function saveError(target: string, dir: string, tmp: string, err: unknown,
   const detail = cause.message.split(tmp).join(dir);
   const previous = fs.existsSync(target) ? `${dir} still holds the previous save` : `nothing was written to ${dir}`;
   let message = `${dir}: save failed: ${detail}; ${previous}`;
-  if (fill && typeof code === 'string') message += `; ${await rescue(path.basename(target), fill)}`;
+  // System errors only (ENOSPC, EDQUOT, EACCES, EIO…): a bug or bad input would fail the copy the same way.
+  if (fill && typeof code === 'string' && /^E[A-Z]+$/.test(code)) message += `; ${await rescue(path.basename(target), fill)}`;
   const out = new Error(message, { cause });
   if (code !== undefined) (out as NodeJS.ErrnoException).code = code;
   return out;

@@ -14,8 +14,30 @@
 
 /* ---- packing: any strides, so the four transpose forms need no transposed copy ---- */
 
+/*
+ * dst[p*width + l] = src[l*ls + p] for l < lines ≤ width, p < kc: `lines` contiguous source lines become
+ * the columns of a panel. 8×8 blocks go through the ISA's in-register transpose when it has one.
+ */
+static void pack_lines(const gemm_isa *isa, int lines, int kc, const float *src, long ls, int width, float *dst) {
+  int l = 0;
+  if (isa->transpose8) {
+    for (; l + 8 <= lines; l += 8) {
+      int p = 0;
+      for (; p + 8 <= kc; p += 8) isa->transpose8(src + l * ls + p, ls, dst + (long)p * width + l, width);
+      for (; p < kc; p++)
+        for (int i = 0; i < 8; i++) dst[(long)p * width + l + i] = src[(l + i) * ls + p];
+    }
+  }
+  for (; l < lines; l++) {
+    const float *s = src + l * ls;
+    for (int p = 0; p < kc; p++) dst[(long)p * width + l] = s[p];
+  }
+  for (l = lines; l < width; l++)
+    for (int p = 0; p < kc; p++) dst[(long)p * width + l] = 0.0f;
+}
+
 /* A block (rows × kc) from element (i, p) at a[i*rs + p*cs] into MR-tall panels [kc][MR], zero-padded. */
-static void pack_a(int rows, int kc, const float *a, long rs, long cs, int mr, float *ap) {
+static void pack_a(const gemm_isa *isa, int rows, int kc, const float *a, long rs, long cs, int mr, float *ap) {
   for (int i0 = 0; i0 < rows; i0 += mr) {
     int h = rows - i0 < mr ? rows - i0 : mr;
     const float *src = a + (long)i0 * rs;
@@ -29,21 +51,15 @@ static void pack_a(int rows, int kc, const float *a, long rs, long cs, int mr, f
         for (; i < mr; i++) d[i] = 0.0f;
       }
     } else {
-      /* Row-major A: read each row contiguously, write with stride MR. */
-      for (int i = 0; i < h; i++) {
-        const float *s = src + (long)i * rs;
-        float *d = ap + i;
-        for (int p = 0; p < kc; p++) d[(long)p * mr] = s[(long)p * cs];
-      }
-      for (int i = h; i < mr; i++)
-        for (int p = 0; p < kc; p++) ap[(long)p * mr + i] = 0.0f;
+      /* Row-major A (cs = 1): rows become the panel's columns. */
+      pack_lines(isa, h, kc, src, rs, mr, ap);
     }
     ap += (long)kc * mr;
   }
 }
 
 /* B block (kc × cols) from element (p, j) at b[p*rs + j*cs] into NR-wide panels [kc][NR], zero-padded. */
-static void pack_b(int kc, int cols, const float *b, long rs, long cs, int nr, float *bp) {
+static void pack_b(const gemm_isa *isa, int kc, int cols, const float *b, long rs, long cs, int nr, float *bp) {
   for (int j0 = 0; j0 < cols; j0 += nr) {
     int w = cols - j0 < nr ? cols - j0 : nr;
     const float *src = b + (long)j0 * cs;
@@ -56,14 +72,8 @@ static void pack_b(int kc, int cols, const float *b, long rs, long cs, int nr, f
         for (; j < nr; j++) d[j] = 0.0f;
       }
     } else {
-      /* Bᵀ stored: read each column of B (a row of Bᵀ) contiguously. */
-      for (int j = 0; j < w; j++) {
-        const float *s = src + (long)j * cs;
-        float *d = bp + j;
-        for (int p = 0; p < kc; p++) d[(long)p * nr] = s[(long)p * rs];
-      }
-      for (int j = w; j < nr; j++)
-        for (int p = 0; p < kc; p++) bp[(long)p * nr + j] = 0.0f;
+      /* Bᵀ stored (rs = 1): each column of B is a contiguous row of Bᵀ. */
+      pack_lines(isa, w, kc, src, cs, nr, bp);
     }
     bp += (long)kc * nr;
   }
@@ -75,18 +85,19 @@ static void pack_b(int kc, int cols, const float *b, long rs, long cs, int nr, f
 #define G_NR 8
 typedef float v4f __attribute__((vector_size(16)));
 
-static void kernel_generic(int kc, const float *ap, const float *bp, float *c, long ldc, int accumulate) {
+static void kernel_generic(int kc, const float *a, long rsa, long csa, const float *bp, float *c, long ldc, int accumulate) {
   v4f acc[G_MR][2] = {{{0}}};
   for (int p = 0; p < kc; p++) {
     v4f b0, b1;
     memcpy(&b0, bp, sizeof b0);
     memcpy(&b1, bp + 4, sizeof b1);
+    const float *ap = a + (long)p * csa;
     for (int i = 0; i < G_MR; i++) {
-      v4f ai = {ap[i], ap[i], ap[i], ap[i]};
+      float x = ap[i * rsa];
+      v4f ai = {x, x, x, x};
       acc[i][0] += ai * b0;
       acc[i][1] += ai * b1;
     }
-    ap += G_MR;
     bp += G_NR;
   }
   for (int i = 0; i < G_MR; i++) {
@@ -100,9 +111,12 @@ static void kernel_generic(int kc, const float *ap, const float *bp, float *c, l
   }
 }
 
-const gemm_isa gemm_isa_generic = {"generic", G_MR, G_NR, 96, 256, 1024, kernel_generic};
+const gemm_isa gemm_isa_generic = {"generic", G_MR, G_NR, 96, 256, 1024, kernel_generic, NULL};
 
 /* ---- the loop nest over one rectangle of C ---- */
+
+/* Up to this many NR-wide panels of B per block, A is read in place instead of packed. */
+#define GEMM_DIRECT_A_MAX_PANELS 4
 
 typedef struct {
   const gemm_isa *isa;
@@ -132,22 +146,28 @@ static void gemm_rect(const gemm_isa *isa, const gemm_problem *pr, int batch, in
     for (int pc = 0; pc < k; pc += isa->kc) {
       int kc = k - pc < isa->kc ? k - pc : isa->kc;
       int acc = pc > 0;
-      pack_b(kc, nc, b + pc * rsb + jc * csb, rsb, csb, nr, bp);
+      pack_b(isa, kc, nc, b + pc * rsb + jc * csb, rsb, csb, nr, bp);
       for (int ic = i0; ic < i1; ic += isa->mc) {
         int mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
-        pack_a(mc, kc, a + ic * rsa + pc * csa, rsa, csa, mr, ap);
+        const float *ablock = a + ic * rsa + pc * csa;
+        /* Packing A pays off when its panels are reused across many B panels; with few, the kernel reads
+           A where it lies (full panels only: a tail panel is packed, zero-padded). */
+        int direct = nc <= GEMM_DIRECT_A_MAX_PANELS * nr;
+        if (!direct) pack_a(isa, mc, kc, ablock, rsa, csa, mr, ap);
+        else if (mc % mr) pack_a(isa, mc % mr, kc, ablock + (long)(mc - mc % mr) * rsa, rsa, csa, mr, ap);
         for (int jr = 0; jr < nc; jr += nr) {
           int w = nc - jr < nr ? nc - jr : nr;
           const float *bpanel = bp + (long)jr * kc;
           for (int ir = 0; ir < mc; ir += mr) {
             int h = mc - ir < mr ? mc - ir : mr;
-            const float *apanel = ap + (long)ir * kc;
+            const float *apanel = !direct ? ap + (long)ir * kc : h == mr ? ablock + (long)ir * rsa : ap;
+            long ars = !direct || h < mr ? 1 : rsa, acs = !direct || h < mr ? mr : csa;
             float *ct = c + (long)(ic + ir) * n + jc + jr;
             if (h == mr && w == nr) {
-              isa->kernel(kc, apanel, bpanel, ct, n, acc);
+              isa->kernel(kc, apanel, ars, acs, bpanel, ct, n, acc);
             } else {
               /* Same kernel, same sums; only the valid h×w corner is written back. */
-              isa->kernel(kc, apanel, bpanel, tile, nr, 0);
+              isa->kernel(kc, apanel, ars, acs, bpanel, tile, nr, 0);
               for (int i = 0; i < h; i++) {
                 float *ci = ct + (long)i * n;
                 const float *ti = tile + i * nr;

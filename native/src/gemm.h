@@ -9,14 +9,20 @@
 
 #include <stddef.h>
 
-/* A register-blocked micro-kernel: C[MR×NR] (row stride ldc) = or += Ap[kc×MR]ᵀ·Bp[kc×NR] (packed panels). */
-typedef void (*gemm_kernel_fn)(int kc, const float *ap, const float *bp, float *c, long ldc, int accumulate);
+/*
+ * A register-blocked micro-kernel: C[MR×NR] (row stride ldc) = or += A[MR×kc]·Bp[kc×NR]. Bp is a packed
+ * panel; A element (i, p) is read at a[i*rsa + p*csa]: a packed panel is rsa = 1, csa = MR, and small
+ * products read A where it lies. The sums are the same either way (same products, same order).
+ */
+typedef void (*gemm_kernel_fn)(int kc, const float *a, long rsa, long csa, const float *bp, float *c, long ldc, int accumulate);
 
 typedef struct {
   const char *name; /* "avx512", "avx2", "generic" */
   int mr, nr;       /* register block */
   int mc, kc, nc;   /* cache blocks: A block mc×kc stays in L2, B panel kc×nc in L3 */
   gemm_kernel_fn kernel;
+  /* Optional: dst[p*ds + l] = src[l*ls + p] for an 8×8 block (packing a strided operand); NULL: scalar. */
+  void (*transpose8)(const float *src, long ls, float *dst, long ds);
 } gemm_isa;
 
 /* Upper bounds over every ISA, for the per-thread packing buffers. */

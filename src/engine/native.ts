@@ -79,7 +79,7 @@ export function loadNativeAddon(): NativeAddon | undefined {
   } catch (e) {
     const missing = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND';
     loadError = missing
-      ? 'addon not built (npm run build:native builds it)'
+      ? 'addon not built (`npm run build:native` in tunelab\'s folder, or `npm rebuild tunelab`, builds it)'
       : `addon failed to load: ${firstLine(e)}`;
   }
   return addon;

@@ -140,6 +140,9 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       { batchA: [], batchB: [], m: 257, n: 190, k: 300, tA: true, tB: true },
       { batchA: [3], batchB: [], m: 130, n: 70, k: 129, tA: false, tB: true },
       { batchA: [5], batchB: [5], m: 64, n: 64, k: 64, tA: true, tB: false },
+      // Split along N on 2 threads: narrow blocks read A in place, the whole width packs it; same sums.
+      { batchA: [], batchB: [], m: 21, n: 200, k: 300, tA: false, tB: false },
+      { batchA: [], batchB: [], m: 21, n: 200, k: 300, tA: true, tB: true },
     ];
     for (const f of big) {
       configureNative({ enabled: true, isa: 'auto', threads: 1 });

@@ -5,13 +5,16 @@
  * Wrong arguments print usage and exit 2; runtime errors print one line and exit 1 (no stack traces).
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { initEngine, BackendName, backendOrder } from './engine';
 import { CausalLM, ModelConfig, modelConfig, generate } from './model';
 import { Tokenizer } from './tokenizer';
 import { splitText } from './data/text';
-import { textDocuments } from './data/load';
+import { keepWeights, resumeCommand, trainingDocuments } from './cli-train';
+import { checkOutputPlace, checkpointBytes } from './train/output-check';
+import { stopOnSignal } from './train/interrupt';
 import { Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
@@ -47,6 +50,9 @@ async function startEngine(backend?: string) {
 }
 
 
+/** A run stopped by Ctrl-C after saving what it could: exit 130 (the shell's code for SIGINT), not an error. */
+class Interrupted extends Error {}
+
 function print(json: boolean, value: Record<string, unknown>, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
 }
@@ -58,53 +64,106 @@ interface TrainOpts {
   checkpointEvery: number; resume?: string; separator?: string; from?: string; gradAccum: number; weightDecay: number; dropout: number; backend?: string; json?: boolean;
 }
 
-async function train(o: TrainOpts): Promise<void> {
+async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   const info = await startEngine(o.backend);
-  const docs = textDocuments(o.data, o.separator);
+  const docs = trainingDocuments(o.data, o.separator);
   // Hold out the last documents (or the tail of a single one) for evaluation.
   const heldCount = docs.length > 1 ? Math.round(docs.length * o.evalFraction) : 0;
   const split = heldCount > 0 ? { train: docs.slice(0, -heldCount), heldOut: docs.slice(-heldCount) }
     : (({ train, heldOut }) => ({ train: [train], heldOut: heldOut ? [heldOut] : [] }))(splitText(docs[0] ?? '', o.evalFraction));
-  // Continue training a saved model (its architecture and tokenizer), or build both from scratch.
+  // Continue training a saved model (its architecture and tokenizer), or build both from scratch. A resumed
+  // run takes the checkpoint's tokenizer: the one its weights were trained with.
   const start = o.from ? await loadOrFail(o.from) : undefined;
-  const tok = start?.tokenizer ?? (o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize }));
+  const resumeTok = o.resume ? path.join(o.resume, 'tokenizer.json') : undefined;
+  const tok = start?.tokenizer ?? (resumeTok && fs.existsSync(resumeTok) ? Tokenizer.load(resumeTok)
+    : o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize }));
   const config: ModelConfig = start?.model.config ?? modelConfig({
     family: o.family, vocabSize: tok.vocabSize, contextLength: o.context, dModel: o.dModel, nLayers: o.layers,
     nHeads: o.heads, nKvHeads: o.kvHeads, dropout: o.dropout,
   });
-  const context = Math.min(o.context, config.contextLength);
+  if (o.context > config.contextLength) {
+    start?.model.dispose();
+    throw new Error(`--context ${o.context} is longer than the model's context length ${config.contextLength} (${path.join(o.from ?? '', 'config.json')}); ` +
+      `use --context ${config.contextLength} or less`);
+  }
+  const context = o.context;
   const trainIds = tokenStream(tok, split.train);
   const evalIds = tokenStream(tok, split.heldOut);
   const model = start?.model ?? new CausalLM(config, { seed: o.seed });
   const data = new TokenWindows(trainIds, context, o.batchSize, o.seed, o.data);
   const canEval = evalIds.length > context + 1;
+  const writer = checkpointWriter(tok);
   const trainer = new Trainer(model, causalLmObjective, data, {
     lr: o.lr, maxSteps: o.steps, schedule: o.schedule, warmupSteps: o.warmup, seed: o.seed, evalEvery: o.evalEvery,
     checkpointEvery: o.checkpointEvery, outDir: o.out, gradAccumSteps: o.gradAccum, weightDecay: o.weightDecay,
   }, {
-    checkpoints: checkpointWriter(tok),
+    checkpoints: writer,
     evaluate: canEval ? (m) => evaluateLm(m, evalWindows(evalIds, context, o.batchSize)) : undefined,
   });
-  if (o.resume) resumeFrom(trainer as Trainer<unknown>, o.resume);
+  try {
+    if (o.resume) resumeFrom(trainer as Trainer<unknown>, o.resume);
+    // Before step 1: a save that cannot succeed would otherwise throw the trained steps away.
+    checkOutputPlace(o.out, { option: '--out', bytesNeeded: checkpointBytes(trainer as Trainer<unknown>, JSON.stringify(tok.toJSON()).length) });
+  } catch (e) {
+    trainer.dispose();
+    model.dispose();
+    throw e;
+  }
   process.stderr.write(`tunelab: ${o.from ? `from ${o.from}, ` : ''}${config.family} ${model.paramCount().toLocaleString('en-US')} params, vocab ${tok.vocabSize}, ` +
-    `${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}\n`);
+    `context ${context}, ${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}` +
+    `${o.resume ? `, resuming at step ${trainer.step} from ${o.resume}` : ''}\n`);
   const progress = new TerminalProgress(o.steps);
   trainer.on('step', (m) => progress.update(m));
   trainer.on('eval', (e) => { if (!process.stderr.isTTY) process.stderr.write(`eval @${e.step}: loss ${e.evalLoss.toFixed(3)} ppl ${e.perplexity.toFixed(2)}\n`); });
-  const result = await trainer.train();
+  const startStep = trainer.step;
+  // Ctrl-C: finish the step, save checkpoint-<step>, say how to resume; a second Ctrl-C quits at once.
+  const release = stopOnSignal(trainer, {
+    onStop: () => process.stderr.write(`\ntunelab: interrupted; saving a checkpoint at the end of the current step (Ctrl-C again to quit without saving)\n`),
+    onForce: () => {
+      process.stderr.write('\ntunelab: interrupted again; quitting without saving\n');
+      process.exit(130);
+    },
+  });
+  let result;
+  try {
+    result = await trainer.train();
+  } finally {
+    release();
+  }
   progress.done();
+  if (result.interrupted) {
+    const ckpt = result.lastCheckpoint!;
+    trainer.dispose();
+    model.dispose();
+    throw new Interrupted(`interrupted after step ${result.steps} of ${o.steps}; checkpoint saved: ${ckpt}\n` +
+      `resume with: ${resumeCommand(process.argv, args, ckpt)}`);
+  }
   const final = path.join(o.out, 'final');
-  await saveModel(final, model, tok);
+  try {
+    await saveModel(final, model, tok);
+  } catch (e) {
+    const kept = await keepWeights(trainer as Trainer<unknown>, writer, o.out);
+    trainer.dispose();
+    model.dispose();
+    throw new Error(`saving ${final} failed: ${(e as Error).message}; ` +
+      (kept ? `the trained weights are kept in ${kept} (a checkpoint: a model folder, and --resume takes it)` : `the weights could not be kept elsewhere either (${os.tmpdir()})`));
+  }
   const first = result.history[0];
   const last = result.history.at(-1);
   const ev = result.evals.at(-1);
-  const elapsed = last?.elapsedMs ?? 0;
+  const elapsed = result.elapsedMs ?? 0;
+  const total = result.totalElapsedMs ?? elapsed;
+  const resumed = startStep > 0;
   const summary = {
     steps: result.steps, firstLoss: first?.loss, finalLoss: last?.loss, evalLoss: ev?.evalLoss, evalPerplexity: ev?.perplexity,
-    tokensPerSec: last?.tokensPerSec, elapsedMs: elapsed, stoppedEarly: result.stoppedEarly, saved: final, backend: info.backend,
+    tokensPerSec: last?.tokensPerSec, elapsedMs: elapsed, totalElapsedMs: total, resumedFromStep: resumed ? startStep : undefined,
+    stoppedEarly: result.stoppedEarly, saved: final, backend: info.backend,
   };
+  const time = resumed
+    ? `steps ${startStep + 1}–${result.steps} in ${formatDuration(elapsed)} this run, ${result.steps} steps in ${formatDuration(total)} in all`
+    : `${result.steps} steps in ${formatDuration(elapsed)}`;
   print(!!o.json, summary, [
-    `trained ${result.steps} steps in ${formatDuration(elapsed)} (${Math.round(last?.tokensPerSec ?? 0).toLocaleString('en-US')} tok/s)`,
+    `trained ${time} (${Math.round(last?.tokensPerSec ?? 0).toLocaleString('en-US')} tok/s)`,
     `loss ${first?.loss.toFixed(3)} → ${last?.loss.toFixed(3)}` + (ev ? `; held-out loss ${ev.evalLoss.toFixed(3)}, perplexity ${ev.perplexity.toFixed(2)}` : ''),
     `saved ${final}`,
   ].join('\n'));
@@ -141,7 +200,7 @@ async function generateCmd(dir: string, o: { prompt: string; maxNewTokens: numbe
 async function evalCmd(dir: string, o: { data: string; separator?: string; batchSize: number; json?: boolean; backend?: string }) {
   await startEngine(o.backend);
   const { model, tokenizer } = await loadOrFail(dir);
-  const ids = tokenStream(tokenizer, textDocuments(o.data, o.separator));
+  const ids = tokenStream(tokenizer, trainingDocuments(o.data, o.separator));
   const r = await evaluateLm(model, evalWindows(ids, model.config.contextLength, o.batchSize, o.data));
   print(!!o.json, { model: dir, data: o.data, loss: r.loss, perplexity: r.perplexity, tokens: r.tokens },
     `${o.data}: loss ${r.loss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.tokens.toLocaleString('en-US')} tokens`);
@@ -164,8 +223,8 @@ async function exportGgufCmd(dir: string, out: string, o: { f16?: boolean; adapt
   }
 }
 
-/** Builds the command tree (exported for tests). */
-export function program(): Command {
+/** Builds the command tree (exported for tests); `argv` (the arguments) goes into `train`'s resume hint. */
+export function program(argv: readonly string[] = process.argv.slice(2)): Command {
   const p = new Command('tunelab').version(version).description('Fine-tune language models on TensorFlow.js')
     .showHelpAfterError().exitOverride();
   p.command('info').description('show the tensor engine, backend and versions')
@@ -203,7 +262,7 @@ export function program(): Command {
     .option('--resume <dir>', 'continue from a checkpoint folder of the same run')
     .option('--seed <n>', 'random seed', int('--seed'), 42)
     .addOption(backendOption()).option('--json', 'print the summary as JSON')
-    .action((o: TrainOpts) => train(o));
+    .action((o: TrainOpts) => train(o, argv));
   p.command('generate').description('continue a prompt with a saved model').argument('<model>', 'model folder')
     .requiredOption('--prompt <text>', 'text to continue')
     .option('--max-new-tokens <n>', 'tokens to add', int('--max-new-tokens', 1), 64)
@@ -238,10 +297,14 @@ export function program(): Command {
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   try {
-    await program().parseAsync(argv, { from: 'user' });
+    await program(argv).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof Interrupted) {
+      process.stderr.write(`tunelab: ${e.message}\n`);
+      return 130;
+    }
     process.stderr.write(`tunelab: error: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }

@@ -11,7 +11,7 @@ import * as path from 'path';
 import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { writeFileAtomic } from '../io/atomic';
-import { SummaryWriter, type ScalarEvent } from '../io/tfevents';
+import { eventFileBytes, eventFileName, type ScalarEvent } from '../io/tfevents';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { evalLogEntry, stepLogEntry, tensorboardScalars, type LogEntry } from '../train/trainer-state';
 import type { ForgettingRow } from './forgetting';
@@ -147,14 +147,7 @@ export class RunLog {
     if (details.evals) writeFileAtomic(path.join(runDir, 'evals.jsonl'), jsonl(details.evals));
     if (details.forgetting) writeFileAtomic(path.join(runDir, 'forgetting.jsonl'), jsonl(details.forgetting));
     const scalars = runScalars(stored, details);
-    if (scalars.length) {
-      const writer = new SummaryWriter(runDir, scalars[0].wallTime);
-      try {
-        for (const s of scalars) writer.addScalar(s.tag, s.value, s.step, s.wallTime);
-      } finally {
-        writer.close();
-      }
-    }
+    if (scalars.length) writeFileAtomic(path.join(runDir, eventFileName(scalars[0].wallTime)), eventFileBytes(scalars, scalars[0].wallTime));
     writeFileAtomic(this.file, jsonl([...this.records(), stored]));
     return stored;
   }

@@ -11,5 +11,5 @@ export { doctor } from './doctor';
 export type { DoctorFinding, DoctorReport } from './doctor';
 export { exportGguf, ggufBytes, parseGguf, readGguf, GgufValueType, GgmlType, GgufTokenType } from './gguf';
 export type { GgufExportOptions, GgufExportResult, GgufFile, GgufTensorInfo, GgufValue } from './gguf';
-export { SummaryWriter, crc32c, maskedCrc32c, tfRecord, eventFileName, FILE_VERSION } from './tfevents';
+export { SummaryWriter, crc32c, maskedCrc32c, tfRecord, eventFileName, eventFileBytes, FILE_VERSION } from './tfevents';
 export type { ScalarEvent } from './tfevents';

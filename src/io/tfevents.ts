@@ -105,6 +105,18 @@ export function scalarsEvent(step: number, wallTime: number, values: readonly { 
   return EventType.encode(EventType.fromObject({ wallTime, step, summary })).finish();
 }
 
+/** A whole event file: the file-version event at `wallTime`, then one event per scalar. */
+export function eventFileBytes(scalars: readonly ScalarEvent[], wallTime: number): Uint8Array {
+  const records = [tfRecord(fileVersionEvent(wallTime)), ...scalars.map((s) => tfRecord(scalarsEvent(s.step, s.wallTime, [s])))];
+  const out = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of records) {
+    out.set(r, at);
+    at += r.length;
+  }
+  return out;
+}
+
 /** `events.out.tfevents.<seconds>.<host>.<pid>.<n>`, the name `torch.utils.tensorboard` gives its files. */
 export function eventFileName(wallTime: number, n = 0): string {
   return `events.out.tfevents.${String(Math.floor(wallTime)).padStart(10, '0')}.${os.hostname()}.${process.pid}.${n}`;

@@ -3,7 +3,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { SummaryWriter, crc32c, maskedCrc32c, tfRecord } from '../../src/io/tfevents';
+import { SummaryWriter, crc32c, eventFileBytes, maskedCrc32c, tfRecord } from '../../src/io/tfevents';
 import { lab } from '../../src/lab/lab';
 import { dataset } from '../../src/lab/data';
 import type { Run } from '../../src/lab/lab';
@@ -116,6 +116,13 @@ describe('io/tfevents', function () {
       { wallTime: 1700000002, step: 2 ** 40, values: [{ tag: 'eval/loss', value: Math.fround(0.1) }] },
       { wallTime: 1700000003, step: 3, values: [{ tag: 'a/b', value: Math.fround(-1e-3) }, { tag: 'c', value: Math.fround(123456.789) }] },
     ]);
+    // The whole-file encoder (RunLog's atomic write) gives the bytes the streaming writer appends.
+    const w3 = new SummaryWriter(path.join(dir, 'w3'), 1700000000);
+    w3.addScalar('train/loss', 2.5, 1, 1700000001.5);
+    w3.addScalar('eval/loss', 0.1, 2, 1700000002);
+    w3.close();
+    assert.deepEqual(new Uint8Array(fs.readFileSync(w3.file)),
+      eventFileBytes([{ tag: 'train/loss', value: 2.5, step: 1, wallTime: 1700000001.5 }, { tag: 'eval/loss', value: 0.1, step: 2, wallTime: 1700000002 }], 1700000000));
     // A second writer in the same second gets its own file.
     const w2 = new SummaryWriter(dir, 1700000000.25);
     w2.close();

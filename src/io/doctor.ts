@@ -34,7 +34,8 @@ function describeLeftover(l: Leftover, restores: boolean): DoctorFinding {
   const size = formatBytes(sizeOf(l.path));
   if (restores) return { path: l.path, level: 'problem', message: `${of} (${size}): the next save or load (or --fix) renames it back into place` };
   if (l.state === 'dead') {
-    return { path: l.path, level: 'problem', message: `${of} (${size}); writer pid ${l.temp.pid} is dead: the next save or load (or --fix) removes it` };
+    const who = l.temp.host !== undefined ? `writer pid ${l.temp.pid} is dead` : 'left by an older tunelab over an hour ago';
+    return { path: l.path, level: 'problem', message: `${of} (${size}); ${who}: the next save or load (or --fix) removes it` };
   }
   if (l.state === 'alive') return { path: l.path, level: 'note', message: `${of} (${size}); writer pid ${l.temp.pid} is running: left alone` };
   const who = l.temp.host === undefined ? 'written by an older tunelab (no writer recorded)' : 'written on another host';

@@ -17,6 +17,9 @@ export interface Leftover {
   mtimeMs: number;
 }
 
+/** Age after which a temp of an older tunelab (no writer recorded in its name) counts as a dead writer's. */
+export const LEGACY_STALE_MS = 60 * 60 * 1000;
+
 /** The tunelab temps directly inside `folder` (none when it does not exist). */
 export function leftoversIn(folder: string): Leftover[] {
   let names: string[];
@@ -36,7 +39,10 @@ export function leftoversIn(folder: string): Leftover[] {
     } catch {
       continue; // removed meanwhile (by its writer or another recovery)
     }
-    out.push({ path: p, temp, state: writerState(temp, p), isFolder: st.isDirectory(), mtimeMs: st.mtimeMs });
+    let state = writerState(temp, p);
+    // Older tunelab recorded no writer; its saves took seconds, so one untouched for an hour is dead.
+    if (state === 'unknown' && temp.host === undefined && Date.now() - st.mtimeMs > LEGACY_STALE_MS) state = 'dead';
+    out.push({ path: p, temp, state, isFolder: st.isDirectory(), mtimeMs: st.mtimeMs });
   }
   return out;
 }
@@ -101,7 +107,7 @@ export function recoverFolder(dir: string, options: RecoverOptions = {}): string
       const pick = replacement(group);
       if (pick) {
         const what = pick.temp.kind === 'new' ? 'installed the complete new save' : 'restored the previous save';
-        const who = pick.temp.pid !== undefined ? `writer pid ${pick.temp.pid} died` : 'an older tunelab crashed';
+        const who = pick.temp.host !== undefined ? `writer pid ${pick.temp.pid} died` : 'an older tunelab crashed';
         try {
           fs.renameSync(pick.path, dest);
           fsyncFolder(parent);

@@ -142,7 +142,7 @@ describe('io: crash-safe saves (fault injection)', function () {
     assert.ok(windows <= 12);
   });
 
-  it("the next save removes temps of dead writers, keeps a live writer's, another host's and an older tunelab's", async () => {
+  it("the next save removes temps of dead writers, keeps a live writer's, another host's and an older tunelab's recent one", async () => {
     const parent = path.join(root, 'stale');
     const dir = path.join(parent, 'model');
     await saveModel(dir, mA, tok);
@@ -162,11 +162,15 @@ describe('io: crash-safe saves (fault injection)', function () {
         fs.mkdirSync(path.join(parent, name));
         fs.writeFileSync(path.join(parent, name, 'model.safetensors'), Buffer.alloc(1000));
       }
+      // An older tunelab's temp untouched for over an hour counts as dead.
+      fs.mkdirSync(path.join(parent, '.model.tmp-XyZ789.old'));
+      const hoursAgo = new Date(Date.now() - 2 * 3600_000);
+      fs.utimesSync(path.join(parent, '.model.tmp-XyZ789.old'), hoursAgo, hoursAgo);
       const deadFile = path.join(dir, `.config.json.tmp-${HOST_TAG}-${dead.pid}-eeeeeeeeeeee`);
       fs.writeFileSync(deadFile, '{');
       const log = await stderrOf(() => saveModel(dir, mB, tok));
       assert.deepEqual(fs.readdirSync(parent).sort(), ['model', made.legacy, made.liveTmp, made.otherHost].sort());
-      assert.match(log, /model: removed 2 stale temps of crashed saves \(2\.\d kB\)/);
+      assert.match(log, /model: removed 3 stale temps of crashed saves \(2\.\d kB\)/);
       assert.deepEqual(files(dir), files(refB), 'the file temp went with the replaced folder');
       // A file temp inside a folder that is loaded (adapters write straight into theirs) is removed by the load.
       fs.writeFileSync(deadFile, '{');
@@ -178,6 +182,31 @@ describe('io: crash-safe saves (fault injection)', function () {
     } finally {
       live.kill('SIGKILL');
     }
+  });
+
+  it('a rename that fails while replacing puts the previous folder back and names the destination', async () => {
+    const parent = path.join(root, 'rename-fails');
+    const dir = path.join(parent, 'model');
+    await saveModel(dir, mA, tok);
+    const { renameSync } = fs;
+    (fs as unknown as Record<string, unknown>).renameSync = (a: fs.PathLike, b: fs.PathLike) => {
+      if (path.resolve(String(b)) === dir && /\.model\.new-/.test(String(a))) throw Object.assign(new Error(`EACCES: permission denied, rename '${a}' -> '${b}'`), { code: 'EACCES' });
+      return renameSync(a, b);
+    };
+    let rescued: string | undefined;
+    try {
+      await assert.rejects(saveModel(dir, mB, tok), (e: NodeJS.ErrnoException) => {
+        rescued = /written to (\S+) instead/.exec(e.message)?.[1];
+        return e.code === 'EACCES' && e.message.startsWith(`${dir}: save failed: `) && /still holds the previous save/.test(e.message);
+      });
+    } finally {
+      (fs as unknown as Record<string, unknown>).renameSync = renameSync;
+    }
+    assert.deepEqual(fs.readdirSync(parent), ['model']);
+    await loadsAs(dir, refA);
+    assert.ok(rescued);
+    assert.deepEqual(files(rescued), files(refB));
+    fs.rmSync(rescued, { recursive: true, force: true });
   });
 
   it('power cut: every file and folder is flushed before the folder is marked complete, the parent after each rename', async () => {

@@ -54,6 +54,13 @@ export function tensorboardScalars(e: LogEntry): Record<string, number> {
   return out;
 }
 
+/** Every object's keys in code-point order, at every depth, as Python's `json.dumps(sort_keys=True)` writes them. */
+function sortKeys<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(sortKeys) as T;
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, sortKeys(x)])) as T;
+}
+
 /**
  * `trainer_state.json` as transformers' `TrainerState.save_to_json` writes it (every dataclass field,
  * keys sorted). tunelab logs every step (`logging_steps` 1); the best metric is the eval loss, lower is
@@ -99,8 +106,7 @@ export function hfTrainerState(trainer: Pick<Trainer<unknown>, 'step' | 'tokens'
     const dir = path.join(c.outDir, `checkpoint-${best.step}`);
     if (dir === checkpointDir || fs.existsSync(dir)) bestCheckpoint = dir;
   }
-  const sorted = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1))) as T;
-  return sorted<HfTrainerState>({
+  return sortKeys<HfTrainerState>({
     best_global_step: best?.step ?? null,
     best_metric: best?.evalLoss ?? null,
     best_model_checkpoint: bestCheckpoint,

@@ -34,6 +34,7 @@ function checkLayout(s: Record<string, unknown>, text: string): void {
     assert.ok(isInt(e.step), `log entry step ${e.step}`);
     for (const [k, v] of Object.entries(e)) assert.ok(typeof v === 'number' && Number.isFinite(v), `${k} = ${v}`);
   }
+  for (const e of s.log_history as Record<string, unknown>[]) assert.deepEqual(Object.keys(e), Object.keys(e).sort(), 'entry keys sorted (sort_keys=True)');
   const control = (s.stateful_callbacks as Record<string, { args: Record<string, unknown> }>).TrainerControl;
   assert.deepEqual(Object.keys(control.args).sort(), ['should_epoch_stop', 'should_evaluate', 'should_log', 'should_save', 'should_training_stop']);
 }

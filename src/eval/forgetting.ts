@@ -93,8 +93,9 @@ export class ForgettingTracker {
 
   /** Evaluates every set now and stores rows for (step, tokens seen). */
   record(step: number, tokensSeen: number): ForgettingRow[] {
+    const { seqLen, batchSize, tokens } = this.options; // the held-out measurement's own options
     const added = Object.entries(this.sets).map(([set, heldOut]): ForgettingRow => {
-      const r = heldOutLossSync(this.model, heldOut, this.options);
+      const r = heldOutLossSync(this.model, heldOut, { seqLen, batchSize, tokens });
       return { step, tokens: tokensSeen, set, loss: r.loss, perplexity: r.perplexity };
     });
     this.data.push(...added);

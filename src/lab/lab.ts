@@ -15,8 +15,8 @@ import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { base as loadBase } from './base';
 import { dataKind, dataset, toDocuments, toPreferenceRows, toPrompts, toSftRows, type LabData } from './data';
-import { continuedPretraining, type PretrainConfig } from '../train/pretrain';
-import { multiTaskSft, type SftConfig, type SftTask } from '../train/sft';
+import { continuedPretraining, type PretrainConfig, type PretrainResult } from '../train/pretrain';
+import { multiTaskSft, type SftConfig, type SftResult, type SftTask } from '../train/sft';
 import { freezeAllBut, freezeDefaults, trainableReport, type FreezeConfig } from '../train/freeze';
 import { ewc, l2sp, type EwcConfig, type L2spConfig, type Penalty } from '../train/regularize';
 import { tokenStream } from '../train/causal-lm';
@@ -28,8 +28,8 @@ import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
 import { addPrefixTuning, prefixTuningDefaults, type PrefixTuningConfig } from '../peft/prefix';
 import { addPromptTuning, promptTuningDefaults, type PromptTuningConfig } from '../peft/prompt';
 import { trainRewardModel, type RewardConfig, type RewardModel, type RewardResult } from '../rlhf/reward';
-import { dpo, type DpoConfig } from '../rlhf/dpo';
-import { ppo, type PpoConfig, type PpoReward } from '../rlhf/ppo';
+import { dpo, type DpoConfig, type DpoResult } from '../rlhf/dpo';
+import { ppo, type PpoConfig, type PpoResult, type PpoReward } from '../rlhf/ppo';
 import { compareStrategies, type CompareMethod, type Comparison } from './compare';
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
 import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
@@ -67,7 +67,7 @@ export interface TrackConfig {
 export const trackKeys: readonly (keyof TrackConfig)[] = Object.freeze(['sets', 'every', 'windows']);
 
 interface LabState {
-  source: { name: string } | { run: Run };
+  source: { name: string } | { run: Run<StageResult> };
   data?: LabData;
   tasks?: { name: string; data: LabData; weight: number; eval?: LabData }[];
   eval?: LabData;
@@ -79,6 +79,9 @@ interface LabState {
   logDir: string;
   show: boolean;
 }
+
+/** What every method's result has (a Run's `result` is the method's own type, e.g. `DpoResult`). */
+export type StageResult = Pick<TrainResult, 'steps' | 'history' | 'evals' | 'stoppedEarly'>;
 
 /** Options common to the training verbs besides the method's own config. */
 interface StageExtras {
@@ -218,7 +221,7 @@ export class Lab {
   }
 
   /** Domain-adaptive continued pretraining on the data's documents. */
-  async pretrain(config: Partial<PretrainConfig> & StageExtras = {}): Promise<Run> {
+  async pretrain(config: Partial<PretrainConfig> & StageExtras = {}): Promise<Run<PretrainResult>> {
     const s = this.state;
     if (!s.data) throw new Error('pretrain: no data; call .data(documents) first');
     const docs = toDocuments(s.data, 'pretrain data');
@@ -230,7 +233,7 @@ export class Lab {
   }
 
   /** Supervised fine-tuning (instruction tuning) on the data's rows, or on several `tasks`. */
-  async sft(config: Partial<SftConfig> & StageExtras = {}): Promise<Run> {
+  async sft(config: Partial<SftConfig> & StageExtras = {}): Promise<Run<SftResult>> {
     const s = this.state;
     if (s.replay) throw new Error('sft: replay applies to continued pretraining; for SFT mix general data in as a task with .tasks()');
     const tasks: SftTask[] = s.tasks
@@ -242,13 +245,13 @@ export class Lab {
   }
 
   /** Reward model: a scalar head trained on the data's prompt/chosen/rejected rows (Bradley-Terry loss). */
-  async rewardModel(config: Partial<RewardConfig> & StageExtras = {}): Promise<Run> {
+  async rewardModel(config: Partial<RewardConfig> & StageExtras = {}): Promise<Run<RewardResult>> {
     const { rows, evalRows } = this.preferences('rewardModel');
     return this.stage('reward-model', config, (model, tok, extras) => trainRewardModel(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
   }
 
   /** DPO on the data's preference rows; the reference is the starting model (a frozen copy, or the base with adapters off). */
-  async dpo(config: Partial<DpoConfig> & StageExtras = {}): Promise<Run> {
+  async dpo(config: Partial<DpoConfig> & StageExtras = {}): Promise<Run<DpoResult>> {
     const { rows, evalRows } = this.preferences('dpo');
     return this.stage('dpo', config, (model, tok, extras) => dpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
   }
@@ -264,7 +267,7 @@ export class Lab {
    * PPO on the data's prompts against a reward: a function of (prompt, response), a reward model, or a
    * reward-model {@link Run}. The starting model is the frozen reference.
    */
-  async ppo(reward: PpoReward | Run, config: Partial<PpoConfig> & StageExtras = {}): Promise<Run> {
+  async ppo(reward: PpoReward | Run<StageResult>, config: Partial<PpoConfig> & StageExtras = {}): Promise<Run<PpoResult>> {
     const s = this.state;
     if (!s.data) throw new Error('ppo: no prompts; call .data(prompts) first');
     if (s.penalty) throw new Error('ppo: L2-SP / EWC penalties apply to trainer-based methods; PPO has its own KL penalty (klCoef)');
@@ -275,8 +278,8 @@ export class Lab {
   }
 
   /** Loads or copies the starting model, applies the strategy, mitigations and tracking, trains, logs. */
-  private async stage(method: string, config: StageExtras,
-    train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: (t: TrainerEventSource & Pick<Trainer<unknown>, 'on'>) => void; penalty?: Penalty }) => Promise<TrainResult>): Promise<Run> {
+  private async stage<R extends StageResult>(method: string, config: StageExtras,
+    train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: (t: TrainerEventSource & Pick<Trainer<unknown>, 'on'>) => void; penalty?: Penalty }) => Promise<R>): Promise<Run<R>> {
     const s = this.state;
     const start = 'run' in s.source
       ? { name: s.source.run.record.run, model: await mergedCopy(s.source.run.model), tokenizer: s.source.run.tokenizer }
@@ -292,7 +295,7 @@ export class Lab {
     if (tracker) peft(model).withDisabledSync(() => tracker.baseline());
     const notebook = detectEnvironment() === 'tslab';
     const began = Date.now();
-    let result: TrainResult;
+    let result: R;
     try {
       result = await train(model, tokenizer, {
         penalty,
@@ -323,7 +326,7 @@ export class Lab {
       forgettingDelta: score('general'), targetDelta: score('target'),
       config: configJson({ ...stripExtras(config), penalty: s.penalty, replay: s.replay && { fraction: s.replay.fraction }, strategy: s.strategy }),
     }, { steps: result.history, evals: result.evals, forgetting: tracker?.rows });
-    return new Run({ ...s, source: { name: start.name }, data: undefined, tasks: undefined, eval: undefined, strategy: { kind: 'full' }, replay: undefined, penalty: undefined, name: undefined },
+    return new Run<R>({ ...s, source: { name: start.name }, data: undefined, tasks: undefined, eval: undefined, strategy: { kind: 'full' }, replay: undefined, penalty: undefined, name: undefined },
       model, tokenizer, result, record, log, tracker, 'run' in s.source ? s.source.run : undefined);
   }
 
@@ -369,14 +372,16 @@ function applyStrategy(model: CausalLM, tok: Tokenizer, s: Strategy): string {
  * A trained stage: the model, its results and charts; and a builder for the next stage, starting
  * from a copy of this model (so this run stays as it is for comparisons).
  */
-export class Run extends Lab {
+export class Run<R extends StageResult = TrainResult> extends Lab {
   /** @internal */
-  constructor(state: LabState, readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly result: TrainResult,
+  constructor(state: LabState, readonly model: CausalLM, readonly tokenizer: Tokenizer,
+    /** What the method returned: `PretrainResult`, `SftResult`, `RewardResult`, `DpoResult` or `PpoResult`, typed by the verb. */
+    readonly result: R,
     /** The run's row in the log. */
     readonly record: RunRecord, readonly runLog: RunLog, readonly tracker?: ForgettingTracker,
     /** The run this one continued from (`run.data(…).sft()`), if any. */
-    readonly parent?: Run) {
-    super({ ...state, source: { run: undefined as unknown as Run } });
+    readonly parent?: Run<StageResult>) {
+    super({ ...state, source: { run: undefined as unknown as Run<StageResult> } });
     (this.state as LabState).source = { run: this };
   }
 

@@ -120,7 +120,9 @@ describe('fluent API (lab)', function () {
     assert.equal(typeof rm.reward!.score('Hello', ' there'), 'number');
     const dpoRun = await sftRun.data(prefs).eval(prefs.slice(0, 8)).lora({ r: 4 }).dpo({ maxSteps: 2, batchSize: 4 });
     assert.equal(dpoRun.record.method, 'dpo');
-    assert.equal((dpoRun.result as unknown as { reference: string }).reference, 'adapter-disabled');
+    // Each verb's Run carries its method's result type: no casts (issue 12).
+    assert.equal(dpoRun.result.reference, 'adapter-disabled');
+    assert.ok(Array.isArray(rm.result.evalAccuracy) && Array.isArray(sftRun.result.taskEvals));
     // Saved: the adapter in PEFT's layout plus the model it was trained on; together they give the run's logits.
     const saved = await dpoRun.save(path.join(dir, 'dpo-lora'));
     assert.ok(fs.existsSync(path.join(saved, 'adapter_model.safetensors')) && fs.existsSync(path.join(saved, 'base', 'model.safetensors')));
@@ -133,6 +135,7 @@ describe('fluent API (lab)', function () {
     const ppoRun = await sftRun.data(['The river was', 'In the morning we']).ppo(rm, { maxSteps: 1, batchSize: 2, responseLength: 4 });
     assert.equal(ppoRun.record.method, 'ppo');
     assert.ok(Number.isFinite(ppoRun.result.history[0].loss));
+    assert.ok(Number.isFinite(ppoRun.result.history[0]['objective/kl']) && ppoRun.result.samples.length > 0);
     assert.deepEqual(lab.runs(dir).table().array('method'), ['sft', 'reward-model', 'dpo', 'ppo']);
     await assert.rejects(() => stage().data(['a doc']).dpo(), /row 0 is not a preference pair|documents given/);
     for (const r of [sftRun, rm, dpoRun, ppoRun]) r.dispose();

@@ -197,7 +197,7 @@ describe('peft: bottleneck adapters', () => {
       [{ dropout: 1 }, /BottleneckConfig\.dropout/],
       [{ leaveOut: [2] }, /BottleneckConfig\.leaveOut/],
       [{ leaveOut: [0, 1] }, /BottleneckConfig\.leaveOut leaves out every block/],
-      [{ reduction_factor: 8 }, /BottleneckConfig: unknown option "reduction_factor"/],
+      [{ reduction_factor: 8 }, /bottleneck: unknown option "reduction_factor"; did you mean "reductionFactor"\?/],
     ];
     for (const [config, message] of bad) assert.throws(() => addBottleneck(model, config as never), message);
     assert.throws(() => addBottleneck(model, {}, 'bad name'), /adapter name/);

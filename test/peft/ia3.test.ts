@@ -194,7 +194,7 @@ describe('peft: IA3', () => {
       [{ targetModules: ['c_attn'] }, /Ia3Config\.targetModules: no linear layer matches "c_attn"/],
       [{ targetModules: 'nothing\\.here' }, /Ia3Config\.targetModules: .* matches no linear layer/],
       [{ feedforwardModules: ['mlp'] }, /Ia3Config\.feedforwardModules: no linear layer matches "mlp"/],
-      [{ target_modules: ['k_proj'] }, /Ia3Config: unknown option "target_modules"/],
+      [{ target_modules: ['k_proj'] }, /ia3: unknown option "target_modules"; did you mean "targetModules"\?/],
     ];
     for (const [config, message] of bad) assert.throws(() => addIa3(model, config as never), message);
     assert.throws(() => addIa3(model, {}, 'a.b'), /adapter name/);

@@ -13,6 +13,7 @@ import { withDefaults } from '../util/options';
 import { ensureEngine } from '../engine/backend';
 import type { BatchSource, Objective, Penalty } from './types';
 import { trackRun, type Stoppable } from './interrupt';
+import { checkOutputPlace, checkpointBytes } from './output-check';
 
 export type { Objective, BatchSource } from './types';
 
@@ -326,6 +327,10 @@ export class Trainer<B> implements Stoppable {
    */
   async train(): Promise<TrainResult> {
     await ensureEngine();
+    // A checkpoint folder that cannot take a save fails now, not after the steps before the first save.
+    if (this.config.outDir && this.options.checkpoints) {
+      checkOutputPlace(this.config.outDir, { option: 'TrainConfig.outDir', bytesNeeded: checkpointBytes(this as Trainer<unknown>) });
+    }
     const start = Date.now();
     this.sessionStart = start;
     const untrack = trackRun(this);

@@ -35,6 +35,18 @@ describe('output-check', () => {
     assert.equal(checkOutputPlace(dir, { bytesNeeded: 409_600, statfs }).freeBytes, 409_600);
   });
 
+  it('a Trainer with outDir and a checkpoint writer checks the folder before step 1', async () => {
+    const file = path.join(dir, 'in-the-way');
+    fs.writeFileSync(file, '');
+    const model = new CausalLM(modelConfig({ vocabSize: 64, contextLength: 16, dModel: 32, nLayers: 1, nHeads: 4 }), { seed: 1 });
+    const t = new Trainer(model, causalLmObjective, new TokenWindows(Array.from({ length: 400 }, (_, i) => i % 50), 16, 4),
+      { lr: 1e-3, maxSteps: 5, checkpointEvery: 5, outDir: path.join(file, 'run') }, { checkpoints: checkpointWriter() });
+    await assert.rejects(t.train(), { message: `TrainConfig.outDir ${path.join(file, 'run')}: ${file} is a file, so no folder can be made under it` });
+    assert.equal(t.step, 0, 'no step ran');
+    t.dispose();
+    model.dispose();
+  });
+
   it('estimates a checkpoint within a few percent of the one written', async () => {
     const model = new CausalLM(modelConfig({ vocabSize: 300, contextLength: 16, dModel: 32, nLayers: 2, nHeads: 4 }), { seed: 1 });
     const tok = Tokenizer.train(['the cat sat on the mat '.repeat(50)], { vocabSize: 300 });

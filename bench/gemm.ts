@@ -10,19 +10,11 @@
  */
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
-import type { KernelConfig } from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { configureNative, nativeInfo } from '../src/engine/native';
 import { batchMatMulConfig, patchWasmKernels } from '../src/engine/wasm-kernels';
 import { logger, machineRecord, round } from './common';
-
-interface Case {
-  name: string;
-  a: number[];
-  b: number[];
-  transposeA?: boolean;
-  transposeB?: boolean;
-}
+import { measureProduct as measure, type ProductCase as Case, useKernel } from './products';
 
 /** Forward product X·W and its two gradients dY·Wᵀ, Xᵀ·dY for X [rows, k], W [k, n]. */
 function linear(name: string, rows: number, k: number, n: number): Case[] {
@@ -52,39 +44,6 @@ const cases: Case[] = [
   ...linear('large mlp up [1024,384]x[384,1024]', ROWS, 384, 1024),
   ...attention('large attention [96,64,64]', 96, 64, 64),
 ];
-
-function flops(c: Case): number {
-  const r = c.a.length;
-  const m = c.transposeA ? c.a[r - 1] : c.a[r - 2];
-  const k = c.transposeA ? c.a[r - 2] : c.a[r - 1];
-  const n = c.transposeB ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
-  const batch = Math.max(tf.util.sizeFromShape(c.a.slice(0, -2)), tf.util.sizeFromShape(c.b.slice(0, -2)));
-  return 2 * batch * m * k * n;
-}
-
-/** GFLOP/s of one case: one warm-up call, then calls until `budgetMs` is spent (at least 3). */
-function measure(c: Case, budgetMs: number): number {
-  const a = tf.randomNormal(c.a);
-  const b = tf.randomNormal(c.b);
-  const run = () => tf.matMul(a, b, c.transposeA, c.transposeB).dispose();
-  run();
-  let calls = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  // The wasm backend computes synchronously inside the op call, so wall time around it is kernel time.
-  while (calls < 3 || elapsed < budgetMs) {
-    run();
-    calls++;
-    elapsed = performance.now() - start;
-  }
-  tf.dispose([a, b]);
-  return (flops(c) * calls) / (elapsed / 1000) / 1e9;
-}
-
-function useKernel(config: KernelConfig): void {
-  tf.unregisterKernel(config.kernelName, config.backendName);
-  tf.registerKernel(config);
-}
 
 async function main(): Promise<void> {
   const log = logger('gemm');

@@ -7,17 +7,10 @@
  * shared machine biases neither side.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { KernelConfig } from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { batchMatMulConfig, patchWasmKernels } from '../src/engine/wasm-kernels';
-
-interface Case {
-  name: string;
-  a: number[];
-  b: number[];
-  transposeA?: boolean;
-  transposeB?: boolean;
-}
+import { configureNative } from '../src/engine/native';
+import { measureProduct as measure, type ProductCase as Case, useKernel } from './products';
 
 const cases: Case[] = [
   { name: '2d 1024x1024x1024', a: [1024, 1024], b: [1024, 1024] },
@@ -32,40 +25,6 @@ const cases: Case[] = [
   { name: 'attention [64,32,64]^Tx[64,64,32]^T', a: [64, 32, 64], b: [64, 64, 32], transposeA: true, transposeB: true },
 ];
 
-function flops(c: Case): number {
-  const r = c.a.length;
-  const m = c.transposeA ? c.a[r - 1] : c.a[r - 2];
-  const k = c.transposeA ? c.a[r - 2] : c.a[r - 1];
-  const n = c.transposeB ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
-  const batch = Math.max(tf.util.sizeFromShape(c.a.slice(0, -2)), tf.util.sizeFromShape(c.b.slice(0, -2)));
-  return 2 * batch * m * k * n;
-}
-
-/** GFLOP/s of one case: one warm-up call, then calls until `budgetMs` is spent (at least 2). */
-function measure(c: Case, budgetMs: number): number {
-  const a = tf.randomNormal(c.a);
-  const b = tf.randomNormal(c.b);
-  const run = () => tf.matMul(a, b, c.transposeA, c.transposeB).dispose();
-  run();
-  let calls = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  // The wasm backend computes synchronously inside the op call, so wall time around it is kernel time.
-  while (calls < 2 || elapsed < budgetMs) {
-    run();
-    calls++;
-    elapsed = performance.now() - start;
-  }
-  a.dispose();
-  b.dispose();
-  return (flops(c) * calls) / (elapsed / 1000) / 1e9;
-}
-
-function useKernel(config: KernelConfig): void {
-  tf.unregisterKernel(config.kernelName, config.backendName);
-  tf.registerKernel(config);
-}
-
 async function main(): Promise<void> {
   if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not start');
   const stock = tf.getKernel('BatchMatMul', 'wasm');
@@ -73,6 +32,7 @@ async function main(): Promise<void> {
   const budgetMs = Number(process.env.BENCH_MS ?? 300);
   const rounds = Number(process.env.BENCH_ROUNDS ?? 4);
   const patched = patchWasmKernels();
+  configureNative({ enabled: false }); // the XNNPACK route; bench/gemm.ts compares the native GEMM
 
   const best = cases.map(() => ({ stock: 0, patched: 0 }));
   for (let r = 0; r < rounds; r++) {

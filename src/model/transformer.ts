@@ -92,7 +92,11 @@ export class CausalLM {
    * Hooks that PEFT methods install: linear layers by path, the input embedding, and the prefixes /
    * virtual tokens of prompt learning. Without hooks the forward pass runs no extra op.
    */
-  readonly hooks: { linear: Map<string, LinearHook>; embedding?: EmbeddingHook; prefix?: PrefixHook; virtualTokens?: VirtualTokensHook } = { linear: new Map() };
+  readonly hooks: {
+    linear: Map<string, LinearHook>; embedding?: EmbeddingHook; prefix?: PrefixHook; virtualTokens?: VirtualTokensHook;
+    /** Positions the prefix / virtual-token hooks take, as the adapter registry counts them from the adapters' configs. */
+    reservedPositions?: number;
+  } = { linear: new Map() };
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
 
   constructor(config: ModelConfig, options: { seed?: number } = {}) {
@@ -258,15 +262,10 @@ export class CausalLM {
 
   /**
    * Positions the installed prefix / virtual-token hooks take before the real tokens (0 without them);
-   * generation keeps its window within `contextLength` minus this.
+   * generation keeps its window within `contextLength` minus this. The adapter registry keeps the count.
    */
   reservedPositions(): number {
-    let n = 0;
-    tf.tidy(() => {
-      if (this.hooks.prefix) n += this.hooks.prefix(0, 1).k.shape[2];
-      if (this.hooks.virtualTokens) n += this.hooks.virtualTokens(1).shape[1];
-    });
-    return n;
+    return this.hooks.reservedPositions ?? 0;
   }
 
   /**

@@ -42,6 +42,8 @@ export interface Adapter {
    * `VirtualTokensHook` in the model). Several active adapters' tokens concatenate.
    */
   virtualTokens?(batch: number): tf.Tensor3D;
+  /** Positions the adapter takes before the real tokens (prefix and prompt tuning: `numVirtualTokens`). */
+  readonly reservedPositions?: number;
   /**
    * `adapter_config.json` contents (PEFT field names where PEFT has the method). A `tunelab` key, if
    * any, is tunelab's own metadata: `saveAdapter` writes it to `tunelab_adapter.json` instead, since
@@ -213,6 +215,7 @@ export class AdapterRegistry {
         return { k: tf.concat(parts.map((p) => p.k), 2), v: tf.concat(parts.map((p) => p.v), 2) };
       };
     }
+    this.model.hooks.reservedPositions = running.reduce((n, a) => n + (a.reservedPositions ?? 0), 0);
     const prompters = running.filter((a) => a.virtualTokens);
     if (prompters.length === 0) delete this.model.hooks.virtualTokens;
     else if (prompters.length === 1) this.model.hooks.virtualTokens = (batch) => prompters[0].virtualTokens!(batch);

@@ -54,6 +54,10 @@ const KNOWN = ['numVirtualTokens', 'prefixProjection', 'encoderHiddenSize', 'ini
 /** A prefix-tuning adapter on one model (see {@link addPrefixTuning}). */
 export class PrefixTuning implements Adapter {
   readonly peftType = 'PREFIX_TUNING' as const;
+  /** The prefix / virtual tokens take `numVirtualTokens` positions before the real tokens. */
+  get reservedPositions(): number {
+    return this.config.numVirtualTokens;
+  }
   readonly targets: readonly string[] = [];
   readonly weights = new Map<string, tf.Variable>();
   readonly config: Readonly<PrefixTuningConfig> & { encoderHiddenSize: number; initStd: number };

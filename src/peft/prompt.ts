@@ -62,6 +62,10 @@ export function fitInitTokens(ids: readonly number[], n: number): number[] {
 /** A prompt-tuning adapter on one model (see {@link addPromptTuning}). */
 export class PromptTuning implements Adapter {
   readonly peftType = 'PROMPT_TUNING' as const;
+  /** The prefix / virtual tokens take `numVirtualTokens` positions before the real tokens. */
+  get reservedPositions(): number {
+    return this.config.numVirtualTokens;
+  }
   readonly targets: readonly string[] = [];
   readonly weights = new Map<string, tf.Variable>();
   readonly config: Readonly<PromptTuningConfig> & { initStd: number };

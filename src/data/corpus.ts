@@ -17,14 +17,15 @@ import { inspect } from 'util';
 import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { Rng } from '../util/rng';
+import { checkOptions } from '../util/options';
 import { escapeHtml } from '../viz/html';
 import { mimeBundleKey } from '../viz/display';
 import { tableHtml } from '../viz/table';
-import type { ColumnMapping } from './columns';
+import { FORMAT_FIELDS, type ColumnMapping } from './columns';
 import { exactDuplicates, nearDuplicates, type NearDedupeOptions, type NormalizeOptions } from './dedupe';
 import { detectFormat, formatProblem, validateDataset, type DatasetFormat, type DatasetProblem, type ValidateOptions } from './formats';
 import { dataColumns, isProvenanceColumn, rowObjects, takeRows, toDataFrame, type DanfoModule, type DataFrameLike, type DataRow, type ToDataFrameOptions } from './frames';
-import { loadTable, mapColumns, toTable, type LoadTableOptions } from './load';
+import { loadTable, loadTableOptionKeys, mapColumns, toTable, type LoadTableOptions } from './load';
 
 /** One line of a corpus report: a step, the rows it removed, the rows left, and why. */
 export interface ReportEntry {
@@ -33,6 +34,17 @@ export interface ReportEntry {
   kept: number;
   reason: string;
 }
+
+/** Options of {@link Corpus.load}: reading (`LoadTableOptions`, the column mapping included), validation, a name. */
+export type CorpusLoadOptions = LoadTableOptions & Omit<ValidateOptions, 'source'> & {
+  /** Format to validate against; `'auto'` (default) detects it, `false` skips validation. */
+  validate?: DatasetFormat | 'auto' | false;
+  /** The corpus name (default: the file name without extension). */
+  name?: string;
+};
+
+/** Every {@link CorpusLoadOptions} field, for the run-time check of option names. */
+export const corpusLoadOptionKeys: readonly (keyof CorpusLoadOptions)[] = Object.freeze([...loadTableOptionKeys, 'skipBad', 'roles', 'validate', 'name']);
 
 /** Anything a corpus can be made from. */
 export type CorpusInput = Corpus<DataRow> | ColumnTable | DataFrameLike | readonly DataRow[] | Readonly<Record<string, readonly unknown[]>>;
@@ -100,6 +112,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * const qa = Corpus.from(df, { prompt: 'question', completion: 'answer' });
    */
   static from<T extends DataRow = DataRow>(data: CorpusInput, options: { name?: string } & ColumnMapping = {}): Corpus<T> {
+    checkOptions(options, ['name', ...FORMAT_FIELDS], 'Corpus.from');
     if (data instanceof Corpus) return new Corpus<T>(mapColumns(data.table, options, data.name), data.report, options.name ?? data.name, data.problems);
     const table = toTable(data, options);
     return new Corpus<T>(table, [{ step: 'from', removed: 0, kept: table.numRows(), reason: 'data in memory' }], options.name);
@@ -119,14 +132,16 @@ export class Corpus<R extends DataRow = DataRow> {
    */
   static load<T extends DataRow = DataRow>(
     target: string,
-    options: LoadTableOptions & Omit<ValidateOptions, 'source'> & { validate?: DatasetFormat | 'auto' | false; name?: string } = {},
+    options: CorpusLoadOptions = {},
   ): Corpus<T> {
+    checkOptions(options, corpusLoadOptionKeys, 'Corpus.load');
+    const { validate, name: given, skipBad, roles, ...load } = options;
     // Unreadable lines are kept for validation, so the first bad row in file order is the one reported.
-    const badRows = options.badRows ?? (options.validate === false ? 'throw' : 'keep');
-    const table = loadTable(target, { ...options, badRows });
-    const name = options.name ?? path.basename(target).replace(/\.[^.]*$/, '');
+    const badRows = load.badRows ?? (validate === false ? 'throw' : 'keep');
+    const table = loadTable(target, { ...load, badRows });
+    const name = given ?? path.basename(target).replace(/\.[^.]*$/, '');
     const loaded = new Corpus<T>(table, [{ step: 'load', removed: 0, kept: table.numRows(), reason: target }], name);
-    return options.validate === false ? loaded : loaded.validate(options.validate ?? 'auto', options);
+    return validate === false ? loaded : loaded.validate(validate ?? 'auto', { skipBad, roles });
   }
 
   /**
@@ -138,6 +153,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * const mixed = Corpus.mix([{ data: task, weight: 0.7 }, { data: general, weight: 0.3, name: 'replay' }], { seed: 1 });
    */
   static mix(parts: readonly MixPart[], options: MixOptions = {}): Corpus<DataRow> {
+    checkOptions(options, ['size', 'seed', 'sourceColumn', 'shuffle'], 'mix');
     if (parts.length === 0) throw new Error('mix: no datasets given');
     const sourceColumn = options.sourceColumn ?? 'source';
     const seed = options.seed ?? 0;
@@ -194,6 +210,7 @@ export class Corpus<R extends DataRow = DataRow> {
 
   /** The rows as plain objects; provenance columns only with `{ provenance: true }`. */
   rows(options: { provenance?: boolean } = {}): R[] {
+    checkOptions(options, ['provenance'], 'rows');
     const rows = rowObjects(this.table);
     if (options.provenance) return rows as R[];
     return rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !isProvenanceColumn(k)))) as R[];
@@ -236,6 +253,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * corpus.lengthBetween('text', 8, 512, { tokenizer: tok });
    */
   lengthBetween(column: string, min: number, max: number, options: { tokenizer?: TokenCounter } = {}): Corpus<R> {
+    checkOptions(options, ['tokenizer'], 'lengthBetween');
     this.requireColumn(column);
     const unit = options.tokenizer ? 'tokens' : 'chars';
     const values = this.table.array(column);
@@ -261,6 +279,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * corpus.dedupe(['prompt', 'completion'], { ignoreCase: true });
    */
   dedupe(columns: string | readonly string[], options: NormalizeOptions = {}): Corpus<R> {
+    checkOptions(options, ['ignoreWhitespace', 'ignoreCase'], 'dedupe');
     const cols = typeof columns === 'string' ? [columns] : [...columns];
     cols.forEach((c) => this.requireColumn(c));
     const arrays = cols.map((c) => this.table.array(c));
@@ -279,6 +298,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * corpus.nearDedupe('text', { threshold: 0.8, shingle: 'word', n: 3, seed: 1 });
    */
   nearDedupe(column: string, options: NearDedupeOptions = {}): Corpus<R> {
+    checkOptions(options, ['threshold', 'shingle', 'n', 'numPerm', 'bands', 'seed', 'ignoreCase'], 'nearDedupe');
     this.requireColumn(column);
     const texts = Array.from(this.table.array(column), cellText);
     const found = nearDuplicates(texts, options);
@@ -323,6 +343,7 @@ export class Corpus<R extends DataRow = DataRow> {
    * const { train, validation, test } = corpus.split({ train: 0.9, validation: 0.05, test: 0.05 }, 1);
    */
   split<K extends string>(shares: Readonly<Record<K, number>>, seed = 0, options: { shuffle?: boolean } = {}): Record<K, Corpus<R>> {
+    checkOptions(options, ['shuffle'], 'split');
     const names = Object.keys(shares) as K[];
     const fractions = names.map((k) => shares[k]);
     const sum = fractions.reduce((a, b) => a + b, 0);

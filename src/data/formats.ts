@@ -13,6 +13,7 @@
 import type { ColumnTable } from 'arquero';
 import { ERROR_COLUMN, FILE_COLUMN, ROW_COLUMN, dataColumns, rowObjects, takeRows, type DataRow } from './frames';
 import { mappingHint } from './columns';
+import { checkOptions } from '../util/options';
 
 /** The dataset formats tunelab trains on (TRL's names for the dataset types). */
 export type DatasetFormat = 'text' | 'prompt-completion' | 'messages' | 'preference';
@@ -98,6 +99,9 @@ export interface ValidateOptions {
   roles?: readonly string[];
 }
 
+/** Every {@link ValidateOptions} field, for the run-time check of option names. */
+export const validateOptionKeys: readonly (keyof ValidateOptions)[] = Object.freeze(['source', 'skipBad', 'roles']);
+
 /** What {@link validate} found. */
 export interface ValidationResult {
   /** The table without the malformed rows (the input itself when none were dropped). */
@@ -125,6 +129,7 @@ export interface ValidationResult {
  * for (const p of problems) console.warn(formatProblem(p));
  */
 export function validateDataset(table: ColumnTable, format: DatasetFormat | 'auto' = 'auto', options: ValidateOptions = {}): ValidationResult {
+  checkOptions(options, validateOptionKeys, 'validate');
   const rows = rowObjects(table);
   const fallbackFile = options.source ?? '<table>';
   const fileOf = (r: DataRow) => (typeof r[FILE_COLUMN] === 'string' ? (r[FILE_COLUMN] as string) : fallbackFile);

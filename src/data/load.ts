@@ -21,6 +21,7 @@ import type { ColumnTable } from 'arquero';
 import { readTextCorpus, readUtf8 } from './text';
 import { DatasetError } from './formats';
 import { FORMAT_FIELDS, columnMapping, type ColumnMapping } from './columns';
+import { checkOptions } from '../util/options';
 import {
   ERROR_COLUMN,
   FILE_COLUMN,
@@ -67,6 +68,9 @@ export interface LoadTableOptions extends ColumnMapping {
   separator?: string | RegExp;
 }
 
+/** Every {@link LoadTableOptions} field, for the run-time check of option names. */
+export const loadTableOptionKeys: readonly (keyof LoadTableOptions)[] = Object.freeze(['format', 'badRows', 'provenance', 'json', 'separator', ...FORMAT_FIELDS]);
+
 /**
  * Loads a dataset file (or a folder of `.txt`/`.md` files) into an arquero table.
  *
@@ -81,6 +85,7 @@ export interface LoadTableOptions extends ColumnMapping {
  * const notes = loadTable('notes.csv', { text: 'body' });           // the "body" column becomes "text"
  */
 export function loadTable(target: string, options: LoadTableOptions = {}): ColumnTable {
+  checkOptions(options, loadTableOptionKeys, 'loadTable');
   let stat: fs.Stats;
   try {
     stat = fs.statSync(target);
@@ -148,6 +153,7 @@ export function formatFromExtension(file: string): FileFormat {
  * parseDataset('{"text": "hi"}\n', 'jsonl', { file: 'inline.jsonl' }).numRows();   // 1
  */
 export function parseDataset(text: string, format: Exclude<FileFormat, 'text' | 'arrow'>, options: LoadTableOptions & { file?: string } = {}): ColumnTable {
+  checkOptions(options, [...loadTableOptionKeys, 'file'], 'parseDataset');
   const file = options.file ?? `<${format}>`;
   return mapColumns(parseRecords(text, format, file, options), options, file);
 }

@@ -125,6 +125,19 @@ describe('data/columns: your own column names, encodings, Arrow', () => {
     assert.throws(() => loadTable(write('d.parquet', 'PAR1')), /d\.parquet: Parquet is not read here .* convert it to Arrow IPC/);
   });
 
+  it('misspelt option names of the data verbs are errors with the nearest valid name', () => {
+    const file = write('notes.csv', 'id,body\n1,a\n');
+    assert.throws(() => Corpus.load(file, { txt: 'body' } as object), { message: 'Corpus.load: unknown option "txt"; did you mean "text"?' });
+    assert.throws(() => Corpus.load(file, { text: 'body', skip_bad: true } as object), /Corpus\.load: unknown option "skip_bad"; did you mean "skipBad"\?/);
+    assert.throws(() => loadTable(file, { seperator: '\n' } as object), /loadTable: unknown option "seperator"; did you mean "separator"\?/);
+    assert.throws(() => Corpus.from([{ body: 'a' }], { txet: 'body' } as object), /Corpus\.from: unknown option "txet"; did you mean "text"\?/);
+    const c = Corpus.load(file, { text: 'body', skipBad: true, roles: ['user', 'assistant'], name: 'n', validate: 'text', provenance: true });
+    assert.throws(() => c.nearDedupe('text', { treshold: 0.5 } as object), /nearDedupe: unknown option "treshold"; did you mean "threshold"\?/);
+    assert.throws(() => c.dedupe('text', { ignore_case: true } as object), /dedupe: unknown option "ignore_case"; did you mean "ignoreCase"\?/);
+    assert.throws(() => c.validate('text', { skipbad: true } as object), /validate: unknown option "skipbad"; did you mean "skipBad"\?/);
+    assert.throws(() => Corpus.mix([{ data: c, weight: 1 }], { sed: 1 } as object), /mix: unknown option "sed"; did you mean "seed"\?/);
+  });
+
   it('a corpus prints a summary and shows an HTML preview in notebooks; arquero is re-exported', () => {
     const c = Corpus.load(write('notes.csv', 'id,body\n1,<b>first</b>\n2,second\n2,second\n'), { text: 'body' }).dedupe('text');
     const text = inspect(c);

@@ -15,6 +15,9 @@ import { generateDefaults, type GenerateOptions } from '../../src/model/generate
 import { batchDefaults, type BatchConfig } from '../../src/data/batches';
 import { generationEvalDefaults, type GenerationEvalOptions } from '../../src/eval/metrics';
 import { trackKeys, type TrackConfig } from '../../src/lab/lab';
+import { loadTableOptionKeys, type LoadTableOptions } from '../../src/data/load';
+import { validateOptionKeys, type ValidateOptions } from '../../src/data/formats';
+import { corpusLoadOptionKeys, type CorpusLoadOptions } from '../../src/data/corpus';
 
 // Every field of a config, checked complete and exact by the compiler (a Record over keyof C).
 const fields = <C>(r: Record<keyof C, true>): string[] => Object.keys(r).sort();
@@ -41,6 +44,8 @@ describe('util/options', () => {
   it('nearestOption and editDistance', () => {
     assert.equal(editDistance('kitten', 'sitting'), 3);
     assert.equal(editDistance('', 'abc'), 3);
+    assert.equal(editDistance('txet', 'text'), 1);
+    assert.equal(editDistance('ca', 'abc'), 3);
     assert.equal(nearestOption('bathSize', ['batchSize', 'seqLen']), 'batchSize');
     assert.equal(nearestOption('r', ['alpha', 'dropout']), undefined);
     assert.equal(nearestOption('epoch', ['epochs', 'lr']), 'epochs');
@@ -67,5 +72,10 @@ describe('util/options', () => {
     assert.deepEqual(union(batchDefaults), fields<BatchConfig>({ batchSize: true, packing: true, seqLen: true, padToMultipleOf: true, overflow: true, appendEos: true, seed: true }));
     assert.deepEqual(union(generationEvalDefaults), fields<GenerationEvalOptions>({ maxNewTokens: true, seed: true, format: true, stopTokens: true }));
     assert.deepEqual(union(trackKeys), fields<TrackConfig>({ sets: true, every: true, windows: true }));
+    const mapping = { text: true, prompt: true, completion: true, chosen: true, rejected: true, messages: true } as const;
+    const load = { format: true, badRows: true, provenance: true, json: true, separator: true, ...mapping } as const;
+    assert.deepEqual(union(loadTableOptionKeys), fields<LoadTableOptions>(load));
+    assert.deepEqual(union(validateOptionKeys), fields<ValidateOptions>({ source: true, skipBad: true, roles: true }));
+    assert.deepEqual(union(corpusLoadOptionKeys), fields<CorpusLoadOptions>({ ...load, skipBad: true, roles: true, validate: true, name: true }));
   });
 });

@@ -36,46 +36,28 @@ static void pack_lines(const gemm_isa *isa, int lines, int kc, const float *src,
     for (int p = 0; p < kc; p++) dst[(long)p * width + l] = 0.0f;
 }
 
-/* A block (rows × kc) from element (i, p) at a[i*rs + p*cs] into MR-tall panels [kc][MR], zero-padded. */
-static void pack_a(const gemm_isa *isa, int rows, int kc, const float *a, long rs, long cs, int mr, float *ap) {
-  for (int i0 = 0; i0 < rows; i0 += mr) {
-    int h = rows - i0 < mr ? rows - i0 : mr;
-    const float *src = a + (long)i0 * rs;
-    if (rs == 1) {
-      /* Aᵀ stored: the MR values of one k are contiguous. */
+/*
+ * Packs `lines` × kc elements, element (l, p) at src[l*ls + p*ps], into width-line panels [kc][width],
+ * zero-padded: A blocks (lines = rows of op(A), width MR) and B blocks (lines = columns of op(B), width NR).
+ */
+static void pack_panels(const gemm_isa *isa, int lines, int kc, const float *src, long ls, long ps, int width, float *dst) {
+  for (int l0 = 0; l0 < lines; l0 += width) {
+    int h = lines - l0 < width ? lines - l0 : width;
+    const float *s0 = src + (long)l0 * ls;
+    if (ls == 1) {
+      /* The panel's values for one p are adjacent (Aᵀ or B stored row-major). */
       for (int p = 0; p < kc; p++) {
-        const float *s = src + (long)p * cs;
-        float *d = ap + (long)p * mr;
-        int i = 0;
-        for (; i < h; i++) d[i] = s[i];
-        for (; i < mr; i++) d[i] = 0.0f;
+        const float *s = s0 + (long)p * ps;
+        float *d = dst + (long)p * width;
+        int l = 0;
+        for (; l < h; l++) d[l] = s[l];
+        for (; l < width; l++) d[l] = 0.0f;
       }
     } else {
-      /* Row-major A (cs = 1): rows become the panel's columns. */
-      pack_lines(isa, h, kc, src, rs, mr, ap);
+      /* ps = 1: each line is contiguous (row-major A, or Bᵀ) and becomes a column of the panel. */
+      pack_lines(isa, h, kc, s0, ls, width, dst);
     }
-    ap += (long)kc * mr;
-  }
-}
-
-/* B block (kc × cols) from element (p, j) at b[p*rs + j*cs] into NR-wide panels [kc][NR], zero-padded. */
-static void pack_b(const gemm_isa *isa, int kc, int cols, const float *b, long rs, long cs, int nr, float *bp) {
-  for (int j0 = 0; j0 < cols; j0 += nr) {
-    int w = cols - j0 < nr ? cols - j0 : nr;
-    const float *src = b + (long)j0 * cs;
-    if (cs == 1) {
-      for (int p = 0; p < kc; p++) {
-        const float *s = src + (long)p * rs;
-        float *d = bp + (long)p * nr;
-        int j = 0;
-        for (; j < w; j++) d[j] = s[j];
-        for (; j < nr; j++) d[j] = 0.0f;
-      }
-    } else {
-      /* Bᵀ stored (rs = 1): each column of B is a contiguous row of Bᵀ. */
-      pack_lines(isa, w, kc, src, cs, nr, bp);
-    }
-    bp += (long)kc * nr;
+    dst += (long)kc * width;
   }
 }
 
@@ -146,15 +128,15 @@ static void gemm_rect(const gemm_isa *isa, const gemm_problem *pr, int batch, in
     for (int pc = 0; pc < k; pc += isa->kc) {
       int kc = k - pc < isa->kc ? k - pc : isa->kc;
       int acc = pc > 0;
-      pack_b(isa, kc, nc, b + pc * rsb + jc * csb, rsb, csb, nr, bp);
+      pack_panels(isa, nc, kc, b + pc * rsb + jc * csb, csb, rsb, nr, bp);
       for (int ic = i0; ic < i1; ic += isa->mc) {
         int mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
         const float *ablock = a + ic * rsa + pc * csa;
         /* Packing A pays off when its panels are reused across many B panels; with few, the kernel reads
            A where it lies (full panels only: a tail panel is packed, zero-padded). */
         int direct = nc <= GEMM_DIRECT_A_MAX_PANELS * nr;
-        if (!direct) pack_a(isa, mc, kc, ablock, rsa, csa, mr, ap);
-        else if (mc % mr) pack_a(isa, mc % mr, kc, ablock + (long)(mc - mc % mr) * rsa, rsa, csa, mr, ap);
+        if (!direct) pack_panels(isa, mc, kc, ablock, rsa, csa, mr, ap);
+        else if (mc % mr) pack_panels(isa, mc % mr, kc, ablock + (long)(mc - mc % mr) * rsa, rsa, csa, mr, ap);
         for (int jr = 0; jr < nc; jr += nr) {
           int w = nc - jr < nr ? nc - jr : nr;
           const float *bpanel = bp + (long)jr * kc;

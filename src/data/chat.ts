@@ -173,15 +173,51 @@ export function chatml(options: Partial<ChatmlOptions> = {}): ChatTemplate {
 
 /**
  * {@link chatml} as a Hugging Face Jinja `chat_template` (written to `tokenizer_config.json`, so
- * `transformers`' `apply_chat_template` and llama.cpp render the same text).
+ * `transformers`' `apply_chat_template` and llama.cpp render the same text). Assistant content and its
+ * `<|im_end|>` sit inside `{% generation %}` … `{% endgeneration %}`: transformers'
+ * `return_assistant_tokens_mask` (what TRL's `assistant_only_loss` uses) masks exactly those characters,
+ * the same tokens {@link chatml}'s assistant spans give; without the markers it masks nothing.
+ * `generationMarkers: false` leaves them out (same rendered text).
  *
  * @example
  * jinjaTemplate(chatmlJinja()).render(messages).text === chatmlTemplate.render(messages).text;
  */
-export function chatmlJinja(options: Partial<ChatmlOptions> = {}): string {
+export function chatmlJinja(options: Partial<ChatmlOptions> = {}, generationMarkers = true): string {
   const { imStart, imEnd } = withDefaults(chatmlDefaults, options, 'chatmlJinja');
-  return `{% for message in messages %}{{ '${imStart}' + message['role'] + '\n' + message['content'] + '${imEnd}' + '\n' }}{% endfor %}`
+  // Inference-only consumers (GGUF for llama.cpp, whose Jinja engine may not know the tag) can leave them out.
+  const [gen, endGen] = generationMarkers ? ['{% generation %}', '{% endgeneration %}'] : ['', ''];
+  return `{% for message in messages %}{% if message['role'] == 'assistant' %}`
+    + `{{ '${imStart}assistant\n' }}${gen}{{ message['content'] + '${imEnd}' }}${endGen}{{ '\n' }}`
+    + `{% else %}{{ '${imStart}' + message['role'] + '\n' + message['content'] + '${imEnd}' + '\n' }}{% endif %}{% endfor %}`
     + `{% if add_generation_prompt %}{{ '${imStart}assistant\n' }}{% endif %}`;
+}
+
+/** A `{% generation %}` / `{% endgeneration %}` tag with its whitespace-control dashes (TRL's `has_generation_markers` pattern). */
+const generationTag = /\{%(-?)\s*(end)?generation\s*(-?)%\}/g;
+/** Private-use characters that mark where a generation block's output starts and ends while rendering. */
+const genOpen = '\uE000';
+const genClose = '\uE001';
+
+/**
+ * Character spans of the `{% generation %}` blocks in a rendered text whose tags were turned into
+ * {@link genOpen}/{@link genClose} marks (transformers' `AssistantTracker` records the same spans), and the
+ * text without the marks. Undefined when the marks do not pair up.
+ */
+function generationSpans(marked: string): { text: string; spans: [number, number][] } | undefined {
+  let text = '';
+  const spans: [number, number][] = [];
+  let open = -1;
+  for (const ch of marked) {
+    if (ch === genOpen) {
+      if (open >= 0) return undefined;
+      open = text.length;
+    } else if (ch === genClose) {
+      if (open < 0) return undefined;
+      spans.push([open, text.length]);
+      open = -1;
+    } else text += ch;
+  }
+  return open >= 0 ? undefined : { text, spans };
 }
 
 /**
@@ -246,13 +282,14 @@ export const jinjaTemplateDefaults: Readonly<JinjaTemplateOptions> = Object.free
  * A Hugging Face chat template (Jinja source, as in `tokenizer_config.json`'s `chat_template`), rendered
  * with `Template(source).render({messages, add_generation_prompt, bos_token, eos_token})`.
  *
- * Assistant spans are found by rendering incrementally: for assistant message i, render messages[0..i)
+ * A template with `{% generation %}` blocks (TRL's training templates, {@link chatmlJinja}) gets its
+ * assistant spans from them, as transformers' `return_assistant_tokens_mask` does: the k-th block is the
+ * k-th assistant message's span. Otherwise spans are found by rendering incrementally: for assistant message i, render messages[0..i)
  * with the generation prompt (P) and messages[0..i] without it (Q). The turn's content starts at
  * P.length (the generation prompt is exactly the header the template writes before an assistant turn)
  * and runs through the last `endOfTurn` in Q's tail. This needs a prefix-stable template: P must be a
  * prefix of Q and Q of the full rendering. Templates that render earlier turns differently once later
- * ones exist (e.g. ones that drop past reasoning) fail with an error naming the message. HF's
- * `{% generation %}` markers are not needed. Unlike {@link chatml}, special-token strings inside
+ * ones exist (e.g. ones that drop past reasoning) fail with an error naming the message. Unlike {@link chatml}, special-token strings inside
  * content are parsed as special tokens, as `apply_chat_template` does.
  *
  * @example
@@ -270,10 +307,19 @@ export function jinjaTemplate(source: string, options: Partial<JinjaTemplateOpti
     throw new Error(`${opts.name}: cannot parse: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   const endOfTurn = opts.endOfTurn ?? (source.includes('<|im_end|>') ? '<|im_end|>' : opts.eosToken || undefined);
-  const run = (messages: readonly ChatMessage[], addGenerationPrompt: boolean): string => {
+  // The same template with each generation tag turned into an output mark (same whitespace control).
+  let marked: InstanceType<JinjaModule['Template']> | undefined;
+  if (new RegExp(generationTag.source).test(source)) {
+    try {
+      marked = new Template(source.replace(generationTag, (_, l: string, end: string | undefined, r: string) => `{{${l} '${end ? genClose : genOpen}' ${r}}}`));
+    } catch (e) {
+      throw new Error(`${opts.name}: cannot parse its {% generation %} blocks: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
+  const run = (messages: readonly ChatMessage[], addGenerationPrompt: boolean, t = template): string => {
     try {
       // Copies: the template must not see (or mutate) the caller's objects.
-      return template.render({
+      return t.render({
         messages: messages.map((m) => ({ ...m })),
         add_generation_prompt: addGenerationPrompt,
         bos_token: opts.bosToken,
@@ -291,6 +337,22 @@ export function jinjaTemplate(source: string, options: Partial<JinjaTemplateOpti
       const full = run(messages, renderOptions.addGenerationPrompt === true);
       const segs: ChatSegment[] = [];
       let pos = 0;
+      const assistants = messages.flatMap((m, i) => (m.role === 'assistant' ? [i] : []));
+      const hasMark = messages.some((m) => JSON.stringify(m).includes(genOpen) || JSON.stringify(m).includes(genClose));
+      const tracked = marked && !hasMark ? generationSpans(run(messages, renderOptions.addGenerationPrompt === true, marked)) : undefined;
+      if (marked && !hasMark && tracked?.text !== full) throw new Error(`${opts.name}: its {% generation %} blocks do not pair up or change the rendered text`);
+      if (tracked) {
+        if (tracked.spans.length !== assistants.length) {
+          throw new Error(`${opts.name}: renders ${tracked.spans.length} {% generation %} blocks for ${assistants.length} assistant messages; one block per assistant message is needed to assign spans`);
+        }
+        tracked.spans.forEach(([start, end], k) => {
+          segs.push({ text: full.slice(pos, start), assistant: false, literal: false, message: -1 });
+          segs.push({ text: full.slice(start, end), assistant: true, literal: false, message: assistants[k] });
+          pos = end;
+        });
+        segs.push({ text: full.slice(pos), assistant: false, literal: false, message: -1 });
+        return rendered(segs);
+      }
       messages.forEach((m, i) => {
         if (m.role !== 'assistant') return;
         const before = run(messages.slice(0, i), true);

@@ -286,7 +286,7 @@ function tokenizerMeta(tok: Tokenizer, vocabSize: number, chatTemplate: string |
   meta.push({ key: 'tokenizer.ggml.add_bos_token', type: GgufValueType.BOOL, value: false });
   meta.push({ key: 'tokenizer.ggml.add_eos_token', type: GgufValueType.BOOL, value: false });
   const template = chatTemplate === undefined
-    ? (st.imStart && st.imEnd ? chatmlJinja({ imStart: st.imStart.token, imEnd: st.imEnd.token }) : null)
+    ? (st.imStart && st.imEnd ? chatmlJinja({ imStart: st.imStart.token, imEnd: st.imEnd.token }, false) : null)
     : chatTemplate;
   if (template !== null) meta.push({ key: 'tokenizer.chat_template', type: GgufValueType.STRING, value: template });
   return meta;

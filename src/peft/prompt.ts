@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import { Rng } from '../util/rng';
+import { checkOptions } from '../util/options';
 import { Adapter, peft, PeftConfigContext } from './peft';
 import { AdapterFile, configNumber, registerAdapterLoader } from './io';
 
@@ -74,7 +75,7 @@ export class PromptTuning implements Adapter {
   private readonly model: CausalLM;
 
   constructor(model: CausalLM, config: Partial<PromptTuningConfig> = {}) {
-    for (const k of Object.keys(config)) if (!KNOWN.includes(k)) throw new Error(`prompt tuning: unknown option "${k}" (options: ${KNOWN.join(', ')})`);
+    checkOptions(config, KNOWN, 'promptTuning');
     this.model = model;
     const mc = model.config;
     const c = { ...promptTuningDefaults, initStd: mc.initStd, ...config };

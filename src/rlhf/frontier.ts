@@ -10,6 +10,7 @@ import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
 import { responseLogProbs, sampleResponses } from './rollout';
 import type { PpoReward } from './ppo';
+import { withDefaults } from '../util/options';
 
 /** Options of {@link policyRewardKl}. */
 export interface RewardKlOptions {
@@ -100,7 +101,7 @@ export async function policyRewardKl(
   policy: CausalLM, reference: CausalLM | 'adapter-disabled', tokenizer: Tokenizer, prompts: readonly string[], reward: PpoReward,
   options: Partial<RewardKlOptions> = {},
 ): Promise<RewardKlPoint> {
-  const o: RewardKlOptions = { ...rewardKlDefaults, ...options };
+  const o: RewardKlOptions = withDefaults(rewardKlDefaults, options, 'policyRewardKl');
   if (!(Number.isInteger(o.samplesPerPrompt) && o.samplesPerPrompt >= 1)) throw new Error(`policyRewardKl: samplesPerPrompt must be an integer ≥ 1 (got ${o.samplesPerPrompt})`);
   if (!(Number.isInteger(o.responseLength) && o.responseLength >= 1)) throw new Error(`policyRewardKl: responseLength must be an integer ≥ 1 (got ${o.responseLength})`);
   if (!(o.temperature > 0)) throw new Error(`policyRewardKl: temperature must be > 0 (got ${o.temperature})`);

@@ -62,15 +62,16 @@ export function resumeCommand(argv: readonly string[], args: readonly string[], 
 }
 
 /**
- * After the final save failed: writes a resumable checkpoint of `trainer` (its model folder included) into
- * the temp folder, which is usually another disk. Returns its path, or undefined when that fails too.
+ * After a save failed (the final model, or a checkpoint on a full disk): writes a resumable checkpoint of
+ * `trainer` (a model folder too) into the temp folder, usually another disk, and returns the clause that
+ * tells the user where the weights are, or that they could not be kept.
  */
-export async function keepWeights(trainer: Trainer<unknown>, writer: CheckpointIO, runName: string): Promise<string | undefined> {
+export async function keepWeights(trainer: Trainer<unknown>, writer: CheckpointIO, runName: string): Promise<string> {
   const dir = path.join(os.tmpdir(), `tunelab-${path.basename(path.resolve(runName))}-checkpoint-${trainer.step}-${process.pid}`);
   try {
     await writer.save(dir, trainer);
-    return dir;
-  } catch {
-    return undefined;
+    return `the weights after step ${trainer.step} are kept in ${dir} (a checkpoint: a model folder that --resume also takes)`;
+  } catch (e) {
+    return `the weights could not be kept in ${os.tmpdir()} either (${(e as Error).message})`;
   }
 }

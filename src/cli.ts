@@ -5,7 +5,6 @@
  * Wrong arguments print usage and exit 2; runtime errors print one line and exit 1 (no stack traces).
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { initEngine, BackendName, backendOrder } from './engine';
@@ -15,7 +14,7 @@ import { splitText } from './data/text';
 import { keepWeights, resumeCommand, trainingDocuments } from './cli-train';
 import { checkOutputPlace, checkpointBytes } from './train/output-check';
 import { stopOnSignal } from './train/interrupt';
-import { Trainer } from './train/trainer';
+import { NonFiniteLossError, Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
 import { exportGguf } from './io/gguf';
@@ -127,6 +126,11 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   let result;
   try {
     result = await trainer.train();
+  } catch (e) {
+    // A failed checkpoint save (full disk) leaves good weights in memory; a non-finite loss names its last
+    // good checkpoint itself.
+    if (e instanceof NonFiniteLossError) throw e;
+    throw new Error(`${(e as Error).message}; ${await keepWeights(trainer as Trainer<unknown>, writer, o.out)}`);
   } finally {
     release();
   }
@@ -142,11 +146,7 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   try {
     await saveModel(final, model, tok);
   } catch (e) {
-    const kept = await keepWeights(trainer as Trainer<unknown>, writer, o.out);
-    trainer.dispose();
-    model.dispose();
-    throw new Error(`saving ${final} failed: ${(e as Error).message}; ` +
-      (kept ? `the trained weights are kept in ${kept} (a checkpoint: a model folder, and --resume takes it)` : `the weights could not be kept elsewhere either (${os.tmpdir()})`));
+    throw new Error(`saving ${final} failed: ${(e as Error).message}; ${await keepWeights(trainer as Trainer<unknown>, writer, o.out)}`);
   }
   const first = result.history[0];
   const last = result.history.at(-1);

@@ -134,21 +134,24 @@ describe('cli train: checks before training, interrupts, resumes', () => {
       'same final weights, byte for byte, as the uninterrupted run');
   });
 
-  it('when the final save fails, the error names where the trained weights were kept', async () => {
-    const out = path.join(dir, 'vanishing');
-    const r = await cliAsync(['train', '--data', text, '--out', out, '--steps', '60', ...tiny, '--eval-every', '0'], (err) => {
-      if (!/25\/60 loss/.test(err)) return false;
-      fs.rmSync(out, { recursive: true, force: true });
-      fs.writeFileSync(out, 'in the way'); // the run folder becomes a file mid-run
-      return true;
-    });
-    assert.equal(r.code, 1, r.stderr);
-    const m = /tunelab: error: saving .*vanishing\/final failed: .*; the trained weights are kept in (\S+) \(a checkpoint/.exec(r.stderr);
-    assert.ok(m, r.stderr);
-    assert.ok(fs.existsSync(path.join(m[1], 'model.safetensors')) && fs.existsSync(path.join(m[1], 'optimizer.safetensors')), m[1]);
-    const state = JSON.parse(fs.readFileSync(path.join(m[1], 'trainer_state.json'), 'utf8'));
-    assert.equal(state.global_step ?? state.step, 60, 'a checkpoint of the last step');
-    fs.rmSync(m[1], { recursive: true, force: true });
-    noStack(r.stderr);
+  it('when a save fails (the final model, or a checkpoint mid-run), the error names where the weights were kept', async () => {
+    for (const [name, extra, failed, step] of [['final', [], /saving .*vanishing-final\/final failed: /, 60], ['checkpoint', ['--checkpoint-every', '40'], /vanishing-checkpoint.*checkpoint-40/, 40]] as const) {
+      const out = path.join(dir, `vanishing-${name}`);
+      const r = await cliAsync(['train', '--data', text, '--out', out, '--steps', '60', ...tiny, '--eval-every', '0', ...extra], (err) => {
+        if (!/25\/60 loss/.test(err)) return false;
+        fs.rmSync(out, { recursive: true, force: true });
+        fs.writeFileSync(out, 'in the way'); // the run folder becomes a file mid-run
+        return true;
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, failed);
+      const m = new RegExp(`; the weights after step ${step} are kept in (\\S+) \\(a checkpoint`).exec(r.stderr);
+      assert.ok(m, r.stderr);
+      assert.ok(fs.existsSync(path.join(m[1], 'model.safetensors')) && fs.existsSync(path.join(m[1], 'optimizer.safetensors')), m[1]);
+      const state = JSON.parse(fs.readFileSync(path.join(m[1], 'trainer_state.json'), 'utf8'));
+      assert.equal(state.global_step ?? state.step, step, `${name}: a checkpoint of the last step done`);
+      fs.rmSync(m[1], { recursive: true, force: true });
+      noStack(r.stderr);
+    }
   });
 });

@@ -125,7 +125,7 @@ describe('peft: folders PEFT loads as they are', () => {
     it(`GPT-2 LoRA on q/k/v (+ c_proj, c_fc) loads into GPT2LMHeadModel's modules with the same logits${rslora ? ' (rsLoRA)' : ''}`, async () => {
       const m = CausalLM.create(gpt2, { seed: 2 });
       // q and v in layer 0, q/k/v in layer 1, plus the MLP input: c_attn ranks 2r and 3r.
-      const lora = addLora(m, { r: 2, alpha: 5, useRslora: rslora, targetModules: ['layers.0.attn.q_proj', 'layers.0.attn.v_proj', 'layers.1.attn.q_proj', 'layers.1.attn.k_proj', 'layers.1.attn.v_proj', 'layers.0.mlp.up_proj'] });
+      const lora = addLora(m, { r: 2, alpha: 5, useRslora: rslora, bias: 'lora_only', targetModules: ['layers.0.attn.q_proj', 'layers.0.attn.v_proj', 'layers.1.attn.q_proj', 'layers.1.attn.k_proj', 'layers.1.attn.v_proj', 'layers.0.mlp.up_proj'] });
       perturb(m);
       const want = tunelabLogits(m);
       const dir = path.join(tmp, `gpt2-lora-${rslora}`);
@@ -143,6 +143,11 @@ describe('peft: folders PEFT loads as they are', () => {
       // PEFT's Conv1D LoRA forward: y = base(x) + (x·lora_Aᵀ)·lora_Bᵀ · scaling.
       const hf = hfStateDict(path.join(dir, 'base'));
       const read = (k: string) => { const t = st.get(k)!.read(); return tf.tensor2d(t.data as Float32Array, t.shape as [number, number]); };
+      // PEFT's bias "lora_only" saves the adapted modules' trained biases (c_attn's whole, untrained parts as the base).
+      for (const module of ['transformer.h.0.attn.c_attn', 'transformer.h.1.attn.c_attn', 'transformer.h.0.mlp.c_fc']) {
+        const t = st.get(`base_model.model.${module}.bias`)!.read();
+        hf.set(`${module}.bias`, { shape: t.shape, data: t.data as Float32Array });
+      }
       const got = gpt2Logits(gpt2, hf, row, (module, x, y) => {
         const l = layers.find((q) => q.module.name === module);
         if (!l) return y;
@@ -152,7 +157,7 @@ describe('peft: folders PEFT loads as they are', () => {
       const d = maxAbsDiff(got, want);
       assert.ok(d < 1e-4, `PEFT-style GPT-2 logits differ from tunelab's by ${d}`);
       // The adapter matters: without it the same forward is off.
-      assert.ok(maxAbsDiff(gpt2Logits(gpt2, hf, row), want) > 1e-3);
+      assert.ok(maxAbsDiff(gpt2Logits(gpt2, hfStateDict(path.join(dir, 'base')), row), want) > 1e-3);
       // And tunelab reads its own folder back to the same adapter (q/k/v LoRAs of rank 2, same logits).
       const fresh = CausalLM.create(gpt2, { seed: 2 });
       const back = loadAdapter(fresh, dir) as LoraAdapter;

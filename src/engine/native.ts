@@ -65,6 +65,8 @@ const isaNames: readonly string[] = ['avx512', 'avx2', 'generic', 'auto'];
 let addon: NativeAddon | undefined;
 let loadError: string | undefined;
 let settings: Required<NativeOptions> | undefined;
+/** Whether {@link startNative} has run (the wasm kernels are patched): later options apply at once. */
+let started = false;
 let info: NativeInfo = { active: false, reason: 'not started (the wasm engine starts it)', threads: 1 };
 
 function firstLine(e: unknown): string {
@@ -109,7 +111,7 @@ function defaults(): Required<NativeOptions> {
 
 /**
  * Sets the native engine's options (validated here: a bad value throws naming the option or variable) and
- * applies them at once when the engine runs. `initEngine({ threads })` calls this.
+ * applies them at once once the wasm kernels are patched. `initEngine({ threads })` calls this.
  */
 export function configureNative(options: NativeOptions = {}): NativeInfo {
   const base = settings ?? defaults();
@@ -120,7 +122,13 @@ export function configureNative(options: NativeOptions = {}): NativeInfo {
     threads: options.threads ?? base.threads,
     isa: options.isa ?? base.isa,
   };
-  return info.active || options.enabled !== undefined ? startNative() : info;
+  return started ? startNative() : info;
+}
+
+/** Back to the environment's defaults (`TUNELAB_NATIVE`, `TUNELAB_THREADS`, `TUNELAB_NATIVE_ISA`), applied at once. */
+export function resetNative(): NativeInfo {
+  settings = undefined;
+  return started ? startNative() : info;
 }
 
 /**
@@ -128,6 +136,7 @@ export function configureNative(options: NativeOptions = {}): NativeInfo {
  * off. Never throws; called by `patchWasmKernels()`.
  */
 export function startNative(): NativeInfo {
+  started = true;
   let opts: Required<NativeOptions>;
   try {
     opts = settings ?? (settings = defaults());

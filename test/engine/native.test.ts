@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import fc from 'fast-check';
-import { configureNative, loadNativeAddon, nativeAddonPath, nativeInfo, type NativeIsa } from '../../src/engine/native';
+import { configureNative, loadNativeAddon, nativeAddonPath, nativeInfo, resetNative, type NativeIsa } from '../../src/engine/native';
 import { patchWasmKernels } from '../../src/engine/wasm-kernels';
 import { CausalLM, modelConfig } from '../../src/model';
 import { Trainer } from '../../src/train/trainer';
@@ -81,9 +81,8 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
     const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
     if (cpu) cpu.firstUse = false;
   });
-  after(() => {
-    configureNative({ enabled: true, threads: 1, isa: 'auto' });
-  });
+  // The next test files get what the environment asks for (TUNELAB_NATIVE=0 included).
+  after(resetNative);
 
   it('runs the best kernels this CPU supports and reports them', () => {
     const info = configureNative({ enabled: true, isa: 'auto', threads: 2 });
@@ -94,6 +93,26 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
     assert.ok(addon!.isas().includes('generic'));
     assert.throws(() => configureNative({ threads: 0 }), /threads must be an integer from 1 to 256, got 0/);
     assert.throws(() => configureNative({ isa: 'sse9' as NativeIsa }), /unknown ISA "sse9"/);
+  });
+
+  it('follows TUNELAB_NATIVE, TUNELAB_THREADS and TUNELAB_NATIVE_ISA, and says why it is off', () => {
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { TUNELAB_NATIVE: '0' });
+      assert.deepEqual(resetNative(), { active: false, reason: 'native engine off (TUNELAB_NATIVE=0); products run on XNNPACK', threads: 1 });
+      Object.assign(process.env, { TUNELAB_NATIVE: '1', TUNELAB_THREADS: '3', TUNELAB_NATIVE_ISA: 'generic' });
+      assert.deepEqual(resetNative(), { active: true, reason: 'native GEMM: generic kernels, 3 threads', isa: 'generic', threads: 3 });
+      Object.assign(process.env, { TUNELAB_THREADS: 'many' });
+      const bad = resetNative();
+      assert.equal(bad.active, false);
+      assert.equal(bad.reason, 'TUNELAB_THREADS: threads must be an integer from 1 to 256, got NaN');
+    } finally {
+      for (const key of ['TUNELAB_NATIVE', 'TUNELAB_THREADS', 'TUNELAB_NATIVE_ISA']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+      resetNative();
+    }
   });
 
   for (const isa of ['avx512', 'avx2', 'generic'] as NativeIsa[]) {

@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { batchMatMulConfig, patchWasmKernels, unsortedSegmentSumConfig } from '../../src/engine/wasm-kernels';
-import { configureNative, nativeInfo } from '../../src/engine/native';
+import { configureNative, resetNative } from '../../src/engine/native';
 
 /** What the tests reach into on the wasm backend (ids, C++ registration). */
 interface WasmBackendView {
@@ -106,19 +106,17 @@ const transposes: [boolean, boolean][] = [[false, false], [false, true], [true, 
 describe('engine/wasm-kernels', function () {
   let patched: string[] = [];
   let backend: WasmBackendView;
-  let nativeWasActive = false;
 
   before(async () => {
     assert.ok(await tf.setBackend('wasm'));
     patched = patchWasmKernels();
     backend = tf.backend() as unknown as WasmBackendView;
     // These tests are about the XNNPACK route: the native GEMM (test/engine/native.test.ts) stays off here.
-    nativeWasActive = nativeInfo().active;
     configureNative({ enabled: false });
   });
 
   after(async () => {
-    configureNative({ enabled: nativeWasActive });
+    resetNative();
     await tf.setBackend('wasm');
   });
 

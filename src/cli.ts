@@ -236,10 +236,10 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
         ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`].join('\n'));
     });
   p.command('train').description('train a causal LM on a text file or folder, from scratch or --from a saved model')
-    .requiredOption('--data <path>', 'text file, or folder of .txt/.md files')
+    .requiredOption('--data <path>', 'text file, folder of .txt/.md files, or .csv/.tsv/.json/.jsonl with a "text" column')
     .option('--from <model>', 'continue training this model folder (its architecture and tokenizer; the shape options below are ignored)')
     .option('--separator <text>', 'split files into documents on this text (\\n allowed), e.g. "\\n\\n\\n"')
-    .option('--out <dir>', 'run folder (checkpoints, final model)', 'runs/train')
+    .option('--out <dir>', 'run folder (checkpoints, final model); checked before step 1. Ctrl-C saves checkpoint-<step> there', 'runs/train')
     .addOption(new Option('--family <name>', 'architecture').choices(['llama', 'gpt2']).default('llama'))
     .option('--layers <n>', 'transformer blocks', int('--layers', 1), 4)
     .option('--d-model <n>', 'residual width', int('--d-model', 1), 128)
@@ -275,7 +275,7 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
     .addOption(backendOption()).option('--json', 'print JSON')
     .action((dir: string, o) => generateCmd(dir, o));
   p.command('eval').description('loss and perplexity of a saved model on a text file or folder').argument('<model>', 'model folder')
-    .requiredOption('--data <path>', 'text file or folder')
+    .requiredOption('--data <path>', 'text file or folder, or .csv/.tsv/.json/.jsonl with a "text" column')
     .option('--separator <text>', 'split files into documents on this text (\\n allowed)')
     .option('--batch-size <n>', 'sequences per batch', int('--batch-size', 1), 16)
     .addOption(backendOption()).option('--json', 'print JSON')

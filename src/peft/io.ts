@@ -5,10 +5,13 @@
  * their own keys with `fileTensors` or get `base_model.model.<weight key>`. Loading dispatches on
  * `peft_type` through {@link adapterLoaders}.
  *
- * GPT-2: tunelab splits HF's fused `c_attn` into q/k/v_proj, so saved q/k/v LoRAs keep tunelab's names
- * under HF's attention module (`base_model.model.transformer.h.0.attn.q_proj.lora_A.weight`; other
- * layers use HF names: `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj`). PEFT's own `c_attn` LoRAs load exactly
- * (three LoRAs sharing A, with B split into q/k/v rows), as do fused `c_attn.bias` tensors.
+ * GPT-2: tunelab splits HF's fused `c_attn` (one Conv1D, [in, out]) into q/k/v_proj. Files use HF's
+ * modules only, so `PeftModel.from_pretrained` finds them on `GPT2LMHeadModel`: q/k/v LoRAs become one
+ * exact block LoRA on `c_attn` (rank k·r, scale kept by `rank_pattern` / `alpha_pattern`), IA3 vectors
+ * one `c_attn.ia3_l`, biases one `c_attn.bias`; `fan_in_fan_out` is true as PEFT sets it for Conv1D.
+ * On load, tunelab's metadata splits them back; PEFT's own `c_attn` LoRAs load exactly as q/k/v LoRAs
+ * sharing A. Files of older tunelab versions (`attn.q_proj` names, a `tunelab` key in
+ * adapter_config.json, prompt tuning's RANDOM_DISCRETE) still load.
  */
 import * as fs from 'fs';
 import * as path from 'path';

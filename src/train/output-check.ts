@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Trainer } from './trainer';
+import { formatBytes } from '../io/recover';
 
 /** Bytes per stored number: tunelab writes f32 weights and f32 AdamW moments. */
 const F32 = 4;
@@ -23,14 +24,6 @@ export function checkpointBytes(trainer: Trainer<unknown>, tokenizerBytes = 0): 
   for (const v of m.trainableParams().values()) trainable += v.size;
   const json = 64 * 1024 + 300 * trainer.config.maxSteps;
   return F32 * (m.paramCount() + adapters + 2 * trainable) + tokenizerBytes + json;
-}
-
-/** "13.2 MB", "840 B". */
-export function formatSize(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
 }
 
 /** Options of {@link checkOutputPlace}. */
@@ -88,7 +81,7 @@ export function checkOutputPlace(dir: string, options: OutputPlaceOptions = {}):
   const s = statfs(base);
   const freeBytes = Number(s.bavail) * Number(s.bsize);
   if (bytesNeeded > freeBytes) {
-    throw new Error(`${where}: ${formatSize(freeBytes)} free on its disk, but one checkpoint of this model needs about ${formatSize(bytesNeeded)}`);
+    throw new Error(`${where}: ${formatBytes(freeBytes)} free on its disk, but one checkpoint of this model needs about ${formatBytes(bytesNeeded)}`);
   }
   return { freeBytes };
 }

@@ -18,6 +18,7 @@
  * and matches inference, where the prompt is encoded alone and the model continues it.
  */
 import type { Tokenizer } from '../tokenizer/tokenizer';
+import { withDefaults } from '../util/options';
 import { chatmlTemplate, validateMessages, type ChatMessage, type ChatSegment, type ChatTemplate, type RenderedChat } from './chat';
 
 /** A prompt or completion: plain text or turns of a conversation. */
@@ -317,13 +318,15 @@ function rowName(row: object, i: number): string {
 const counts = (ex: TokenizedExample) => ({ truncated: ex.ids.length < ex.fullLength, noLoss: !ex.lossMask.some((m, i) => i > 0 && m === 1) });
 
 /**
- * Tokenizes SFT rows and reports truncation. Errors name the row index.
+ * Tokenizes SFT rows and reports truncation. Errors name the row index. Options left out take
+ * {@link tokenizeDefaults}; a misspelt option name throws.
  *
  * @example
  * const { examples, report } = tokenizeRows(rows, tok, { ...tokenizeDefaults, maxLength: 256 });
  * console.log(`${report.truncated} of ${report.rows} rows truncated`);
  */
-export function tokenizeRows(rows: readonly SftRow[], tok: Tokenizer, config: Readonly<TokenizeConfig> = tokenizeDefaults): { examples: TokenizedExample[]; report: TokenizeReport } {
+export function tokenizeRows(rows: readonly SftRow[], tok: Tokenizer, options: Readonly<Partial<TokenizeConfig>> = tokenizeDefaults): { examples: TokenizedExample[]; report: TokenizeReport } {
+  const config = withDefaults(tokenizeDefaults, options, 'tokenizeRows');
   const examples: TokenizedExample[] = [];
   const report: TokenizeReport = { rows: rows.length, kept: 0, truncated: 0, dropped: 0, noLoss: 0 };
   rows.forEach((row, i) => {
@@ -344,7 +347,8 @@ export function tokenizeRows(rows: readonly SftRow[], tok: Tokenizer, config: Re
  * @example
  * const { pairs, report } = tokenizePreferenceRows(rows, tok);
  */
-export function tokenizePreferenceRows(rows: readonly PreferenceRow[], tok: Tokenizer, config: Readonly<TokenizeConfig> = tokenizeDefaults): { pairs: PreferencePair[]; report: TokenizeReport } {
+export function tokenizePreferenceRows(rows: readonly PreferenceRow[], tok: Tokenizer, options: Readonly<Partial<TokenizeConfig>> = tokenizeDefaults): { pairs: PreferencePair[]; report: TokenizeReport } {
+  const config = withDefaults(tokenizeDefaults, options, 'tokenizePreferenceRows');
   const pairs: PreferencePair[] = [];
   const report: TokenizeReport = { rows: rows.length, kept: 0, truncated: 0, dropped: 0, noLoss: 0 };
   rows.forEach((row, i) => {

@@ -3,6 +3,7 @@
  * p ← p − lr·(m̂/(√v̂ + ε) + λ·p), where decay applies only to matrices (not norms, biases, embeddings).
  */
 import * as tf from '@tensorflow/tfjs';
+import { withDefaults } from '../util/options';
 
 /** AdamW hyper-parameters; defaults are Hugging Face `TrainingArguments`' (β = 0.9/0.999, ε = 1e-8, λ = 0). */
 export interface AdamWOptions {
@@ -29,7 +30,7 @@ export class AdamW {
   private readonly v = new Map<string, tf.Variable>();
 
   constructor(private readonly params: Map<string, tf.Variable>, options: Partial<AdamWOptions> = {}) {
-    this.options = { ...adamWDefaults, ...options };
+    this.options = withDefaults(adamWDefaults, options, 'AdamW');
     for (const [path, p] of params) {
       for (const moments of [this.m, this.v]) {
         const zeros = tf.zerosLike(p);

@@ -67,8 +67,8 @@ const ALIASES: Readonly<Record<string, readonly string[]>> = {
 
 /**
  * The valid option closest to `name`: the same name in camelCase (`max_steps` → `maxSteps`), another
- * library's name for it (`rank` → `r`, `lora_alpha` → `alpha`, `learning_rate` → `lr`), or one within a
- * small edit distance (case ignored). Undefined when nothing is near.
+ * library's name for it (`rank` → `r`, `lora_alpha` → `alpha`, `learning_rate` → `lr`), one within a
+ * small edit distance (case ignored), or another ending of the same word. Undefined when nothing is near.
  *
  * @example
  * nearestOption('maxStep', ['lr', 'maxSteps']);   // 'maxSteps'
@@ -87,7 +87,15 @@ export function nearestOption(name: string, valid: readonly string[]): string | 
     if (d < bestD) [best, bestD] = [v, d];
   }
   // Allow about one edit per three characters (at least one, at most three) so short names stay strict.
-  return bestD <= Math.min(3, Math.max(1, Math.floor(lower.length / 3))) ? best : undefined;
+  if (bestD <= Math.min(3, Math.max(1, Math.floor(lower.length / 3)))) return best;
+  // Another ending of the same word (`truncate` → `truncation`): a long shared start.
+  const start = (v: string) => {
+    let k = 0;
+    while (k < lower.length && k < v.length && lower[k] === v[k].toLowerCase()) k++;
+    return k;
+  };
+  const byStart = valid.map((v) => ({ v, k: start(v) })).sort((a, b) => b.k - a.k)[0];
+  return byStart && byStart.k >= 5 && byStart.k >= 0.6 * Math.min(lower.length, byStart.v.length) ? byStart.v : undefined;
 }
 
 /** Edit distance counting insertions, deletions, substitutions and swaps of adjacent letters (optimal string alignment). */

@@ -18,6 +18,9 @@ import { trackKeys, type TrackConfig } from '../../src/lab/lab';
 import { loadTableOptionKeys, type LoadTableOptions } from '../../src/data/load';
 import { validateOptionKeys, type ValidateOptions } from '../../src/data/formats';
 import { corpusLoadOptionKeys, type CorpusLoadOptions } from '../../src/data/corpus';
+import { tokenizeDefaults, tokenizePreferenceRows, tokenizeRows, type TokenizeConfig } from '../../src/data/tokenize';
+import { AdamW } from '../../src/train/optimizer';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 
 // Every field of a config, checked complete and exact by the compiler (a Record over keyof C).
 const fields = <C>(r: Record<keyof C, true>): string[] => Object.keys(r).sort();
@@ -39,6 +42,14 @@ describe('util/options', () => {
     assert.throws(() => withDefaults({ r: 8, alpha: 16 }, { zzzzzz: 1 } as object, 'lora'), { message: 'lora: unknown option "zzzzzz"; valid options: alpha, r' });
     assert.throws(() => checkOptions(5, ['a'], 'x'), { name: 'TypeError', message: 'x: options must be an object, got number' });
     assert.throws(() => checkOptions([1], ['a'], 'x'), /got an array/);
+  });
+
+  it('plain functions check too: tokenizeRows, tokenizePreferenceRows, AdamW', () => {
+    const tok = {} as Tokenizer; // never reached: the option check comes first
+    assert.throws(() => tokenizeRows([], tok, { max_length: 8 } as object), /tokenizeRows: unknown option "max_length"; did you mean "maxLength"\?/);
+    assert.throws(() => tokenizePreferenceRows([], tok, { truncate: 'left' } as object), /tokenizePreferenceRows: unknown option "truncate"; did you mean "truncation"\?/);
+    assert.deepEqual(tokenizeRows([], tok, { maxLength: 8 }).report.rows, 0);
+    assert.throws(() => new AdamW(new Map(), { weight_decay: 0.1 } as object), /AdamW: unknown option "weight_decay"; did you mean "weightDecay"\?/);
   });
 
   it('nearestOption and editDistance', () => {
@@ -71,6 +82,7 @@ describe('util/options', () => {
     assert.deepEqual(union(generateDefaults), fields<GenerateOptions>({ maxNewTokens: true, doSample: true, temperature: true, topK: true, topP: true, stopTokens: true, seed: true, useCache: true }));
     assert.deepEqual(union(batchDefaults), fields<BatchConfig>({ batchSize: true, packing: true, seqLen: true, padToMultipleOf: true, overflow: true, appendEos: true, seed: true }));
     assert.deepEqual(union(generationEvalDefaults), fields<GenerationEvalOptions>({ maxNewTokens: true, seed: true, format: true, stopTokens: true }));
+    assert.deepEqual(union(tokenizeDefaults), fields<TokenizeConfig>({ maxLength: true, truncation: true, completionOnlyLoss: true, assistantOnlyLoss: true, template: true, addBos: true, parseSpecial: true }));
     assert.deepEqual(union(trackKeys), fields<TrackConfig>({ sets: true, every: true, windows: true }));
     const mapping = { text: true, prompt: true, completion: true, chosen: true, rejected: true, messages: true } as const;
     const load = { format: true, badRows: true, provenance: true, json: true, separator: true, ...mapping } as const;

@@ -64,7 +64,11 @@ export function suggestMapping(columns: readonly string[], fields?: readonly str
   return `{ ${parts.join(', ')} }`;
 }
 
-/** The clause error messages end with: the option that maps the columns (see {@link suggestMapping}). */
-export function mappingHint(columns: readonly string[], fields?: readonly string[]): string {
-  return `name your columns with an option, e.g. Corpus.load(file, ${suggestMapping(columns, fields)})`;
+/**
+ * The clause error messages end with: the option that maps the columns (see {@link suggestMapping}), as
+ * `Corpus.load(file, …)` for files or `Corpus.from(data, …)` for data in memory.
+ */
+export function mappingHint(columns: readonly string[], fields?: readonly string[], source: 'file' | 'data' = 'file'): string {
+  const call = source === 'file' ? 'Corpus.load(file' : 'Corpus.from(data';
+  return `name your columns with an option, e.g. ${call}, ${suggestMapping(columns, fields)})`;
 }

@@ -8,6 +8,7 @@ import type { ColumnTable } from 'arquero';
 import { Corpus } from '../data/corpus';
 import { isArqueroTable, isDataFrame, rowObjects, type DataFrameLike, type DataRow } from '../data/frames';
 import { textDocuments, toTable } from '../data/load';
+import { mappingHint } from '../data/columns';
 import { rowFormat, type PreferenceRow, type SftRow } from '../data/tokenize';
 
 /** Data as the fluent API takes it: a Corpus, an arquero table, a danfo DataFrame, rows, documents or a file path. */
@@ -76,7 +77,9 @@ export function toDocuments(data: LabData, what = 'data', separator = documentSe
   const d = typeof data === 'string' ? load(data, separator) : data;
   if (isStrings(d)) return [...d];
   return rowsOf(d as Exclude<LabData, string | readonly string[]>).map((row, i) => {
-    if (typeof row.text !== 'string') throw new Error(`${what}: row ${i} has no string "text" column (keys: ${Object.keys(row).join(', ')}); continued pretraining needs documents`);
+    if (typeof row.text !== 'string') {
+      throw new Error(`${what}: row ${i} has no string "text" column (keys: ${Object.keys(row).join(', ')}); continued pretraining needs documents; ${mappingHint(Object.keys(row), ['text'], 'data')}`);
+    }
     return row.text;
   });
 }
@@ -93,7 +96,7 @@ export function toSftRows(data: LabData, what = 'data'): SftRow[] {
     try {
       format = rowFormat(row);
     } catch (e) {
-      throw new Error(`${what}: row ${i}: ${(e as Error).message}`);
+      throw new Error(`${what}: row ${i}: ${(e as Error).message}; ${mappingHint(Object.keys(row), ['prompt', 'completion'], 'data')}`);
     }
     if (format === 'preference') throw new Error(`${what}: row ${i} is a preference pair (prompt/chosen/rejected); SFT needs prompt/completion or messages rows`);
     return row as unknown as SftRow;
@@ -106,7 +109,7 @@ export function toPreferenceRows(data: LabData, what = 'data'): PreferenceRow[] 
   if (isStrings(d)) throw new Error(`${what}: documents given; reward models and DPO need prompt/chosen/rejected rows`);
   return rowsOf(d as Exclude<LabData, string | readonly string[]>).map((row, i) => {
     if (typeof row.chosen !== 'string' || typeof row.rejected !== 'string') {
-      throw new Error(`${what}: row ${i} is not a preference pair (needs string "chosen" and "rejected"; keys: ${Object.keys(row).join(', ')})`);
+      throw new Error(`${what}: row ${i} is not a preference pair (needs string "chosen" and "rejected"; keys: ${Object.keys(row).join(', ')}); ${mappingHint(Object.keys(row), ['chosen', 'rejected'], 'data')}`);
     }
     return row as unknown as PreferenceRow;
   });
@@ -117,7 +120,7 @@ export function toPrompts(data: LabData, what = 'data'): string[] {
   const d = typeof data === 'string' ? load(data, documentSeparator) : data;
   if (isStrings(d)) return [...d];
   return rowsOf(d as Exclude<LabData, string | readonly string[]>).map((row, i) => {
-    if (typeof row.prompt !== 'string') throw new Error(`${what}: row ${i} has no string "prompt" column (keys: ${Object.keys(row).join(', ')})`);
+    if (typeof row.prompt !== 'string') throw new Error(`${what}: row ${i} has no string "prompt" column (keys: ${Object.keys(row).join(', ')}); ${mappingHint(Object.keys(row), ['prompt'], 'data')}`);
     return row.prompt;
   });
 }

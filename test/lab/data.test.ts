@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { inspect } from 'util';
 import { lab } from '../../src/lab/lab';
-import { dataset } from '../../src/lab/data';
+import { dataset, toDocuments, toPreferenceRows, toPrompts, toSftRows } from '../../src/lab/data';
 import { Corpus } from '../../src/data/corpus';
 import { mimeBundleKey } from '../../src/viz/display';
 import { engineReady } from '../helpers';
@@ -36,6 +36,14 @@ describe('lab: your own data', function () {
     assert.match(inspect(run.model), /^CausalLM \(llama\)\n {2}parameters\s+[\d,]+, trainable [\d,]+\n {2}layers\s+\d+ × \(d_model \d+/);
     assert.match(inspect(run.tokenizer), /^Tokenizer \(byte-level BPE\)\n {2}source\s+.*\n {2}vocabulary\s+[\d,]+\n {2}special tokens\s+<\|endoftext\|> \(\d+\)/);
     assert.match(run[mimeBundleKey]()['text/html'], /<table>.*continued-pretraining/);
+  });
+
+  it('data in memory with other column names: the error shows the Corpus.from option that maps them', () => {
+    assert.throws(() => toDocuments([{ id: 1, body: 'x' }], 'notes'), { message: `notes: row 0 has no string "text" column (keys: id, body); continued pretraining needs documents; name your columns with an option, e.g. Corpus.from(data, { text: 'body' })` });
+    assert.throws(() => toSftRows([{ question: 'q', answer: 'a' }], 'qa'), /qa: row 0: .*e\.g\. Corpus\.from\(data, \{ prompt: 'question', completion: 'answer' \}\)$/);
+    assert.throws(() => toPreferenceRows([{ q: 'q', good: 'a', bad: 'b' }], 'prefs'), /Corpus\.from\(data, \{ chosen: 'good', rejected: 'bad' \}\)$/);
+    assert.throws(() => toPrompts([{ question: 'q' }], 'prompts'), /Corpus\.from\(data, \{ prompt: 'question' \}\)$/);
+    assert.deepEqual(toDocuments(Corpus.from([{ id: 1, body: 'x' }], { text: 'body' })), ['x']);
   });
 
   it('an unknown option name fails the verb, naming it and the nearest valid one', async () => {

@@ -18,6 +18,7 @@ import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
 import { Emitter } from '../util/events';
 import { withDefaults } from '../util/options';
+import { trackRun, type Stoppable } from '../train/interrupt';
 import type { PpoRun } from '../viz/charts';
 import { peft } from '../peft/peft';
 import { ScalarHead } from './heads';
@@ -206,6 +207,8 @@ export interface PpoResult {
   history: PpoStepMetrics[];
   evals: EvalMetrics[];
   stoppedEarly: boolean;
+  /** Stopped by {@link PpoTrainer.stop} (a notebook interrupt) before `maxSteps`. */
+  interrupted?: boolean;
   samples: PpoSample[];
   /** Reward (`objective/scores`) against KL per step: `ppoChart(result.run)`. */
   run: PpoRun;
@@ -232,7 +235,7 @@ const bytesOf = (vars: Iterable<{ variable: tf.Variable }>) => [...vars].reduce(
  * const { history } = await trainer.train();
  * trainer.dispose();
  */
-export class PpoTrainer {
+export class PpoTrainer implements Stoppable {
   readonly config: PpoConfig;
   readonly valueHead: ScalarHead;
   readonly optimizer: AdamW;
@@ -250,6 +253,13 @@ export class PpoTrainer {
   private readonly rng: Rng;
   private tokens = 0;
   private readonly events = new Emitter<PpoEvents>();
+  /** Set by {@link stop}; cleared when `train()` returns. */
+  stopRequested = false;
+
+  /** Asks a running `train()` to stop after the current PPO step (result `interrupted: true`). */
+  stop(): void {
+    this.stopRequested = true;
+  }
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly prompts: readonly string[], readonly reward: PpoReward, config: Partial<PpoConfig> = {}) {
     const c: PpoConfig = withDefaults(ppoDefaults, config, 'ppo');
@@ -430,14 +440,21 @@ export class PpoTrainer {
 
   /** Runs until `maxSteps`, emitting 'step' after each and 'end' with the result. */
   async train(): Promise<PpoResult> {
-    while (this.step < this.config.maxSteps) {
-      const m = await this.trainStep();
-      this.history.push(m);
-      this.emit('step', m);
-      await new Promise((r) => setImmediate(r)); // let notebook displays repaint
+    const untrack = trackRun(this); // a notebook interrupt (requestStop) ends the loop at a step boundary
+    try {
+      while (this.step < this.config.maxSteps && !this.stopRequested) {
+        const m = await this.trainStep();
+        this.history.push(m);
+        this.emit('step', m);
+        await new Promise((r) => setImmediate(r)); // let notebook displays repaint
+      }
+    } finally {
+      untrack();
     }
+    const interrupted = this.stopRequested && this.step < this.config.maxSteps;
+    this.stopRequested = false;
     const result: PpoResult = {
-      steps: this.step, history: this.history, evals: this.evals, stoppedEarly: false, samples: this.samples,
+      steps: this.step, history: this.history, evals: this.evals, stoppedEarly: false, interrupted, samples: this.samples,
       run: { step: this.history.map((m) => m.step), reward: this.history.map((m) => m['objective/scores']), kl: this.history.map((m) => m['objective/kl']) },
       memory: this.memory(),
     };

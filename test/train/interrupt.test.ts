@@ -8,6 +8,8 @@ import { Trainer, TrainConfig } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { requestStop, stopOnSignal } from '../../src/train/interrupt';
 import { checkpointWriter, resumeFrom } from '../../src/io/checkpoint';
+import { PpoTrainer } from '../../src/rlhf/ppo';
+import { base } from '../../src/lab/base';
 import { engineReady } from '../helpers';
 
 const cfg = modelConfig({ vocabSize: 64, contextLength: 16, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, dropout: 0.1 });
@@ -97,6 +99,18 @@ describe('interrupt', () => {
     assert.equal(r.interrupted, false);
     assert.equal(r.steps, 3);
     free(t as Trainer<unknown>);
+  });
+
+  it('PpoTrainer honours requestStop at its step boundary too', async () => {
+    const { model, tokenizer } = await base('tiny-llama');
+    const t = new PpoTrainer(model, tokenizer, ['The cat', 'A dog'], (_p, r) => r.length % 3, { maxSteps: 50, batchSize: 2, responseLength: 4, seed: 1 });
+    t.on('step', (m) => { if (m.step === 2) assert.equal(requestStop(), true); });
+    const r = await t.train();
+    assert.equal(r.interrupted, true);
+    assert.equal(r.steps, 2);
+    assert.equal(requestStop(), false);
+    t.dispose();
+    model.dispose();
   });
 
   it('stopOnSignal: the first SIGINT stops at the step boundary, a second one forces; removing restores the default', async () => {

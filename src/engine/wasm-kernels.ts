@@ -185,7 +185,8 @@ function batchMatMul(args: KernelArgs): TensorInfo {
   if (tf.util.sizeFromShape(outOuter) !== batch) return callStock(args);
 
   const gemm = nativeGemm();
-  if (gemm) {
+  // A threaded wasm build's heap is a SharedArrayBuffer, which the addon does not take: XNNPACK there.
+  if (gemm && backend.wasm.HEAPF32.buffer instanceof ArrayBuffer) {
     const out = backend.makeOutput(outShape, 'float32');
     try {
       // The heap only now: makeOutput may have grown it, which replaces the ArrayBuffer.

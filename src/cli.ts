@@ -65,6 +65,7 @@ interface TrainOpts {
 
 async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   const info = await startEngine(o.backend);
+  checkOutputPlace(o.out, { option: '--out' }); // the cheap checks before reading data and training a tokenizer; room once the model is known
   const docs = trainingDocuments(o.data, o.separator);
   // Hold out the last documents (or the tail of a single one) for evaluation.
   const heldCount = docs.length > 1 ? Math.round(docs.length * o.evalFraction) : 0;

@@ -24,7 +24,7 @@ import * as util from 'util';
 import type * as Zmq from 'zeromq';
 import type { ConverterSet, Executor } from 'tslab/dist/executor';
 import type { Converter } from 'tslab/dist/converter';
-import { MimeBundle, mimeBundleKey, mimeBundleOf } from './viz/display';
+import { MimeBundle, mimeBundleOf } from './viz/display';
 import { requestStop } from './train/interrupt';
 
 /** The package root (one level above `src/` or `dist/`). */
@@ -623,14 +623,11 @@ class Kernel {
    * text is shown instead, as IPython does with a failing `_repr_html_`.
    */
   private resultBundle(value: unknown): MimeBundle {
-    const text = { 'text/plain': typeof value === 'string' ? value : util.format(value) };
-    const v = value as { [mimeBundleKey]?: unknown } | null;
-    if (v === null || (typeof v !== 'object' && typeof v !== 'function') || typeof v[mimeBundleKey] !== 'function') return text;
     try {
       return mimeBundleOf(value);
     } catch (e) {
       process.stderr.write(`rich display failed, showing text: ${e instanceof Error ? e.message : String(e)}\n`);
-      return text;
+      return { 'text/plain': util.format(value) };
     }
   }
 

@@ -25,11 +25,11 @@ export const mimeBundleKey: unique symbol = Symbol.for('tunelab.mimeBundle');
 
 /**
  * The mime bundle of any value: its {@link mimeBundleKey} method's bundle when it has one (checked: an
- * object with a string `text/plain`), else `text/plain` as `console.log` prints it.
+ * object with a string `text/plain`), else `text/plain` as `console.log` prints it (strings unquoted).
  */
 export function mimeBundleOf(value: unknown): MimeBundle {
   const method = value !== null && (typeof value === 'object' || typeof value === 'function') ? (value as Record<symbol, unknown>)[mimeBundleKey] : undefined;
-  if (typeof method !== 'function') return { 'text/plain': inspect(value) };
+  if (typeof method !== 'function') return { 'text/plain': typeof value === 'string' ? value : inspect(value) };
   const bundle: unknown = method.call(value);
   const b = bundle as Record<string, unknown> | null;
   if (!b || typeof b !== 'object' || typeof b['text/plain'] !== 'string') {

@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { specOf } from './helpers';
 import {
-  Chart, RecordingSink, detectEnvironment, displaySink, lossChart, loadPlotly, locatePlotly, plotlyScript, resetPlotly, scriptSafe,
+  Chart, RecordingSink, detectEnvironment, display, displaySink, kernelSink, mimeBundleKey, mimeBundleOf, lossChart, loadPlotly, locatePlotly, plotlyScript, resetPlotly, scriptSafe,
   setDisplaySink, terminalSink, tslabSink,
 } from '../../src/viz';
 
@@ -146,6 +146,41 @@ describe('viz display', () => {
       setDisplaySink(undefined);
     }
     assert.equal(displaySink().kind, 'terminal');
+  });
+
+  it('the tunelab kernel sink sends whole bundles, with one display id per live output', () => {
+    const sent: { data: object; opts?: { displayId?: string; update?: boolean } }[] = [];
+    const sink = kernelSink({ display: (data, opts) => void sent.push({ data, opts }) });
+    tiny().show(sink);
+    const live = sink.live();
+    live.render({ 'text/plain': '1' });
+    live.render({ 'text/plain': '2' });
+    assert.equal(Object.keys(sent[0].data).length, 4, 'every form of the chart');
+    assert.deepEqual(sent.slice(1), [
+      { data: { 'text/plain': '1' }, opts: { displayId: live.id, update: false } },
+      { data: { 'text/plain': '2' }, opts: { displayId: live.id, update: true } },
+    ]);
+    // Inside the kernel (its hook on globalThis) the auto-detected sink is this one.
+    const key = Symbol.for('tunelab.kernel');
+    Reflect.set(globalThis, key, { clearOutput() {}, display: () => undefined });
+    try {
+      assert.equal(detectEnvironment(), 'tslab');
+    } finally {
+      Reflect.deleteProperty(globalThis, key);
+    }
+  });
+
+  it("display(x) and mimeBundleOf use an object's Symbol.for('tunelab.mimeBundle'), else its printed text", () => {
+    const rich = { [Symbol.for('tunelab.mimeBundle')]: () => ({ 'text/plain': 'p', 'text/html': '<i>h</i>' }) };
+    assert.equal(mimeBundleKey, Symbol.for('tunelab.mimeBundle'));
+    const sink = new RecordingSink();
+    display(rich, sink);
+    display('text', sink);
+    display({ a: 1 }, sink);
+    display(tiny(), sink);
+    assert.deepEqual(sink.messages.slice(0, 3).map((m) => m.data), [{ 'text/plain': 'p', 'text/html': '<i>h</i>' }, { 'text/plain': 'text' }, { 'text/plain': '{ a: 1 }' }]);
+    assert.ok(sink.messages[3].data['application/vnd.plotly.v1+json'], 'a chart displays as a chart');
+    assert.throws(() => mimeBundleOf({ [Symbol.for('tunelab.mimeBundle')]: () => ({ 'text/html': 'no text' }) }), /must return an object with a string 'text\/plain'/);
   });
 
   it('a chart prints as one line in tslab', () => {

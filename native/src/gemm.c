@@ -93,7 +93,9 @@ static void kernel_generic(int kc, const float *a, long rsa, long csa, const flo
   }
 }
 
-const gemm_isa gemm_isa_generic = {"generic", G_MR, G_NR, 96, 256, 1024, kernel_generic, NULL};
+static void rows_generic(const gemm_problem *p, int batch, int j0, int j1) { gemm_rows_body(p, batch, j0, j1); }
+
+const gemm_isa gemm_isa_generic = {"generic", G_MR, G_NR, 96, 256, 1024, kernel_generic, NULL, rows_generic};
 
 /* ---- the loop nest over one rectangle of C ---- */
 
@@ -103,6 +105,7 @@ const gemm_isa gemm_isa_generic = {"generic", G_MR, G_NR, 96, 256, 1024, kernel_
 typedef struct {
   const gemm_isa *isa;
   const gemm_problem *p;
+  int rows;             /* small M, B row-major: isa->rows instead of the packed loop nest */
   int m_parts, n_parts;  /* C of each batch is split into m_parts × n_parts rectangles */
   int m_step, n_step;    /* rectangle size, multiples of MR / NR */
 } gemm_job;
@@ -174,7 +177,11 @@ static void gemm_task(void *ctx, int task, int thread) {
   int i0 = mi * job->m_step, j0 = ni * job->n_step;
   int i1 = i0 + job->m_step < job->p->m ? i0 + job->m_step : job->p->m;
   int j1 = j0 + job->n_step < job->p->n ? j0 + job->n_step : job->p->n;
-  if (i0 < i1 && j0 < j1) gemm_rect(job->isa, job->p, batch, i0, i1, j0, j1, thread);
+  if (i0 >= i1 || j0 >= j1) return;
+  if (job->rows)
+    job->isa->rows(job->p, batch, j0, j1);
+  else
+    gemm_rect(job->isa, job->p, batch, i0, i1, j0, j1, thread);
 }
 
 static int ceil_div(long a, long b) { return (int)((a + b - 1) / b); }
@@ -185,7 +192,8 @@ static int ceil_div(long a, long b) { return (int)((a + b - 1) / b); }
 int gemm_run(const gemm_isa *isa, const gemm_problem *p) {
   if (p->batch <= 0 || p->m <= 0 || p->n <= 0) return 0;
   if (!pool_buffer_a(0) && pool_set_threads(pool_threads()) != 0) return -1;
-  gemm_job job = {isa, p, 1, 1, p->m, p->n};
+  /* Chosen from the shape alone, so every thread count takes the same path (same sums). */
+  gemm_job job = {isa, p, p->m <= GEMM_ROWS_MAX_M && !p->trans_b, 1, 1, p->m, p->n};
   int threads = pool_threads();
   double macs = (double)p->batch * p->m * p->n * (p->k > 0 ? p->k : 1);
   if (threads > 1 && macs >= GEMM_PARALLEL_MIN_MACS && p->batch < 2 * threads) {

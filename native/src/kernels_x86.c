@@ -130,8 +130,13 @@ static void transpose8_avx(const float *src, long ls, float *dst, long ds) {
   _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
-static const gemm_isa isa_avx512 = {"avx512", 8, 32, 192, 256, 1536, kernel_avx512, transpose8_avx};
-static const gemm_isa isa_avx2 = {"avx2", 6, 16, 144, 256, 1536, kernel_avx2, transpose8_avx};
+__attribute__((target("avx512f,fma")))
+static void rows_avx512(const gemm_problem *p, int batch, int j0, int j1) { gemm_rows_body(p, batch, j0, j1); }
+__attribute__((target("avx2,fma")))
+static void rows_avx2(const gemm_problem *p, int batch, int j0, int j1) { gemm_rows_body(p, batch, j0, j1); }
+
+static const gemm_isa isa_avx512 = {"avx512", 8, 32, 192, 256, 1536, kernel_avx512, transpose8_avx, rows_avx512};
+static const gemm_isa isa_avx2 = {"avx2", 6, 16, 144, 256, 1536, kernel_avx2, transpose8_avx, rows_avx2};
 
 /* __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0). */
 const gemm_isa *gemm_isa_avx512(void) {

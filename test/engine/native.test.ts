@@ -164,6 +164,9 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       // Split along N on 2 threads: narrow blocks read A in place, the whole width packs it; same sums.
       { batchA: [], batchB: [], m: 21, n: 200, k: 300, tA: false, tB: false },
       { batchA: [], batchB: [], m: 21, n: 200, k: 300, tA: true, tB: true },
+      // At most 4 rows with B row-major: the unpacked rows path, split along N on 2 threads.
+      { batchA: [], batchB: [], m: 3, n: 2100, k: 300, tA: true, tB: false },
+      { batchA: [2], batchB: [], m: 1, n: 700, k: 400, tA: false, tB: false },
     ];
     for (const f of big) {
       configureNative({ enabled: true, isa: 'auto', threads: 1 });

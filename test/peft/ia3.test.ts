@@ -1,44 +1,25 @@
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
-import { CausalLM, ModelConfig } from '../../src/model';
+import { CausalLM } from '../../src/model';
 import { generate } from '../../src/model/generate';
 import { Trainer } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { adapterSize, peft } from '../../src/peft/peft';
 import { addIa3, ia3Defaults, mergeIa3, unmergeIa3 } from '../../src/peft/ia3';
 import { addBottleneck } from '../../src/peft/bottleneck';
-import { engineReady, ids, maxAbsDiff } from '../helpers';
+import { baseWeights, logitsOf, pretrained, task, tinyFamilies } from './fixtures';
+import { engineReady, maxAbsDiff } from '../helpers';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/peft/io';
 
-const families: Record<string, Partial<ModelConfig>> = {
-  llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 },
-  gpt2: { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 16 },
-};
-const stream = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
-// The fine-tuning task: another pattern, so the adapter has something to learn beyond the base.
-const task = (n: number) => Array.from({ length: n }, (_, i) => (i % 5 === 4 ? (i * 17) % 64 : 20 + ((i * 5) % 11)));
+const families = tinyFamilies();
 
-/** A small base model briefly pretrained on `stream` (a random one's logits are too flat to adapt). */
-async function pretrained(cfg: Partial<ModelConfig>): Promise<CausalLM> {
-  const model = CausalLM.create(cfg, { seed: 1 });
-  const t = new Trainer(model, causalLmObjective, new TokenWindows(stream(2000), 16, 8, 3), { lr: 1e-2, maxSteps: 20 });
-  await t.train();
-  t.dispose();
-  return model;
-}
 
-function logitsOf(model: CausalLM): Float32Array {
-  const t = tf.tidy(() => model.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16]])));
-  const d = t.dataSync().slice() as Float32Array;
-  t.dispose();
-  return d;
-}
 
-const snapshot = (model: CausalLM) => new Map([...model.params].map(([k, p]) => [k, p.variable.dataSync().slice()]));
+const snapshot = baseWeights;
 
 /** Vectors around 1 (as after training), so the scaling is measurable. */
 function randomize(weights: ReadonlyMap<string, tf.Variable>, seed: number): void {

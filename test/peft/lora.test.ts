@@ -1,18 +1,17 @@
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
-import { CausalLM, ModelConfig, generate } from '../../src/model';
+import { CausalLM, generate } from '../../src/model';
 import { Trainer } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { adapterSize, peft } from '../../src/peft/peft';
 import { LoraAdapter, addLora, addWeightedLora, loraDefaults, mergeAndUnload, mergeLora, unmergeLora } from '../../src/peft/lora';
-import { engineReady, ids, maxAbsDiff } from '../helpers';
+import { baseWeights, logitsOf, stream, tinyFamilies } from './fixtures';
+import { engineReady, maxAbsDiff } from '../helpers';
 
-const llama: Partial<ModelConfig> = { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 };
-const gpt2: Partial<ModelConfig> = { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 16 };
+const { llama, gpt2 } = tinyFamilies();
 const rows = [[1, 5, 9, 2, 7, 3, 11, 4], [8, 6, 4, 2, 0, 1, 3, 5]];
-const logits = (m: CausalLM, opts = {}) => tf.tidy(() => m.forward(ids(rows), opts).dataSync() as Float32Array).slice();
-const host = (m: CausalLM) => new Map([...m.params].map(([k, p]) => [k, p.variable.dataSync().slice()]));
-const stream = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
+const logits = (m: CausalLM, opts = {}) => logitsOf(m, rows, opts);
+const host = baseWeights;
 /** Sets every lora_B of an adapter to seeded noise, so the adapter changes the outputs. */
 function perturb(a: LoraAdapter, seed: number, std = 0.05): void {
   for (const [k, v] of a.weights) if (k.endsWith('lora_B') || k.endsWith('bias_delta')) v.assign(tf.randomNormal(v.shape, 0, std, 'float32', seed++));

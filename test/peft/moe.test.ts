@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { CausalLM, ModelConfig, generate } from '../../src/model';
+import { CausalLM, generate } from '../../src/model';
 import type { LinearContext } from '../../src/model/transformer';
 import { BatchSource, Trainer } from '../../src/train/trainer';
 import { LmBatch, TokenWindows, causalLmObjective, evaluateLm, tokenStream } from '../../src/train/causal-lm';
@@ -13,14 +13,13 @@ import { loadAdapter, saveAdapter } from '../../src/peft/io';
 import { LoraMoeAdapter, addLoraMoe, loraMoeBalancePenalty, loraMoeDefaults, routerStats } from '../../src/peft/moe';
 import { base } from '../../src/lab/base';
 import { dataset } from '../../src/lab/data';
+import { baseWeights, logitsOf, stream, tinyFamilies } from './fixtures';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
 
-const llama: Partial<ModelConfig> = { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 };
-const gpt2: Partial<ModelConfig> = { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 16 };
+const { llama, gpt2 } = tinyFamilies();
 const rows = [[1, 5, 9, 2, 7, 3, 11, 4], [8, 6, 4, 2, 0, 1, 3, 5]];
-const logits = (m: CausalLM) => tf.tidy(() => m.forward(ids(rows)).dataSync() as Float32Array).slice();
-const host = (m: CausalLM) => new Map([...m.params].map(([k, p]) => [k, p.variable.dataSync().slice()]));
-const stream = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
+const logits = (m: CausalLM) => logitsOf(m, rows);
+const host = baseWeights;
 
 /** Sets every expert's B (and the router) to seeded noise, so the mixture changes the outputs. */
 function perturb(a: LoraMoeAdapter, seed: number, std = 0.1): void {

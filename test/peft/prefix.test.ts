@@ -3,19 +3,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { CausalLM, ModelConfig, generate, KVCache } from '../../src/model';
+import { CausalLM, generate, KVCache } from '../../src/model';
 import { PrefixTuning, addPrefixTuning, adapterSize, loadAdapter, loadPrefixTuning, peft, registerAdapterLoader, saveAdapter } from '../../src/peft';
 import { Trainer } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
+import { baseWeights, logitsArray, stream, tinyFamilies } from './fixtures';
 import { engineReady, ids, maxAbsDiff } from '../helpers';
 
-const families = {
-  llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 32 },
-  gpt2: { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 32 },
-} satisfies Record<string, Partial<ModelConfig>>;
-const logits = (m: CausalLM, rows: number[][], opts = {}) => tf.tidy(() => m.forward(ids(rows), opts).arraySync()) as number[][][];
-const baseWeights = (m: CausalLM) => new Map([...m.params].map(([k, p]) => [k, Array.from(p.variable.dataSync())]));
-const stream = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
+const families = tinyFamilies(32);
+const logits = logitsArray;
 
 describe('peft/prefix', () => {
   before(engineReady);

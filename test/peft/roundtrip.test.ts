@@ -17,12 +17,10 @@ import {
   ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, Adapter, PeftType, addBottleneck, addIa3, addLora, addLoraMoe, addPrefixTuning, addPromptTuning,
   loadAdapter, peft, saveAdapter,
 } from '../../src/peft';
-import { engineReady, ids, maxAbsDiff } from '../helpers';
+import { baseWeights, logitsOf, tinyFamilies } from './fixtures';
+import { engineReady, maxAbsDiff } from '../helpers';
 
-const families: Record<string, Partial<ModelConfig>> = {
-  llama: { family: 'llama', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, dFf: 64, contextLength: 16 },
-  gpt2: { family: 'gpt2', vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFf: 64, contextLength: 16 },
-};
+const families = tinyFamilies();
 /** The same family one size up: every adapter tensor changes shape. */
 const bigger = (cfg: Partial<ModelConfig>): Partial<ModelConfig> => ({ ...cfg, dModel: 48, dFf: 96 });
 
@@ -43,14 +41,8 @@ const methods: Method[] = [
   { label: 'LoRA mixture', peftType: 'LORA_MOE', add: (m) => addLoraMoe(m, { experts: 3, r: 2, topK: 2, targetModules: ['q_proj', 'v_proj', 'down_proj'] }) },
 ];
 
-function logitsOf(model: CausalLM): Float32Array {
-  const t = tf.tidy(() => model.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16]])));
-  const d = t.dataSync().slice() as Float32Array;
-  t.dispose();
-  return d;
-}
 
-const snapshot = (model: CausalLM) => new Map([...model.params].map(([k, p]) => [k, p.variable.dataSync().slice()]));
+const snapshot = baseWeights;
 
 function assertSame(a: Map<string, ArrayLike<number>>, b: Map<string, ArrayLike<number>>, what: string): void {
   assert.deepEqual([...a.keys()], [...b.keys()], what);

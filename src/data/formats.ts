@@ -9,6 +9,7 @@
  * | `prompt-completion` | prompt, completion           | strings       | message lists               |
  * | `preference`        | prompt, chosen, rejected     | strings       | message lists               |
  * | (implicit prompt)   | chosen, rejected             | full texts    | full conversations          |
+ * | `unpaired-preference` | prompt, completion, label  | strings, boolean label | message lists, boolean label |
  */
 import type { ColumnTable } from 'arquero';
 import { ERROR_COLUMN, FILE_COLUMN, ROW_COLUMN, dataColumns, rowObjects, takeRows, type DataRow } from './frames';
@@ -16,7 +17,7 @@ import { mappingHint } from './columns';
 import { checkOptions } from '../util/options';
 
 /** The dataset formats tunelab trains on (TRL's names for the dataset types). */
-export type DatasetFormat = 'text' | 'prompt-completion' | 'messages' | 'preference';
+export type DatasetFormat = 'text' | 'prompt-completion' | 'messages' | 'preference' | 'unpaired-preference';
 
 /** Columns each format needs; a preference dataset without `prompt` has an implicit prompt. */
 export const FORMAT_COLUMNS: Readonly<Record<DatasetFormat, readonly string[]>> = Object.freeze({
@@ -24,6 +25,8 @@ export const FORMAT_COLUMNS: Readonly<Record<DatasetFormat, readonly string[]>> 
   'prompt-completion': ['prompt', 'completion'],
   messages: ['messages'],
   preference: ['prompt', 'chosen', 'rejected'],
+  // KTO's rows: one completion each, `label` true when desirable.
+  'unpaired-preference': ['prompt', 'completion', 'label'],
 });
 
 /** Message roles accepted by default. */
@@ -71,7 +74,7 @@ export class DatasetError extends Error {
 
 /**
  * The format a table's columns match (provenance columns ignored), checked in the order preference,
- * prompt-completion, messages, text. Throws when none matches, naming the columns and the option that maps
+ * unpaired preference (prompt + completion + label, as TRL), prompt-completion, messages, text. Throws when none matches, naming the columns and the option that maps
  * them (`{ text: 'body' }`).
  *
  * @example
@@ -80,6 +83,7 @@ export class DatasetError extends Error {
 export function detectFormat(table: ColumnTable): DatasetFormat {
   const cols = new Set(dataColumns(table));
   if (cols.has('chosen') && cols.has('rejected')) return 'preference';
+  if (cols.has('prompt') && cols.has('completion') && cols.has('label')) return 'unpaired-preference';
   if (cols.has('prompt') && cols.has('completion')) return 'prompt-completion';
   if (cols.has('messages')) return 'messages';
   if (cols.has('text')) return 'text';
@@ -229,6 +233,7 @@ function checkConversation(value: unknown, ctx: RowContext): string | undefined 
 // Answers (completion, chosen, rejected) and text must not be empty; a prompt may be.
 function checkField(value: unknown, column: string, ctx: RowContext): string | undefined {
   if (value === undefined || value === null) return 'missing';
+  if (column === 'label') return typeof value === 'boolean' ? undefined : `expected a boolean (true = desirable, false = undesirable), got ${describe(value)}${typeof value === 'string' || typeof value === 'number' ? ` ${JSON.stringify(value)}` : ''}`;
   const answer = column !== 'prompt';
   if (ctx.conversational) {
     if (typeof value === 'string') return 'expected a list of messages (the dataset is conversational), got a string';

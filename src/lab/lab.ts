@@ -29,6 +29,10 @@ import { addPrefixTuning, prefixTuningDefaults, type PrefixTuningConfig } from '
 import { addPromptTuning, promptTuningDefaults, type PromptTuningConfig } from '../peft/prompt';
 import { trainRewardModel, type RewardConfig, type RewardModel, type RewardResult } from '../rlhf/reward';
 import { dpo, type DpoConfig, type DpoResult } from '../rlhf/dpo';
+import { simpo, type SimpoConfig, type SimpoResult } from '../rlhf/simpo';
+import { orpo, type OrpoConfig, type OrpoResult } from '../rlhf/orpo';
+import { kto, unpairPreferences, type KtoConfig, type KtoResult, type UnpairedRow } from '../rlhf/kto';
+import type { PreferenceRow } from '../data/tokenize';
 import { ppo, type PpoConfig, type PpoResult, type PpoReward } from '../rlhf/ppo';
 import { compareStrategies, type CompareMethod, type Comparison } from './compare';
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
@@ -254,6 +258,39 @@ export class Lab {
   async dpo(config: Partial<DpoConfig> & StageExtras = {}): Promise<Run<DpoResult>> {
     const { rows, evalRows } = this.preferences('dpo');
     return this.stage('dpo', config, (model, tok, extras) => dpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /** SimPO on the data's preference rows (arXiv 2405.14734): length-normalised rewards, no reference model. */
+  async simpo(config: Partial<SimpoConfig> & StageExtras = {}): Promise<Run<SimpoResult>> {
+    const { rows, evalRows } = this.preferences('simpo');
+    return this.stage('simpo', config, (model, tok, extras) => simpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /** ORPO on the data's preference rows (arXiv 2403.07691): SFT plus an odds-ratio term, no reference model. */
+  async orpo(config: Partial<OrpoConfig> & StageExtras = {}): Promise<Run<OrpoResult>> {
+    const { rows, evalRows } = this.preferences('orpo');
+    return this.stage('orpo', config, (model, tok, extras) => orpo(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
+  }
+
+  /**
+   * KTO (arXiv 2402.01306) on unpaired rows `{prompt, completion, label}`; preference rows are unpaired first
+   * (TRL's `unpair_preference_dataset`). The reference is the starting model, as for DPO.
+   */
+  async kto(config: Partial<KtoConfig> & StageExtras = {}): Promise<Run<KtoResult>> {
+    const s = this.state;
+    if (!s.data) throw new Error('kto: no data; call .data(unpairedRows or preferenceRows) first');
+    const unpaired = (d: LabData, what: string): UnpairedRow[] => {
+      let pairs: PreferenceRow[] | undefined;
+      try {
+        pairs = toPreferenceRows(d, what);
+      } catch {
+        return toSftRows(d, what) as unknown as UnpairedRow[]; // checked column by column in kto()
+      }
+      return unpairPreferences(pairs);
+    };
+    const rows = unpaired(s.data, 'kto data');
+    const evalRows = s.eval ? unpaired(s.eval, 'eval data') : null;
+    return this.stage('kto', config, (model, tok, extras) => kto(model, tok, rows, { evalRows, ...stripExtras(config) }, extras));
   }
 
   /** The data and eval data as preference rows, with errors naming the verb and the row. */

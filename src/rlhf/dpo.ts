@@ -133,12 +133,18 @@ export interface DpoBatch {
  * No segment / position ids: with right padding the causal mask alone is exact, and it saves the mask op.
  */
 export function pairLmBatch(pairs: readonly PairPieces[], tokens: Tokenizer | BatchTokens, seqLen: number): LmBatch {
-  const a = padPieces([...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)], tokens, { ...batchDefaults, seqLen });
+  return piecesLmBatch([...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)], tokens, seqLen);
+}
+
+/** The LM batch of some pieces, one row each, right-padded to the longest (KTO's unpaired rows use it too). */
+export function piecesLmBatch(pieces: readonly Piece[], tokens: Tokenizer | BatchTokens, seqLen: number): LmBatch {
+  const a = padPieces(pieces, tokens, { ...batchDefaults, seqLen });
   const shape: [number, number] = [a.rows, a.seqLen];
   return { inputIds: tf.tensor2d(a.inputIds, shape, 'int32'), targets: tf.tensor2d(a.targets, shape, 'int32'), lossMask: tf.tensor2d(a.lossMask, shape, 'float32') };
 }
 
-function disposeLm(lm: LmBatch): void {
+/** Frees the tensors of an LM batch. */
+export function disposeLm(lm: LmBatch): void {
   tf.dispose([lm.inputIds, lm.targets, lm.lossMask]);
 }
 
@@ -184,7 +190,8 @@ function tableLookup(table: RefTable, index: readonly number[]): tf.Tensor1D {
 
 /**
  * Seeded, reshuffled-per-epoch batches of pairs (position saves in checkpoints). Each batch carries its
- * reference log-probs: looked up in a precomputed table, or from a reference forward run here.
+ * reference log-probs: looked up in a precomputed table, or from a reference forward run here; with
+ * `reference` null (reference-free SimPO / ORPO) they are zeros.
  */
 export class PairBatches implements BatchSource<DpoBatch> {
   /** Visiting order of the pairs and the position in it. */
@@ -192,7 +199,7 @@ export class PairBatches implements BatchSource<DpoBatch> {
 
   constructor(
     readonly pairs: readonly PairPieces[], private readonly tokens: Tokenizer | BatchTokens, readonly seqLen: number,
-    readonly batchSize: number, private readonly reference: ReferenceLogProbs | RefTable, readonly seed = 42,
+    readonly batchSize: number, private readonly reference: ReferenceLogProbs | RefTable | null, readonly seed = 42,
   ) {
     if (pairs.length === 0) throw new Error('PairBatches: no pairs');
     this.order = new EpochOrder(pairs.length, seed, 'PairBatches');
@@ -201,7 +208,8 @@ export class PairBatches implements BatchSource<DpoBatch> {
   /** Batch of the given pair indices (also used for evaluation). */
   batchOf(index: readonly number[]): DpoBatch {
     const lm = pairLmBatch(index.map((i) => this.pairs[i]), this.tokens, this.seqLen);
-    const ref = typeof this.reference === 'function' ? this.reference(lm) : tableLookup(this.reference, index);
+    const ref = this.reference === null ? tf.zeros([2 * index.length]) as tf.Tensor1D
+      : typeof this.reference === 'function' ? this.reference(lm) : tableLookup(this.reference, index);
     return { lm, pairs: index.length, ref };
   }
 
@@ -395,6 +403,41 @@ export function toDpoRewards(rows: readonly DpoMetrics[]): DpoRewards {
   return { step: rows.map((r) => r.step), chosen: rows.map((r) => r['rewards/chosen']), rejected: rows.map((r) => r['rewards/rejected']), margin: rows.map((r) => r['rewards/margins']) };
 }
 
+/**
+ * Preference rows → tokenized pairs as pieces that fit the model's context (`maxLength` capped to it + 1);
+ * throws naming the method when none is usable.
+ */
+export function preparePairs(model: CausalLM, tokenizer: Tokenizer, rows: readonly PreferenceRow[], maxLength: number, method: string, what: string): { pairs: PairPieces[]; report: TokenizeReport & { pairs: number } } {
+  const seqLen = model.config.contextLength - model.reservedPositions(); // prefix / prompt tuning take positions
+  const max = Math.min(maxLength, seqLen + 1);
+  const { pairs, report } = tokenizePreferenceRows(rows, tokenizer, { ...tokenizeDefaults, maxLength: max });
+  const pieces = toPairPieces(pairs as PreferencePair[], tokenizer, seqLen);
+  if (pieces.pairs.length === 0) throw new Error(`${method}: no usable ${what} pairs (${report.rows} rows; ${report.dropped} dropped, ${pieces.dropped} without completion tokens within ${max} tokens)`);
+  return { pairs: pieces.pairs, report: { ...report, pairs: pieces.pairs.length } };
+}
+
+/** A reference log-prob function and the frozen copy it owns, if any (the caller disposes it). */
+export type BuiltReference = ReferenceLogProbs & { owned?: CausalLM };
+
+/**
+ * The reference of a DPO-style method (DPO, KTO): `null` → adapter-disabled when the model has active
+ * adapters, else a frozen copy. `referenceBytes` is the growth of tfjs memory while it was made (a given
+ * model's weight bytes).
+ */
+export function buildReference(model: CausalLM, reference: DpoReference | null, method: string): { fn: BuiltReference; mode: 'copy' | 'adapter-disabled' | 'model'; referenceBytes: number } {
+  const adapters = peft(model).activeNames.length > 0;
+  const mode = reference === null ? (adapters ? 'adapter-disabled' : 'copy') : typeof reference === 'string' ? reference : 'model';
+  if (mode === 'adapter-disabled' && !adapters) throw new Error(`${method}: reference 'adapter-disabled' needs active adapters (the model would be its own reference); use 'copy'`);
+  if (mode === 'model') return { fn: referenceLogProbs(reference as CausalLM), mode, referenceBytes: weightBytes(reference as CausalLM) };
+  const before = tf.memory().numBytes;
+  if (mode === 'adapter-disabled') return { fn: referenceLogProbs(model, model), mode, referenceBytes: 0 };
+  const owned = model.clone(); // base weights only: with unmerged adapters this is the same reference as 'adapter-disabled'
+  owned.setTrainable(() => true, false);
+  const fn: BuiltReference = referenceLogProbs(owned);
+  fn.owned = owned;
+  return { fn, mode, referenceBytes: tf.memory().numBytes - before };
+}
+
 const weightBytes = (model: CausalLM) => [...model.params.values(), ...model.adapterParams.values()].reduce((s, p) => s + p.variable.size * 4, 0);
 
 /**
@@ -418,33 +461,12 @@ export async function dpo(
   if (!Number.isInteger(c.batchSize) || c.batchSize < 1) throw new RangeError(`DpoConfig.batchSize must be a positive integer (got ${c.batchSize})`);
   if (!Number.isInteger(c.maxLength) || c.maxLength < 2) throw new RangeError(`DpoConfig.maxLength must be an integer ≥ 2 (got ${c.maxLength})`);
   const seqLen = model.config.contextLength - model.reservedPositions(); // prefix / prompt tuning take positions
-  const maxLength = Math.min(c.maxLength, seqLen + 1);
-  const prepare = (rs: readonly PreferenceRow[], what: string) => {
-    const { pairs, report } = tokenizePreferenceRows(rs, tokenizer, { ...tokenizeDefaults, maxLength });
-    const pieces = toPairPieces(pairs as PreferencePair[], tokenizer, seqLen);
-    if (pieces.pairs.length === 0) throw new Error(`dpo: no usable ${what} pairs (${report.rows} rows; ${report.dropped} dropped, ${pieces.dropped} without completion tokens within ${maxLength} tokens)`);
-    return { pairs: pieces.pairs, report: { ...report, pairs: pieces.pairs.length } };
-  };
-  const train = prepare(rows, 'training');
-  const held = c.evalRows && c.evalRows.length ? prepare(c.evalRows, 'eval') : undefined;
+  const train = preparePairs(model, tokenizer, rows, c.maxLength, 'dpo', 'training');
+  const held = c.evalRows && c.evalRows.length ? preparePairs(model, tokenizer, c.evalRows, c.maxLength, 'dpo', 'eval') : undefined;
 
-  // Reference: measured as the growth of tfjs memory while it is made.
-  const adapters = peft(model).activeNames.length > 0;
-  const mode = c.reference === null ? (adapters ? 'adapter-disabled' : 'copy') : typeof c.reference === 'string' ? c.reference : 'model';
-  if (mode === 'adapter-disabled' && !adapters) throw new Error("dpo: reference 'adapter-disabled' needs active adapters (the model would be its own reference); use 'copy'");
-  const before = tf.memory().numBytes;
-  let owned: CausalLM | undefined;
-  let refFn: ReferenceLogProbs;
-  if (mode === 'copy') {
-    owned = model.clone(); // base weights only: with unmerged adapters this is the same reference as 'adapter-disabled'
-    owned.setTrainable(() => true, false);
-    refFn = referenceLogProbs(owned);
-  } else if (mode === 'adapter-disabled') refFn = referenceLogProbs(model, model);
-  else refFn = referenceLogProbs(c.reference as CausalLM);
-  const memory: DpoMemory = {
-    policyBytes: weightBytes(model), referenceBytes: mode === 'model' ? weightBytes(c.reference as CausalLM) : tf.memory().numBytes - before,
-    referenceFreed: false, refTableBytes: 0,
-  };
+  const { fn: refFn, mode, referenceBytes } = buildReference(model, c.reference, 'dpo');
+  let owned = refFn.owned;
+  const memory: DpoMemory = { policyBytes: weightBytes(model), referenceBytes, referenceFreed: false, refTableBytes: 0 };
 
   const trainer = { current: undefined as Trainer<DpoBatch> | undefined };
   const objective = dpoObjective(c);

@@ -9,7 +9,7 @@ export const python = '/usr/bin/python3';
 export const jupyter = '/usr/bin/jupyter';
 export const here = __dirname;
 export const root = path.resolve(__dirname, '..', '..');
-export const APT = 'apt-get install -y --no-install-recommends jupyter-client jupyter-core jupyter-nbconvert python3-nbclient python3-jupyter-kernel-test';
+export const APT = 'apt-get install -y --no-install-recommends jupyter-client jupyter-core jupyter-nbconvert python3-nbclient python3-jupyter-kernel-test jupyter-notebook';
 
 /** Why the suite can't run here (null when it can): Debian's Jupyter and the named Python modules are needed. */
 export function missingJupyter(modules: string[]): string | null {

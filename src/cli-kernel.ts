@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Command } from 'commander';
-import { installPlotly } from './viz/plotly';
+import { KERNELSPEC_PLOTLY, installPlotly } from './viz/plotly';
 
 /** Where a kernelspec goes. */
 export interface KernelSpecLocation {
@@ -101,7 +101,10 @@ export interface FoundKernelSpec {
   spec: KernelSpec;
   /** Whether it starts a tunelab kernel. */
   tunelab: boolean;
-  /** Files its argv names that no longer exist (a moved or deleted checkout). */
+  /**
+   * Files that no longer exist: those its argv names (a moved or deleted checkout) and, for a tunelab kernel, the
+   * plotly.js copy charts load after a page reload (a kernelspec from before tunelab shipped it).
+   */
   missing: string[];
 }
 
@@ -127,6 +130,8 @@ export function listKernelSpecs(): FoundKernelSpec[] {
       const argv = Array.isArray(spec.argv) ? spec.argv : [];
       const tunelab = argv.some((a) => /[/\\](src|dist)[/\\]kernel\.[jt]s$/.test(a)) || spec.metadata?.tunelab !== undefined;
       const missing = argv.filter((a) => path.isAbsolute(a) && !fs.existsSync(a));
+      const plotly = path.join(dir, KERNELSPEC_PLOTLY);
+      if (tunelab && !fs.existsSync(plotly)) missing.push(plotly);
       seen.set(name, { name, dir, spec, tunelab, missing });
     }
   }

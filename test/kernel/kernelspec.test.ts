@@ -65,13 +65,16 @@ describe('kernel: kernelspec install, list, uninstall', () => {
   it('lists tunelab kernelspecs on JUPYTER_PATH and flags ones whose files are gone', () => {
     const prefix = path.join(tmp, 'list');
     installKernelSpec({ prefix, name: 'tunelab-a' });
+    const old = installKernelSpec({ prefix, name: 'tunelab-c' }).dir;
+    fs.rmSync(path.join(old, 'plotly.min.js')); // installed before kernelspecs carried plotly.js
     const { dir } = installKernelSpec({ prefix, name: 'tunelab-b' });
     const spec = JSON.parse(fs.readFileSync(path.join(dir, 'kernel.json'), 'utf8'));
     spec.argv[spec.argv.length - 2] = path.join(tmp, 'moved', 'dist', 'kernel.js');
     fs.writeFileSync(path.join(dir, 'kernel.json'), JSON.stringify(spec));
     const found = withEnv({ JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'), JUPYTER_DATA_DIR: path.join(tmp, 'none') }, listKernelSpecs)
-      .filter((k) => k.name.startsWith('tunelab-'));
-    assert.deepEqual(found.map((k) => [k.name, k.tunelab, k.missing.length]), [['tunelab-a', true, 0], ['tunelab-b', true, 1]]);
+      .filter((k) => k.name.startsWith('tunelab-')).sort((a, b) => a.name.localeCompare(b.name));
+    assert.deepEqual(found.map((k) => [k.name, k.tunelab, k.missing.length]), [['tunelab-a', true, 0], ['tunelab-b', true, 1], ['tunelab-c', true, 1]]);
+    assert.deepEqual(found[2].missing, [path.join(old, 'plotly.min.js')]);
   });
 
   it('uninstall removes the folder and reports whether there was one', () => {

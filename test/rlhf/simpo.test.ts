@@ -1,0 +1,133 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM } from '../../src/model';
+import { base } from '../../src/lab/base';
+import { dataset } from '../../src/lab/data';
+import { lab } from '../../src/lab/lab';
+import type { PreferenceRow } from '../../src/data/tokenize';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer';
+import { PairBatches, dpoLogProbs, toPairPieces } from '../../src/rlhf/dpo';
+import { simpo, simpoDefaults, simpoLoss, simpoMetricNames } from '../../src/rlhf/simpo';
+import { engineReady } from '../helpers';
+import { assertClose, checkGradients, mean, small, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
+
+/** SimPO by hand: rewards β·(sum/count), loss mean softplus(−(r_c − r_r − γ)) + α·NLL over chosen tokens. */
+function byHand(l: { pc: number[]; pr: number[]; nc: number[]; nr: number[] }, beta: number, gamma: number, alpha: number) {
+  const ac = l.pc.map((x, i) => x / l.nc[i]);
+  const ar = l.pr.map((x, i) => x / l.nr[i]);
+  const rc = ac.map((x) => beta * x);
+  const rr = ar.map((x) => beta * x);
+  const nll = -l.pc.reduce((s, x) => s + x, 0) / l.nc.reduce((s, x) => s + x, 0);
+  return {
+    loss: mean(rc.map((x, i) => softplus(-(x - rr[i] - gamma)))) + alpha * nll,
+    'rewards/chosen': mean(rc), 'rewards/rejected': mean(rr), 'rewards/accuracies': mean(rc.map((x, i) => (x > rr[i] ? 1 : 0))),
+    'rewards/margins': mean(rc.map((x, i) => x - rr[i])), 'logps/chosen': mean(ac), 'logps/rejected': mean(ar), nll_loss: nll,
+  };
+}
+
+describe('rlhf/simpo', function () {
+  this.timeout(600000);
+  before(engineReady);
+
+  it('defaults: β 2.0 (paper), γ 0.5 (TRL simpo_gamma), cpoAlpha 0 (TRL SimPO)', () => {
+    assert.deepEqual([simpoDefaults.beta, simpoDefaults.gamma, simpoDefaults.cpoAlpha], [2, 0.5, 0]);
+  });
+
+  for (const [beta, gamma, alpha] of [[2, 0.5, 0], [2.5, 1.2, 0], [0.1, 0.5, 1]] as const) {
+    it(`simpoLoss β=${beta} γ=${gamma} α=${alpha} and its metrics equal a hand computation`, () => {
+      const l = { pc: [-10, -12, -8], pr: [-11, -9, -9.5], nc: [4, 6, 5], nr: [5, 3, 4] };
+      const got = tf.tidy(() => {
+        const v = (xs: number[]) => tf.tensor1d(xs);
+        const r = simpoLoss({ policyChosen: v(l.pc), policyRejected: v(l.pr), chosenCount: v(l.nc), rejectedCount: v(l.nr) }, beta, gamma, alpha);
+        const names = Object.keys(r.metrics) as (keyof typeof r.metrics)[];
+        const vals = tf.stack([r.loss, ...names.map((k) => r.metrics[k])]).dataSync();
+        return Object.fromEntries(['loss', ...names].map((k, i) => [k, vals[i]]));
+      });
+      assertClose(got, byHand(l, beta, gamma, alpha));
+    });
+  }
+
+  it('rejects bad options', () => {
+    const z = () => tf.tensor1d([-3]);
+    assert.throws(() => simpoLoss({ policyChosen: z(), policyRejected: z(), chosenCount: z(), rejectedCount: z() }, 0), /beta/);
+    assert.throws(() => simpoLoss({ policyChosen: z(), policyRejected: z(), chosenCount: z(), rejectedCount: z() }, 2, 0.5, -1), /cpoAlpha/);
+  });
+
+  it('gradients w.r.t. model parameters match finite differences (with the NLL term)', () => {
+    const policy = CausalLM.create(tiny, { seed: 1 });
+    const { pairs } = toPairPieces(tinyPairs, tokens, 16);
+    const batch = new PairBatches(pairs, tokens, 16, 2, null).batchOf([0, 1]);
+    assert.deepEqual(Array.from(batch.ref.dataSync()), [0, 0, 0, 0]); // reference-free: no reference forward
+    checkGradients(policy, () => simpoLoss(dpoLogProbs(policy, batch), 2, 0.5, 0.5).loss);
+    tf.dispose([batch.lm.inputIds, batch.lm.targets, batch.lm.lossMask, batch.ref]);
+    policy.dispose();
+  });
+
+  describe('simpo() with the shipped tokenizer on a small model', () => {
+    let tok: Tokenizer;
+    let rows: PreferenceRow[];
+    let held: PreferenceRow[];
+    before(async () => {
+      const b = await base('tiny-llama');
+      tok = b.tokenizer;
+      b.model.dispose();
+      rows = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 48);
+      held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 12);
+    });
+
+    it('flat tensor count, no leak, same seed → same losses, metrics on the step records', async () => {
+      const run = async () => {
+        const m = CausalLM.create(small, { seed: 3 });
+        const counts: number[] = [];
+        const before = tf.memory().numTensors;
+        const r = await simpo(m, tok, rows, { maxSteps: 4, batchSize: 4, lr: 1e-2, seed: 7, evalRows: held, evalEvery: 2 }, { onTrainer: (t) => t.on('step', () => counts.push(tf.memory().numTensors)) });
+        const leaked = tf.memory().numTensors - before;
+        m.dispose();
+        return { r, counts, leaked };
+      };
+      const a = await run();
+      const b = await run();
+      assert.ok(a.counts.every((c) => c === a.counts[0]), `tensor count per step ${a.counts}`);
+      assert.equal(a.leaked, 0);
+      assert.equal(b.leaked, 0);
+      assert.deepEqual(a.r.history.map((h) => h.loss), b.r.history.map((h) => h.loss));
+      assert.deepEqual(a.r.evalMetrics, b.r.evalMetrics);
+      assert.deepEqual(a.r.evalMetrics.map((e) => e.step), [0, 2, 4]);
+      assert.equal(a.r.metrics.length, 4);
+      const step = a.r.history[0] as unknown as Record<string, number>;
+      for (const k of simpoMetricNames) assert.ok(Number.isFinite(step[k]) && step[k] === a.r.metrics[0][k], k);
+      assert.ok(a.r.history[3].loss !== a.r.history[0].loss);
+    });
+  });
+
+  it('on the shipped base: a short run lowers the loss and raises held-out reward accuracy and margin', async () => {
+    const { model, tokenizer } = await base('tiny-llama');
+    const train = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 400);
+    const held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 32);
+    const r = await simpo(model, tokenizer, train, { maxSteps: 12, batchSize: 4, evalRows: held });
+    const [first, last] = [r.evalMetrics[0], r.evalMetrics.at(-1)!];
+    const f = (m: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +v.toFixed(4)])));
+    console.log(`      step 0: ${f(first)}\n      step ${last.step}: ${f(last)}\n      train loss ${r.metrics.map((m) => m.loss.toFixed(4)).join(' ')}`);
+    assert.equal(last.step, 12);
+    assert.ok(last.loss < first.loss);
+    assert.ok(last['rewards/margins'] > first['rewards/margins'] && last['rewards/accuracies'] >= first['rewards/accuracies']);
+    model.dispose();
+  });
+
+  it('.simpo() runs from the lab builder and logs its metrics', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-simpo-'));
+    const prefs = dataset('preferences').slice(0, 16);
+    const run = await lab.base('tiny-llama').log(dir).show(false).data(prefs).eval(prefs.slice(0, 4)).simpo({ maxSteps: 2, batchSize: 4 });
+    assert.equal(run.record.method, 'simpo');
+    assert.equal(run.result.metrics.length, 2);
+    assert.ok(Number.isFinite(run.result.evalMetrics.at(-1)!['rewards/margins']));
+    const { steps, evals } = lab.runs(dir).details(run.record.run) as unknown as Record<'steps' | 'evals', Record<string, number>[]>;
+    assert.ok(Number.isFinite(steps[0]['rewards/chosen']) && Number.isFinite(steps[0].nll_loss), JSON.stringify(steps[0]));
+    assert.ok(Number.isFinite(evals.at(-1)!['rewards/margins']), JSON.stringify(evals.at(-1)));
+    run.model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -11,6 +11,7 @@ import { initEngine, BackendName, backendOrder } from './engine';
 import { CausalLM, ModelConfig, modelConfig, generate } from './model';
 import { Tokenizer } from './tokenizer';
 import { splitText } from './data/text';
+import { tensorboard } from './eval/tensorboard';
 import { keepWeights, resumeCommand, trainingDocuments } from './cli-train';
 import { checkOutputPlace, checkpointBytes } from './train/output-check';
 import { stopOnSignal } from './train/interrupt';
@@ -92,7 +93,8 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   const model = start?.model ?? new CausalLM(config, { seed: o.seed });
   const data = new TokenWindows(trainIds, context, o.batchSize, o.seed, o.data);
   const canEval = evalIds.length > context + 1;
-  const writer = checkpointWriter(tok);
+  // A failed save is rescued once, by keepWeights (a resumable checkpoint in the temp folder), not also by the writer.
+  const writer = checkpointWriter(tok, { rescue: false });
   const trainer = new Trainer(model, causalLmObjective, data, {
     lr: o.lr, maxSteps: o.steps, schedule: o.schedule, warmupSteps: o.warmup, seed: o.seed, evalEvery: o.evalEvery,
     checkpointEvery: o.checkpointEvery, outDir: o.out, gradAccumSteps: o.gradAccum, weightDecay: o.weightDecay,
@@ -115,6 +117,7 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   const progress = new TerminalProgress(o.steps);
   trainer.on('step', (m) => progress.update(m));
   trainer.on('eval', (e) => { if (!process.stderr.isTTY) process.stderr.write(`eval @${e.step}: loss ${e.evalLoss.toFixed(3)} ppl ${e.perplexity.toFixed(2)}\n`); });
+  const events = tensorboard(trainer, o.out); // runs/x/events.out.tfevents.*: `tensorboard --logdir runs`
   const startStep = trainer.step;
   // Ctrl-C: finish the step, save checkpoint-<step>, say how to resume; a second Ctrl-C quits at once.
   const release = stopOnSignal(trainer, {
@@ -134,6 +137,7 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
     throw new Error(`${(e as Error).message}; ${await keepWeights(trainer as Trainer<unknown>, writer, o.out)}`);
   } finally {
     release();
+    events.close();
   }
   progress.done();
   if (result.interrupted) {
@@ -145,7 +149,7 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   }
   const final = path.join(o.out, 'final');
   try {
-    await saveModel(final, model, tok);
+    await saveModel(final, model, tok, { rescue: false });
   } catch (e) {
     throw new Error(`saving ${final} failed: ${(e as Error).message}; ${await keepWeights(trainer as Trainer<unknown>, writer, o.out)}`);
   }

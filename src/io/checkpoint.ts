@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../model/transformer';
+import { ensureEngine } from '../engine/backend';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { chatmlJinja, chatTemplateFromConfig, type ChatTemplate, type TokenizerConfigJson } from '../data/chat';
 import type { Trainer, TrainerState, CheckpointIO } from '../train/trainer';
@@ -112,6 +113,7 @@ const tokenName = (t: unknown): string | undefined =>
  */
 export async function loadModel(dir: string): Promise<LoadedModel> {
   recoverFolder(dir);
+  await ensureEngine(); // never tfjs's silent cpu fallback
   const config = loadModelConfig(dir);
   const model = new CausalLM(config);
   try {
@@ -164,8 +166,9 @@ export const RESUME_STATE_FILE = 'tunelab_state.json';
  *
  * @example
  * const trainer = new Trainer(model, objective, data, { checkpointEvery: 100, outDir: 'runs/x' }, { checkpoints: checkpointWriter(tokenizer) });
+ * @param options - `{ rescue: false }` when the caller keeps the weights its own way after a failed save
  */
-export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
+export function checkpointWriter(tokenizer?: Tokenizer, options: WriteFolderOptions = {}): CheckpointIO {
   return {
     async save(dir: string, trainer: Trainer<unknown>) {
       await writeFolderAtomic(dir, async (tmp) => {
@@ -181,7 +184,7 @@ export function checkpointWriter(tokenizer?: Tokenizer): CheckpointIO {
         const state: TrainerStateFile = { format: 'tunelab-trainer-state', ...trainer.state(), optimizerStep: step, config: trainer.config };
         writeJsonAtomic(path.join(tmp, RESUME_STATE_FILE), state);
         writeJsonAtomic(path.join(tmp, 'trainer_state.json'), hfTrainerState(trainer, dir));
-      });
+      }, options);
     },
   };
 }

@@ -96,14 +96,15 @@ export class Chart {
 
   /**
    * The outputs a notebook receives, richest first: the Plotly figure as JSON, the live HTML, the static
-   * SVG and the text summary. The SVG is drawn once and shared by the HTML and the image.
+   * SVG and the text summary. The SVG is drawn once and shared by the HTML and the image. `picture: false`
+   * leaves the SVG out (live views redraw several times a second; their last render carries it).
    */
-  mimeBundle(): MimeBundle {
-    const svg = this.svg();
+  mimeBundle(opts: { picture?: boolean } = {}): MimeBundle {
+    const svg = opts.picture === false ? undefined : this.svg();
     return {
       'application/vnd.plotly.v1+json': JSON.parse(JSON.stringify(this.spec)) as PlotSpec,
-      'text/html': chartHtml(this.spec, this.height(), svg),
-      'image/svg+xml': svg,
+      'text/html': chartHtml(this.spec, this.height(), svg ?? null),
+      ...(svg ? { 'image/svg+xml': svg } : {}),
       'text/plain': this.text(),
     };
   }
@@ -159,13 +160,13 @@ function kernelName(): string {
 
 /**
  * The fragment for a spec. The spec is on its own line (`var spec = …;`) and its JSON escapes `<`, so no
- * data can close the script. The static picture is an `<img>` with a data URL: notebook sanitizers keep
+ * data can close the script. The static picture (`svg`; null: none) is an `<img>` with a data URL: notebook sanitizers keep
  * it (they drop inline `<svg>`), so untrusted notebooks show it too. When the page has no `window.Plotly`,
  * the script waits for a bundle later on the page (saved files) and, on a Jupyter server, fetches
  * `<base>/kernelspecs/<kernel>/plotly.min.js` once per page (what a reloaded notebook needs); elsewhere
  * (exported HTML, viewers) the picture stays.
  */
-export function chartHtml(spec: PlotSpec, height = 420, svg = chartSvg(spec, { height })): string {
+export function chartHtml(spec: PlotSpec, height = 420, svg: string | null = chartSvg(spec, { height })): string {
   const id = randomId('tl-chart');
   const script = [
     '(function () {',
@@ -192,12 +193,10 @@ export function chartHtml(spec: PlotSpec, height = 420, svg = chartSvg(spec, { h
     "w.__tunelabPlotly.then(draw, function (e) { w.__tunelabPlotly = null; console.warn('tunelab: plotly.js not loaded, the static chart stays', e); });",
     '})();',
   ].join('\n');
-  const img = `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`;
-  return (
-    `<div id="${id}" class="tunelab-chart" style="width:100%">` +
-    `<img class="tunelab-static" src="${img}" alt="${escapeHtml(plotlyPlain(titleOf(spec)))}" style="max-width:100%;height:auto"></div>\n` +
-    `<script type="text/javascript">\n${script}\n</script>`
-  );
+  const picture = svg === null
+    ? `<span style="color:#888;font:12px sans-serif">chart: drawn by plotly.js (no static picture in this update)</span>`
+    : `<img class="tunelab-static" src="data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}" alt="${escapeHtml(plotlyPlain(titleOf(spec)))}" style="max-width:100%;height:auto">`;
+  return `<div id="${id}" class="tunelab-chart" style="width:100%">${picture}</div>\n<script type="text/javascript">\n${script}\n</script>`;
 }
 
 function titleOf(spec: PlotSpec): string {

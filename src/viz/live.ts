@@ -104,13 +104,15 @@ export class LiveLossChart {
   private readonly evals: EvalMetrics[];
   private readonly redraw: Redraw;
   private readonly subs = new Subscriptions();
+  private ended = false;
 
   constructor(trainer: TrainerEventSource, private readonly opts: LiveLossChartOptions = {}) {
     this.steps = [...(trainer.history ?? [])];
     this.evals = [...(trainer.evals ?? [])];
     const sink = opts.sink ?? displaySink();
     if (sink.kind === 'notebook') this.display = sink.live();
-    this.redraw = new Redraw(() => this.display?.render(this.chart().mimeBundle()), opts.throttleMs ?? 250, opts.now ?? Date.now);
+    // The static picture only in the last render: updates come several times a second.
+    this.redraw = new Redraw(() => this.display?.render(this.chart().mimeBundle({ picture: this.ended })), opts.throttleMs ?? 250, opts.now ?? Date.now);
     const every = Math.max(1, opts.every ?? 1);
     this.subs.add(
       trainer.on('step', (m) => {
@@ -153,6 +155,7 @@ export class LiveLossChart {
     this.steps.splice(0, this.steps.length, ...r.history);
     this.evals.splice(0, this.evals.length, ...r.evals);
     this.stop();
+    this.ended = true;
     if (this.display) this.redraw.flush();
     if (this.opts.saveTo) this.chart().save(this.opts.saveTo);
   }

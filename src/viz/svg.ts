@@ -379,6 +379,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
       if (mode.includes('lines')) {
         const segments: [number, number][][] = [[]];
         for (const p of pts) if (p) segments[segments.length - 1].push(p); else if (segments[segments.length - 1].length) segments.push([]);
+        segments.forEach((seg, j) => (segments[j] = decimate(seg)));
         const hv = line.shape === 'hv';
         const d = segments.filter((s) => s.length).map((s) => s.map(([px, py], j) => (j === 0 ? `M${fmt(px)},${fmt(py)}` : hv ? `H${fmt(px)}V${fmt(py)}` : `L${fmt(px)},${fmt(py)}`)).join('')).join('');
         if (t.fill === 'tozeroy') {
@@ -455,6 +456,29 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
     ...out,
     '</svg>',
   ].join('\n');
+}
+
+/**
+ * A polyline with at most four points per pixel column (the first, lowest, highest and last there, in order):
+ * the same picture as every point, a fraction of the size for long runs.
+ */
+function decimate(pts: [number, number][]): [number, number][] {
+  if (pts.length < 1000) return pts;
+  const out: [number, number][] = [];
+  for (let i = 0; i < pts.length;) {
+    const col = Math.round(pts[i][0]);
+    let j = i;
+    let lo = i;
+    let hi = i;
+    while (j < pts.length && Math.round(pts[j][0]) === col) {
+      if (pts[j][1] < pts[lo][1]) lo = j;
+      if (pts[j][1] > pts[hi][1]) hi = j;
+      j++;
+    }
+    for (const k of [...new Set([i, lo, hi, j - 1])].sort((a, b) => a - b)) out.push(pts[k]);
+    i = j;
+  }
+  return out;
 }
 
 function plotExtent(axis: Axis): number {

@@ -25,6 +25,10 @@ describe('viz live views', () => {
     trainer.end();
     const rest = sink.messages;
     assert.ok(rest.every((m) => !textOf(m.data['text/html']).includes('inlined by tunelab')));
+    // Updates carry the Plotly figure; only the last render (at 'end') also carries the static picture.
+    assert.ok(rest.every((m) => m.data['application/vnd.plotly.v1+json']));
+    assert.deepEqual(rest.map((m) => 'image/svg+xml' in m.data), [false, false, false, false, true]);
+    assert.match(textOf(rest.at(-1)!.data['text/html']), /<img class="tunelab-static"/);
     assert.deepEqual(rest.map((m) => m.type), ['display_data', 'update_display_data', 'update_display_data', 'update_display_data', 'update_display_data']);
     assert.ok(rest.every((m) => m.displayId === live.display!.id));
     assert.equal(live.updates, 5);

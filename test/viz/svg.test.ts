@@ -70,6 +70,16 @@ describe('viz static SVG', () => {
     assert.equal(counts('chosen'), 30, 'one bar per bin (nbinsx)');
   });
 
+  it('long lines keep at most four points per pixel column, extremes included', () => {
+    const n = 10_000;
+    const y = Array.from({ length: n }, (_, i) => (i === 7777 ? 50 : Math.sin(i / 100)));
+    const svg = chartSvg({ data: [{ type: 'scatter', mode: 'lines', x: y.map((_, i) => i), y }], layout: { margin: { l: 0, r: 0, t: 0, b: 0 }, yaxis: { range: [-1, 50] } } }, { width: 500, height: 510 });
+    const d = /<path d="([^"]+)" fill="none"/.exec(svg)![1];
+    const pts = d.split(/[ML]/).filter(Boolean).map((p) => p.split(',').map(Number));
+    assert.ok(pts.length <= 4 * 501 && pts.length > 500, `${pts.length} points`);
+    assert.equal(Math.min(...pts.map((p) => p[1])), 0, 'the spike (y = 50, the top of the range) is drawn');
+  });
+
   it('places points by hand-computed coordinates (fixed ranges and margins)', () => {
     const spec = {
       data: [{ type: 'scatter', mode: 'markers', x: [0, 5, 10], y: [0, 2, 10] }],

@@ -238,7 +238,8 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
       const e = await startEngine(o.backend);
       const v = { tunelab: version, node: process.version, ...e };
       print(!!o.json, v, [`tunelab ${version} (node ${process.version})`, `backend: ${e.backend} (tfjs ${e.tfjsVersion}, ${e.threads} thread${e.threads > 1 ? 's' : ''})`,
-        ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`].join('\n'));
+        ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`,
+        ...(e.native ? [`native GEMM: ${e.native.reason}`] : [])].join('\n'));
     });
   p.command('train').description('train a causal LM on a text file or folder, from scratch or --from a saved model')
     .requiredOption('--data <path>', 'text file, folder of .txt/.md files, or .csv/.tsv/.json/.jsonl with a "text" column')

@@ -11,8 +11,8 @@
  * await trainer.train();
  * await tunelab.saveModel('runs/demo', model, tok);
  */
-export { initEngine, engine, backendOrder, patchWasmKernels } from './engine';
-export type { BackendName, EngineInfo, EngineOptions } from './engine';
+export { initEngine, ensureEngine, engine, backendOrder, patchWasmKernels, configureNative, nativeInfo, resetNative } from './engine';
+export type { BackendName, EngineInfo, EngineOptions, NativeInfo, NativeIsa, NativeOptions } from './engine';
 export * from './model';
 export * from './tokenizer';
 export * from './train';

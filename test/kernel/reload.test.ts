@@ -1,7 +1,8 @@
 /**
  * Charts in a real classic Notebook server (Debian's jupyter-notebook 6.4) driven in headless Chromium: a chart
  * cell renders, the page reloads on the same kernel, the saved chart and a chart cell run after the reload
- * render (plotly.js fetched from the kernelspec: no output carries it), and the same outputs in an untrusted
+ * render (plotly.js fetched from the kernelspec: no output carries it), a live chart redraws one output in place
+ * through its updates, and the same outputs in an untrusted
  * notebook show the static picture. Skipped when jupyter-notebook or Chromium are missing.
  */
 import { strict as assert } from 'assert';
@@ -57,6 +58,17 @@ describe('kernel: charts in classic Notebook across a page reload (Chromium)', f
     fs.writeFileSync(path.join(k.dir, 'charts.ipynb'), notebook([
       "import { lossChart } from 'tunelab';\nlossChart({ step: [1, 2, 3], loss: [3, 2, 1] }, { title: 'before reload' }).show();",
       "lossChart({ step: [1, 2], loss: [2, 1] }, { title: 'after reload' }).show();",
+      // A live chart following a stand-in trainer (its events only): updates redraw one output in place.
+      [
+        "import { liveLossChart } from 'tunelab';",
+        'const listeners: Record<string, ((e: any) => void)[]> = {};',
+        'const emitter = { on: (ev: string, f: (e: any) => void) => { (listeners[ev] = listeners[ev] || []).push(f); return () => {}; } };',
+        'const emit = (ev: string, e: any) => (listeners[ev] || []).forEach((f) => f(e));',
+        'liveLossChart(emitter as any, { throttleMs: 0 });',
+        'const history = [1, 2, 3, 4, 5].map((step) => ({ step, loss: 6 - step, lr: 0.001 }));',
+        'for (const m of history) { emit("step", m); await new Promise((r) => setTimeout(r, 300)); }',
+        'emit("end", { steps: 5, history, evals: [], stoppedEarly: false });',
+      ].join('\n'),
     ]));
     server = await startServer(k);
     browser = await Browser.launch();
@@ -86,6 +98,9 @@ describe('kernel: charts in classic Notebook across a page reload (Chromium)', f
     await b.waitFor(plotted(1), 'the saved chart after the reload');
     await b.eval('Jupyter.notebook.get_cell(1).execute()');
     await b.waitFor(plotted(2), 'a chart run after the reload', 60_000);
+    await b.eval('Jupyter.notebook.get_cell(2).execute()');
+    const live = "Array.from(Jupyter.notebook.get_cell(2).output_area.element[0].querySelectorAll('.tunelab-chart .gtitle')).map((e) => e.textContent)";
+    await b.waitFor(`JSON.stringify(${live}) === '["Training loss · step 5"]'`, 'the live chart to reach step 5 in one output', 60_000);
     const fetched = await b.eval<string[]>("performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.includes('plotly'))");
     assert.deepEqual(fetched, [`${server!.url}kernelspecs/tunelab/plotly.min.js`], 'plotly.js comes once from the kernelspec');
     const saved = fs.readFileSync(path.join(k!.dir, 'charts.ipynb'), 'utf8');

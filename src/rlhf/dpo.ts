@@ -14,7 +14,8 @@ import type { DpoRewards } from '../viz/charts';
 import { PreferencePair, PreferenceRow, TokenizeReport, tokenizeDefaults, tokenizePreferenceRows } from '../data/tokenize';
 import { BatchTokens, ExampleLike, Piece, batchDefaults, padPieces, toPieces } from '../data/batches';
 import type { LmBatch } from '../train/causal-lm';
-import { BatchSource, Objective, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys } from '../train/trainer';
+import { BatchSource, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys } from '../train/trainer';
+import { LossAndMetrics, MetricObjective, evaluateMetrics, metricObjective, trainWithMetrics } from './metric-run';
 import { withDefaults } from '../util/options';
 import { peft } from '../peft/peft';
 import { EpochOrder } from '../util/epochs';
@@ -246,20 +247,36 @@ export function dpoLogProbs(model: CausalLM, batch: DpoBatch, ctx: { training?: 
   return out;
 }
 
-/** A DPO {@link Objective} that also keeps each micro-batch's metrics (8 values) for the caller to read. */
-export interface DpoObjective extends Objective<DpoBatch> {
-  /**
-   * Kept metric vectors (in {@link dpoMetricNames} order) since the last call; returns their mean and
-   * frees them. Read it after the optimizer step (e.g. on the Trainer's 'step' event), not inside the loss.
-   */
-  takeMetrics(): Record<DpoMetricName | DpoLogitName, number> | undefined;
-  /** Frees kept metrics (after a failed step). */
-  dispose(batch?: DpoBatch): void;
+/** A DPO objective that also keeps each micro-batch's metrics (8 values) for the caller to read after the step. */
+export type DpoObjective = MetricObjective<DpoBatch, DpoMetricName | DpoLogitName>;
+
+/** Frees a pair batch. */
+export function disposeDpoBatch(batch: DpoBatch): void {
+  disposeLm(batch.lm);
+  batch.ref.dispose();
+}
+
+/** Every pair of a set once, in order, as batches for {@link evaluateMetrics}. */
+export function* pairEvalBatches(data: PairBatches): Generator<{ batch: DpoBatch; rows: number }> {
+  const n = data.pairs.length;
+  for (let i = 0; i < n; i += data.batchSize) {
+    const index = Array.from({ length: Math.min(data.batchSize, n - i) }, (_, k) => i + k);
+    yield { batch: data.batchOf(index), rows: index.length };
+  }
+}
+
+// The DPO loss and every logged metric of a batch: one policy forward over chosen and rejected.
+function dpoBatchLoss(beta: number, lossType: DpoLossType, labelSmoothing: number) {
+  return (model: CausalLM, batch: DpoBatch, ctx: { training?: boolean; seed?: number }): LossAndMetrics<DpoMetricName | DpoLogitName> => tf.tidy(() => {
+    const lp = dpoLogProbs(model, batch, { ...ctx, logits: true });
+    const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
+    return { loss, metrics: { ...metrics, 'logits/chosen': lp['logits/chosen']!, 'logits/rejected': lp['logits/rejected']! } };
+  });
 }
 
 /**
  * The DPO objective on {@link DpoBatch}es: policy log-probs of chosen and rejected in one forward pass,
- * reference log-probs from the batch.
+ * reference log-probs from the batch. `takeMetrics()` after the optimizer step gives the step's means.
  *
  * @example
  * const objective = dpoObjective({ beta: 0.1, lossType: 'sigmoid' });
@@ -268,33 +285,7 @@ export interface DpoObjective extends Objective<DpoBatch> {
 export function dpoObjective(options: { beta?: number; lossType?: DpoLossType; labelSmoothing?: number } = {}): DpoObjective {
   const { beta = 0.1, lossType = 'sigmoid', labelSmoothing = 0 } = options;
   checkLossOptions(beta, lossType, labelSmoothing);
-  let kept: tf.Tensor1D[] = [];
-  return {
-    loss(model, batch, ctx) {
-      const lp = dpoLogProbs(model, batch, { ...ctx, logits: true });
-      const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
-      // Kept past variableGrads's scope; the values are read once the step is done (no sync inside the tape).
-      kept.push(tf.keep(tf.stack([...dpoMetricNames.map((k) => metrics[k]), ...dpoLogitNames.map((k) => lp[k]!)]) as tf.Tensor1D));
-      return loss;
-    },
-    tokens: (batch) => batch.lm.inputIds.size,
-    dispose(batch) {
-      if (batch) {
-        disposeLm(batch.lm);
-        batch.ref.dispose();
-      } else {
-        tf.dispose(kept);
-        kept = [];
-      }
-    },
-    takeMetrics() {
-      if (kept.length === 0) return undefined;
-      const mean = tf.tidy(() => tf.mean(tf.stack(kept), 0).dataSync());
-      tf.dispose(kept);
-      kept = [];
-      return Object.fromEntries(loggedNames.map((k, i) => [k, mean[i]])) as Record<DpoMetricName | DpoLogitName, number>;
-    },
-  };
+  return metricObjective(loggedNames, dpoBatchLoss(beta, lossType, labelSmoothing), disposeDpoBatch, (batch) => batch.lm.inputIds.size);
 }
 
 /** Metrics of one step or eval: the DPO loss and TRL's reward / log-prob means. */
@@ -308,22 +299,8 @@ export type DpoMetrics = { step: number; loss: number } & Record<DpoMetricName |
  */
 export function evaluateDpo(model: CausalLM, data: PairBatches, options: { beta?: number; lossType?: DpoLossType; labelSmoothing?: number; step?: number } = {}): DpoMetrics {
   const { beta = 0.1, lossType = 'sigmoid', labelSmoothing = 0 } = options;
-  const totals = new Float64Array(loggedNames.length + 1);
-  const n = data.pairs.length;
-  for (let i = 0; i < n; i += data.batchSize) {
-    const index = Array.from({ length: Math.min(data.batchSize, n - i) }, (_, k) => i + k);
-    const batch = data.batchOf(index);
-    const v = tf.tidy(() => {
-      const lp = dpoLogProbs(model, batch, { training: false, logits: true });
-      const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
-      return tf.stack([loss, ...dpoMetricNames.map((k) => metrics[k]), ...dpoLogitNames.map((k) => lp[k]!)]).dataSync();
-    });
-    disposeLm(batch.lm);
-    batch.ref.dispose();
-    // Batch means weighted by batch size: the exact mean over all pairs.
-    v.forEach((x, k) => (totals[k] += x * index.length));
-  }
-  return { step: options.step ?? 0, loss: totals[0] / n, ...Object.fromEntries(loggedNames.map((k, i) => [k, totals[i + 1] / n])) } as DpoMetrics;
+  checkLossOptions(beta, lossType, labelSmoothing);
+  return evaluateMetrics(model, pairEvalBatches(data), loggedNames, dpoBatchLoss(beta, lossType, labelSmoothing), disposeDpoBatch, options.step ?? 0);
 }
 
 /** Which model gives reference log-probs. */
@@ -468,8 +445,6 @@ export async function dpo(
   let owned = refFn.owned;
   const memory: DpoMemory = { policyBytes: weightBytes(model), referenceBytes, referenceFreed: false, refTableBytes: 0 };
 
-  const trainer = { current: undefined as Trainer<DpoBatch> | undefined };
-  const objective = dpoObjective(c);
   try {
     // Eval pairs' reference log-probs never change: computed once, always.
     const evalTable = held && precomputeReference(held.pairs, tokenizer, seqLen, refFn, c.batchSize);
@@ -485,46 +460,15 @@ export async function dpo(
     memory.refTableBytes = (c.precomputeRefLogProbs ? 8 * train.pairs.length : 0) + (held ? 8 * held.pairs.length : 0);
     const data = new PairBatches(train.pairs, tokenizer, seqLen, c.batchSize, trainRef, c.seed ?? 42);
     const evalData = held && new PairBatches(held.pairs, tokenizer, seqLen, c.batchSize, evalTable!, 0);
-
-    const metrics: DpoMetrics[] = [];
-    const evalMetrics: DpoMetrics[] = [];
-    let evaluate = options.evaluate;
-    if (!evaluate && evalData) {
-      evaluate = async (m) => {
-        const r = evaluateDpo(m, evalData, { beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing, step: trainer.current?.step ?? 0 });
-        evalMetrics.push(r);
-        // The DPO loss is what early stopping watches; perplexity has no meaning for pairs.
-        return { loss: r.loss, perplexity: NaN };
-      };
-    }
-    const { beta: _b, lossType: _l, labelSmoothing: _s, maxLength: _m, batchSize: _n, precomputeRefLogProbs: _p, reference: _r, evalRows: _e, evalOnStart: _o, ...trainConfig } = c;
-    const t = new Trainer<DpoBatch>(model, objective, data, trainConfig, { ...options, evaluate });
-    trainer.current = t;
-    // TRL logs these beside the loss: on the trainer's own records they reach steps.jsonl / evals.jsonl,
+    const evaluate = evalData && ((step: number) => evaluateDpo(model, evalData, { beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing, step }));
+    // TRL logs the metrics beside the loss: on the trainer's own records they reach steps.jsonl / evals.jsonl,
     // trainer_state.json and TensorBoard (as train/rewards/chosen, eval/rewards/chosen, …).
-    t.on('step', (s) => {
-      const m = objective.takeMetrics();
-      if (!m) return;
-      Object.assign(s, m);
-      metrics.push({ step: s.step, loss: s.loss, ...m });
-    });
-    t.on('eval', (e) => {
-      const r = evalMetrics.at(-1);
-      if (r && r.step === e.step) for (const k of loggedNames) Object.assign(e, { [k]: r[k] });
-    });
-    options.onTrainer?.(t);
-    try {
-      if (c.evalOnStart && t.step === 0) await t.evaluate();
-      const result = await t.train();
-      return {
-        ...result, metrics, evalMetrics, rewards: toDpoRewards(metrics), evalRewards: toDpoRewards(evalMetrics), memory,
-        data: { train: train.report, ...(held && { eval: held.report }) }, reference: mode,
-      };
-    } finally {
-      t.dispose();
-    }
+    const result = await trainWithMetrics(model, dpoObjective(c), loggedNames, data, c, evaluate, c.evalOnStart, options);
+    return {
+      ...result, rewards: toDpoRewards(result.metrics), evalRewards: toDpoRewards(result.evalMetrics), memory,
+      data: { train: train.report, ...(held && { eval: held.report }) }, reference: mode,
+    };
   } finally {
-    objective.dispose(); // metrics kept by a step that threw
     owned?.dispose();
   }
 }

@@ -5,6 +5,7 @@ export * from './dpo';
 export * from './frontier';
 export * from './advantages';
 export * from './rollout';
+export * from './metric-run';
 export * from './preference';
 export * from './simpo';
 export * from './orpo';

@@ -20,7 +20,7 @@ import { withDefaults } from '../util/options';
 import { EpochOrder } from '../util/epochs';
 import { sequenceLogProbs } from './logprobs';
 import { DpoReference, ReferenceLogProbs, buildReference, disposeLm, piecesLmBatch } from './dpo';
-import { LossAndMetrics, MetricRun, evaluateMetrics, metricObjective, trainWithMetrics } from './preference';
+import { LossAndMetrics, MetricRun, evaluateMetrics, metricObjective, trainWithMetrics } from './metric-run';
 
 /** A row of TRL's unpaired preference format: one completion, `label` true when it is desirable. */
 export interface UnpairedRow {

@@ -12,7 +12,8 @@ import type { PreferenceRow } from '../data/tokenize';
 import { TrainConfig, TrainerOptions, Trainer, trainConfigKeys } from '../train/trainer';
 import { withDefaults } from '../util/options';
 import type { DpoBatch } from './dpo';
-import { LossAndMetrics, MetricRun, PairLogProbs, averageLogProbs, pairBatchLoss, rewardMetrics, trainPairMethod } from './preference';
+import type { LossAndMetrics, MetricRun } from './metric-run';
+import { PairLogProbs, averageLogProbs, pairBatchLoss, rewardMetrics, trainPairMethod } from './preference';
 import type { TokenizeReport } from '../data/tokenize';
 
 /** Metric names, as TRL's ORPOTrainer logs them. */

@@ -12,7 +12,8 @@ import type { PreferenceRow, TokenizeReport } from '../data/tokenize';
 import { TrainConfig, TrainerOptions, Trainer, trainConfigKeys } from '../train/trainer';
 import { withDefaults } from '../util/options';
 import type { DpoBatch } from './dpo';
-import { LossAndMetrics, MetricRun, PairLogProbs, averageLogProbs, pairBatchLoss, rewardMetrics, trainPairMethod } from './preference';
+import type { LossAndMetrics, MetricRun } from './metric-run';
+import { PairLogProbs, averageLogProbs, pairBatchLoss, rewardMetrics, trainPairMethod } from './preference';
 
 /** Metric names, as TRL's CPOTrainer logs them. */
 export const simpoMetricNames = [

@@ -60,13 +60,15 @@ export function ticks(lo: number, hi: number, opts: { target?: number; integer?:
 }
 
 /**
- * Plotly axis settings for whole-number ticks (training steps): a `dtick` of 1, 2, 5, 10… chosen from the
- * data's span, so Plotly never labels step 1.5. Returns `{}` for an empty series.
+ * Plotly axis settings for whole-number ticks (training steps). Over a short span Plotly's automatic ticks
+ * fall between steps (1, 1.5, 2), so a whole `dtick` (1, 2, 5, 10…) is fixed; over a long one its automatic
+ * ticks are whole already and stay automatic, so zooming in still finds ticks. `{}` when nothing is to fix.
  */
 export function integerTicks(values: readonly (number | null)[], target = 8): JsonObject {
   const finite = values.filter((v): v is number => v !== null && Number.isFinite(v));
   if (finite.length === 0) return {};
   const span = Math.max(...finite) - Math.min(...finite);
+  if (span > 5 * target) return {};
   return { tickmode: 'linear', tick0: 0, dtick: Math.max(1, Math.round(niceStep(Math.max(span, 1), target))) };
 }
 

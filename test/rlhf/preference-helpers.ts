@@ -1,7 +1,7 @@
 /** Shared fixtures of the SimPO / ORPO / KTO suites: a tiny model config, hand-made pairs, a gradient check. */
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
-import type { CausalLM, ModelConfig } from '../../src/model';
+import { CausalLM, type ModelConfig } from '../../src/model';
 
 export const tiny: Partial<ModelConfig> = { family: 'llama', vocabSize: 32, dModel: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, dFf: 32, contextLength: 16 };
 /** A small model that takes the shipped tokenizer's ids. */
@@ -60,4 +60,40 @@ export function checkGradients(policy: CausalLM, loss: () => tf.Scalar): void {
   assert.equal(checked, 6);
   assert.ok(Math.abs(lossAt() - l0) < 1e-6); // weights restored
   tf.dispose([value, ...Object.values(grads)]);
+}
+
+/** A method's run as the helpers see it: step records carry the metrics (TRL names). */
+interface MethodRun {
+  history: readonly { loss: number }[];
+  metrics: readonly Record<string, number>[];
+  evalMetrics: readonly Record<string, number>[];
+}
+type OnTrainer = { onTrainer: (t: { on(event: 'step', f: () => void): unknown }) => void };
+
+/**
+ * Runs `train` twice, each on a fresh small model (seed 3), and checks what every preference method owes:
+ * a flat tensor count across steps, nothing leaked, same seed → same losses and evals, evals at
+ * `evalSteps`, every metric name on the trainer's step records. Returns the first run.
+ */
+export async function checkSeededRuns<R extends MethodRun>(train: (model: CausalLM, options: OnTrainer) => Promise<R>, names: readonly string[], evalSteps: number[]): Promise<R> {
+  const run = async () => {
+    const m = CausalLM.create(small, { seed: 3 });
+    const counts: number[] = [];
+    const before = tf.memory().numTensors;
+    const r = await train(m, { onTrainer: (t) => t.on('step', () => counts.push(tf.memory().numTensors)) });
+    const leaked = tf.memory().numTensors - before;
+    m.dispose();
+    return { r, counts, leaked };
+  };
+  const a = await run();
+  const b = await run();
+  assert.ok(a.counts.every((c) => c === a.counts[0]), `tensor count per step ${a.counts}`);
+  assert.equal(a.leaked, 0);
+  assert.deepEqual(a.r.history.map((h) => h.loss), b.r.history.map((h) => h.loss));
+  assert.deepEqual(a.r.evalMetrics, b.r.evalMetrics);
+  assert.deepEqual(a.r.evalMetrics.map((e) => e.step), evalSteps);
+  const step = a.r.history[0] as unknown as Record<string, number>;
+  for (const k of names) assert.ok(Number.isFinite(step[k]) && step[k] === a.r.metrics[0][k], k);
+  assert.ok(a.r.history.at(-1)!.loss !== a.r.history[0].loss);
+  return a.r;
 }

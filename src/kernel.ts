@@ -72,9 +72,10 @@ const toSlash = (p: string) => p.replace(/\\/g, '/');
  * in this repository, or in a folder without `npm install tunelab`): tslab's TypeScript program sees a virtual
  * `<cwd>/node_modules/<name>` mapped onto `root` (kept under node_modules so tslab neither compiles nor emits
  * it, which a symlink or `../src` import would trigger through its rootDir check), and Node's resolver falls back
- * to `root`. An installed copy always wins. Returns a function that undoes it, or null when `name` is installed.
+ * to `root`, or, given `from`, looks the request up from that folder as Node would there (a dependency's `exports`
+ * apply). An installed copy always wins. Returns a function that undoes it, or null when `name` is installed.
  */
-export function enablePackageFallback(ts: { sys: TsSystem }, cwd: string, name = 'tunelab', root = packageRoot): (() => void) | null {
+export function enablePackageFallback(ts: { sys: TsSystem }, cwd: string, name = 'tunelab', root = packageRoot, from?: string): (() => void) | null {
   if (packageDir(cwd, name)) return null;
   const saved = new Map(Object.entries(ts.sys));
   const virtual = toSlash(path.join(cwd, 'node_modules', name));
@@ -100,6 +101,7 @@ export function enablePackageFallback(ts: { sys: TsSystem }, cwd: string, name =
     } catch (err) {
       const ours = request === name || request.startsWith(`${name}/`);
       if (!ours || (err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      if (from) return resolve.call(this, request, parent, isMain, { paths: [from] });
       return resolve.call(this, path.join(root, request.slice(name.length)), parent, isMain, options);
     }
   };
@@ -133,14 +135,14 @@ const DATA_PACKAGES = ['arquero', 'danfojs-node', 'danfojs'];
 export function enablePackageFallbacks(ts: { sys: TsSystem }, cwd: string, root = packageRoot): { mapped: string[]; undo(): void } {
   const mapped: string[] = [];
   const undos: (() => void)[] = [];
-  const map = (name: string, dir: string) => {
-    const undo = enablePackageFallback(ts, cwd, name, dir);
+  const map = (name: string, dir: string, from?: string) => {
+    const undo = enablePackageFallback(ts, cwd, name, dir, from);
     if (undo) { mapped.push(name); undos.push(undo); }
   };
   map('tunelab', root);
   for (const name of DATA_PACKAGES) {
     const dir = packageDir(root, name);
-    if (dir) map(name, dir);
+    if (dir) map(name, dir, root);
   }
   return { mapped, undo: () => undos.reverse().forEach((u) => u()) };
 }

@@ -30,9 +30,11 @@ describe('kernel: rich display, data packages and kept imports', function () {
 
   const results = (c: Cell) => c.outputs.filter((o) => o.type === 'execute_result').map((o) => o.data);
 
-  it('arquero imports in a folder without node_modules', () => {
+  it('arquero and danfo import in a folder without node_modules', () => {
     assert.equal(cells.arquero.status, 'ok', cells.arquero.evalue ?? '');
     assert.deepEqual(results(cells.arquero), [{ 'text/plain': '3' }]);
+    assert.equal(cells.danfo.status, 'ok', cells.danfo.evalue ?? '');
+    assert.deepEqual(results(cells.danfo), [{ 'text/plain': '[ 2, 2 ]' }]);
   });
 
   it("a cell's last value shows its Symbol.for('tunelab.mimeBundle') bundle; a bad bundle falls back to text", () => {

@@ -175,6 +175,9 @@ def rich():
     cells = {
         # arquero imports from a folder with no node_modules (the kernel maps tunelab's own copy).
         "arquero": "import * as aq from 'arquero';\naq.table({ a: [1, 2, 3] }).numRows()",
+        # danfojs (the browser build, a dev dependency here) declares its entry only in "exports", which tslab's
+        # TypeScript 5.0 (Node10 resolution) cannot read: at run time it loads; danfojs-node has "main"/"types".
+        "danfo": "const dfd = require('danfojs');\nnew dfd.DataFrame({ a: [1, 2], b: [3, 4] }).shape",
         # The rich display protocol: a cell's last value ...
         "protocol": "const o = { [Symbol.for('tunelab.mimeBundle')]() { return { 'text/plain': 'plain o', 'text/html': '<b>rich o</b>' }; } };\no",
         # ... and display(x); a chart's output carries every form of the chart.

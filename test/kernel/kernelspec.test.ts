@@ -165,6 +165,7 @@ describe('kernel: package fallback and notebook helpers', () => {
       assert.deepEqual(mapped.slice(0, 2), ['tunelab', 'arquero']);
       assert.ok(mapped.includes('danfojs'), `danfojs is a dev dependency here: ${mapped.join(', ')}`);
       assert.equal(req.resolve('arquero'), require.resolve('arquero'));
+      assert.equal(req.resolve('danfojs'), require.resolve('danfojs'), 'through its "exports", as from tunelab\'s folder');
       assert.equal(JSON.parse(ts.sys.readFile(`${cwd}/node_modules/arquero/package.json`) ?? '{}').name, 'arquero');
       assert.equal(req.resolve('tunelab/package.json'), path.join(root, 'package.json'));
     } finally {

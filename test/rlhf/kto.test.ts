@@ -5,7 +5,6 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../../src/model';
 import { addLora } from '../../src/peft/lora';
-import { base } from '../../src/lab/base';
 import { dataset } from '../../src/lab/data';
 import { lab } from '../../src/lab/lab';
 import { batchDefaults, toPieces } from '../../src/data/batches';
@@ -17,7 +16,7 @@ import { piecesLmBatch, referenceLogProbs } from '../../src/rlhf/dpo';
 import { sequenceLogProbs } from '../../src/rlhf/logprobs';
 import { KtoBatches, KtoItem, UnpairedRow, checkUnpairedRows, disposeKtoBatch, kto, ktoDefaults, ktoLoss, ktoMetricNames, unpairPreferences } from '../../src/rlhf/kto';
 import { engineReady } from '../helpers';
-import { assertClose, checkGradients, example, mean, small, tiny, tokens } from './preference-helpers';
+import { assertClose, checkGradients, example, loggedRecords, mean, preferenceRows, shippedRun, shippedTokenizer, small, tiny, tokens } from './preference-helpers';
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
@@ -156,11 +155,8 @@ describe('rlhf/kto', function () {
     let rows: UnpairedRow[];
     let held: UnpairedRow[];
     before(async () => {
-      const b = await base('tiny-llama');
-      tok = b.tokenizer;
-      b.model.dispose();
-      rows = unpairPreferences((dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 24));
-      held = unpairPreferences((dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 8));
+      tok = await shippedTokenizer();
+      [rows, held] = [unpairPreferences(preferenceRows('train', 24)), unpairPreferences(preferenceRows('heldout', 8))];
     });
     const cfg = { maxSteps: 3, batchSize: 4, lr: 1e-2, seed: 7 };
 
@@ -208,17 +204,12 @@ describe('rlhf/kto', function () {
   });
 
   it('on the shipped base: a short run lowers the loss and raises the held-out reward margin', async () => {
-    const { model, tokenizer } = await base('tiny-llama');
-    const train = unpairPreferences((dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 200));
-    const held = unpairPreferences((dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 32));
-    const r = await kto(model, tokenizer, train, { maxSteps: 12, batchSize: 8, evalRows: held });
-    const [first, last] = [r.evalMetrics[0], r.evalMetrics.at(-1)!];
-    const f = (m: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +v.toFixed(4)])));
-    console.log(`      step 0: ${f(first)}\n      step ${last.step}: ${f(last)}\n      train loss ${r.metrics.map((m) => m.loss.toFixed(4)).join(' ')}`);
+    const train = unpairPreferences(preferenceRows('train', 200));
+    const held = unpairPreferences(preferenceRows('heldout', 32));
+    const { first, last } = await shippedRun((model, tokenizer) => kto(model, tokenizer, train, { maxSteps: 12, batchSize: 8, evalRows: held }));
     assert.equal(last.step, 12);
     assert.ok(last.loss < first.loss);
     assert.ok(last['rewards/margins'] > first['rewards/margins'] && last['rewards/margins'] > 0);
-    model.dispose();
   });
 
   it('.kto() runs from the lab builder on preference rows (unpaired) and on unpaired rows', async () => {
@@ -227,7 +218,7 @@ describe('rlhf/kto', function () {
     const a = await lab.base('tiny-llama').log(dir).show(false).data(prefs).eval(prefs.slice(0, 2)).kto({ maxSteps: 2, batchSize: 4 });
     assert.equal(a.record.method, 'kto');
     assert.equal(a.result.data.train.kept, 16);
-    const { steps, evals } = lab.runs(dir).details(a.record.run) as unknown as Record<'steps' | 'evals', Record<string, number>[]>;
+    const { steps, evals } = loggedRecords(dir, a.record.run);
     assert.ok(Number.isFinite(steps[0].kl) && Number.isFinite(steps[0]['rewards/chosen']), JSON.stringify(steps[0]));
     assert.ok(Number.isFinite(evals.at(-1)!['rewards/margins']), JSON.stringify(evals.at(-1)));
     const b = await lab.base('tiny-llama').log(dir).show(false).data(unpairPreferences(prefs as unknown as PreferenceRow[]).slice(0, 12)).kto({ maxSteps: 1, batchSize: 4 });

@@ -4,7 +4,6 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../../src/model';
-import { base } from '../../src/lab/base';
 import { dataset } from '../../src/lab/data';
 import { lab } from '../../src/lab/lab';
 import type { PreferenceRow } from '../../src/data/tokenize';
@@ -12,7 +11,7 @@ import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 import { PairBatches, dpoLogProbs, toPairPieces } from '../../src/rlhf/dpo';
 import { orpo, orpoDefaults, orpoLoss, orpoMetricNames } from '../../src/rlhf/orpo';
 import { engineReady } from '../helpers';
-import { assertClose, checkGradients, checkSeededRuns, mean, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
+import { assertClose, checkGradients, checkSeededRuns, loggedRecords, mean, preferenceRows, shippedRun, shippedTokenizer, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
 
 /** ORPO by hand: NLL of chosen tokens − λ·mean log σ(log odds_c − log odds_r), odds from mean log-probs. */
 function byHand(l: { pc: number[]; pr: number[]; nc: number[]; nr: number[] }, beta: number) {
@@ -76,11 +75,8 @@ describe('rlhf/orpo', function () {
     let rows: PreferenceRow[];
     let held: PreferenceRow[];
     before(async () => {
-      const b = await base('tiny-llama');
-      tok = b.tokenizer;
-      b.model.dispose();
-      rows = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 48);
-      held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 12);
+      tok = await shippedTokenizer();
+      [rows, held] = [preferenceRows('train', 48), preferenceRows('heldout', 12)];
     });
 
     it('flat tensor count, no leak, same seed → same losses, metrics on the step records', async () => {
@@ -91,17 +87,10 @@ describe('rlhf/orpo', function () {
   });
 
   it('on the shipped base: a short run lowers the loss and the NLL and raises the held-out log odds ratio', async () => {
-    const { model, tokenizer } = await base('tiny-llama');
-    const train = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 400);
-    const held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 32);
-    const r = await orpo(model, tokenizer, train, { maxSteps: 12, batchSize: 4, evalRows: held });
-    const [first, last] = [r.evalMetrics[0], r.evalMetrics.at(-1)!];
-    const f = (m: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +v.toFixed(4)])));
-    console.log(`      step 0: ${f(first)}\n      step ${last.step}: ${f(last)}\n      train loss ${r.metrics.map((m) => m.loss.toFixed(4)).join(' ')}`);
+    const { first, last } = await shippedRun((model, tokenizer) => orpo(model, tokenizer, preferenceRows('train', 400), { maxSteps: 12, batchSize: 4, evalRows: preferenceRows('heldout', 32) }));
     assert.equal(last.step, 12);
     assert.ok(last.loss < first.loss && last.nll_loss < first.nll_loss);
     assert.ok(last.log_odds_chosen > first.log_odds_chosen && last.log_odds_ratio > first.log_odds_ratio);
-    model.dispose();
   });
 
   it('.orpo() runs from the lab builder and logs its metrics', async () => {
@@ -110,7 +99,7 @@ describe('rlhf/orpo', function () {
     const run = await lab.base('tiny-llama').log(dir).show(false).data(prefs).eval(prefs.slice(0, 4)).orpo({ maxSteps: 2, batchSize: 4 });
     assert.equal(run.record.method, 'orpo');
     assert.equal(run.result.metrics.length, 2);
-    const { steps, evals } = lab.runs(dir).details(run.record.run) as unknown as Record<'steps' | 'evals', Record<string, number>[]>;
+    const { steps, evals } = loggedRecords(dir, run.record.run);
     assert.ok(Number.isFinite(steps[0].log_odds_ratio) && Number.isFinite(steps[0].nll_loss), JSON.stringify(steps[0]));
     assert.ok(Number.isFinite(evals.at(-1)!.log_odds_chosen), JSON.stringify(evals.at(-1)));
     run.model.dispose();

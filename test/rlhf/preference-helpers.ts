@@ -2,6 +2,11 @@
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM, type ModelConfig } from '../../src/model';
+import { base } from '../../src/lab/base';
+import { dataset } from '../../src/lab/data';
+import { lab } from '../../src/lab/lab';
+import type { PreferenceRow } from '../../src/data/tokenize';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 
 export const tiny: Partial<ModelConfig> = { family: 'llama', vocabSize: 32, dModel: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, dFf: 32, contextLength: 16 };
 /** A small model that takes the shipped tokenizer's ids. */
@@ -96,4 +101,33 @@ export async function checkSeededRuns<R extends MethodRun>(train: (model: Causal
   for (const k of names) assert.ok(Number.isFinite(step[k]) && step[k] === a.r.metrics[0][k], k);
   assert.ok(a.r.history.at(-1)!.loss !== a.r.history[0].loss);
   return a.r;
+}
+
+/** The first `n` rows of the shipped preferences' split. */
+export const preferenceRows = (split: 'train' | 'heldout', n: number): PreferenceRow[] => (dataset('preferences', split) as unknown as PreferenceRow[]).slice(0, n);
+
+/** The shipped tokenizer (the model it comes with is freed). */
+export async function shippedTokenizer(): Promise<Tokenizer> {
+  const b = await base('tiny-llama');
+  b.model.dispose();
+  return b.tokenizer;
+}
+
+/** A short run of a method on the shipped base; prints and returns its first and last held-out metrics. */
+export async function shippedRun<R extends MethodRun>(train: (model: CausalLM, tokenizer: Tokenizer) => Promise<R>): Promise<{ first: Record<string, number>; last: Record<string, number> }> {
+  const { model, tokenizer } = await base('tiny-llama');
+  try {
+    const r = await train(model, tokenizer);
+    const [first, last] = [r.evalMetrics[0], r.evalMetrics.at(-1)!];
+    const f = (m: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +v.toFixed(4)])));
+    console.log(`      step 0: ${f(first)}\n      step ${last.step}: ${f(last)}\n      train loss ${r.metrics.map((m) => m.loss.toFixed(4)).join(' ')}`);
+    return { first, last };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The step and eval records a lab run logged (steps.jsonl, evals.jsonl). */
+export function loggedRecords(dir: string, run: string): Record<'steps' | 'evals', Record<string, number>[]> {
+  return lab.runs(dir).details(run) as unknown as Record<'steps' | 'evals', Record<string, number>[]>;
 }

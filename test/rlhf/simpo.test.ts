@@ -4,7 +4,6 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../../src/model';
-import { base } from '../../src/lab/base';
 import { dataset } from '../../src/lab/data';
 import { lab } from '../../src/lab/lab';
 import type { PreferenceRow } from '../../src/data/tokenize';
@@ -12,7 +11,7 @@ import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 import { PairBatches, dpoLogProbs, toPairPieces } from '../../src/rlhf/dpo';
 import { simpo, simpoDefaults, simpoLoss, simpoMetricNames } from '../../src/rlhf/simpo';
 import { engineReady } from '../helpers';
-import { assertClose, checkGradients, checkSeededRuns, mean, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
+import { assertClose, checkGradients, checkSeededRuns, loggedRecords, mean, preferenceRows, shippedRun, shippedTokenizer, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
 
 /** SimPO by hand: rewards β·(sum/count), loss mean softplus(−(r_c − r_r − γ)) + α·NLL over chosen tokens. */
 function byHand(l: { pc: number[]; pr: number[]; nc: number[]; nr: number[] }, beta: number, gamma: number, alpha: number) {
@@ -71,11 +70,8 @@ describe('rlhf/simpo', function () {
     let rows: PreferenceRow[];
     let held: PreferenceRow[];
     before(async () => {
-      const b = await base('tiny-llama');
-      tok = b.tokenizer;
-      b.model.dispose();
-      rows = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 48);
-      held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 12);
+      tok = await shippedTokenizer();
+      [rows, held] = [preferenceRows('train', 48), preferenceRows('heldout', 12)];
     });
 
     it('flat tensor count, no leak, same seed → same losses, metrics on the step records', async () => {
@@ -86,17 +82,10 @@ describe('rlhf/simpo', function () {
   });
 
   it('on the shipped base: a short run lowers the loss and raises held-out reward accuracy and margin', async () => {
-    const { model, tokenizer } = await base('tiny-llama');
-    const train = (dataset('preferences', 'train') as unknown as PreferenceRow[]).slice(0, 400);
-    const held = (dataset('preferences', 'heldout') as unknown as PreferenceRow[]).slice(0, 32);
-    const r = await simpo(model, tokenizer, train, { maxSteps: 12, batchSize: 4, evalRows: held });
-    const [first, last] = [r.evalMetrics[0], r.evalMetrics.at(-1)!];
-    const f = (m: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +v.toFixed(4)])));
-    console.log(`      step 0: ${f(first)}\n      step ${last.step}: ${f(last)}\n      train loss ${r.metrics.map((m) => m.loss.toFixed(4)).join(' ')}`);
+    const { first, last } = await shippedRun((model, tokenizer) => simpo(model, tokenizer, preferenceRows('train', 400), { maxSteps: 12, batchSize: 4, evalRows: preferenceRows('heldout', 32) }));
     assert.equal(last.step, 12);
     assert.ok(last.loss < first.loss);
     assert.ok(last['rewards/margins'] > first['rewards/margins'] && last['rewards/accuracies'] >= first['rewards/accuracies']);
-    model.dispose();
   });
 
   it('.simpo() runs from the lab builder and logs its metrics', async () => {
@@ -106,7 +95,7 @@ describe('rlhf/simpo', function () {
     assert.equal(run.record.method, 'simpo');
     assert.equal(run.result.metrics.length, 2);
     assert.ok(Number.isFinite(run.result.evalMetrics.at(-1)!['rewards/margins']));
-    const { steps, evals } = lab.runs(dir).details(run.record.run) as unknown as Record<'steps' | 'evals', Record<string, number>[]>;
+    const { steps, evals } = loggedRecords(dir, run.record.run);
     assert.ok(Number.isFinite(steps[0]['rewards/chosen']) && Number.isFinite(steps[0].nll_loss), JSON.stringify(steps[0]));
     assert.ok(Number.isFinite(evals.at(-1)!['rewards/margins']), JSON.stringify(evals.at(-1)));
     run.model.dispose();

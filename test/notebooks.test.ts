@@ -27,4 +27,11 @@ describe('notebooks', () => {
       assert.doesNotMatch(src, /from '\.\.?\/(src|dist)/, `${nb} reaches into the sources`);
     }
   });
+
+  it('do not inline plotly.js (charts load it from the kernelspec; executed copies stay small)', () => {
+    for (const nb of notebooks) {
+      const src = JSON.parse(fs.readFileSync(path.join(dir, nb), 'utf8')).cells.map((c: { source: string[] }) => c.source.join('')).join('\n');
+      assert.doesNotMatch(src, /loadPlotly|plotlyScript/, nb);
+    }
+  });
 });

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { Content, PreferenceRow, TokenizeReport, TokenizedExample, tokenizeDefaults, tokenizeRow } from '../data/tokenize';
-import { BatchTokens, Piece, batchDefaults, toPieces } from '../data/batches';
+import { BatchConfig, BatchTokens, Piece, batchDefaults, toPieces } from '../data/batches';
 import { validateDataset } from '../data/formats';
 import { toTable } from '../data/load';
 import type { LmBatch } from '../train/causal-lm';
@@ -136,7 +136,7 @@ export function disposeKtoBatch(b: KtoBatch): void {
  */
 export class KtoBatches implements BatchSource<KtoBatch> {
   readonly order: EpochOrder;
-  private readonly config;
+  private readonly config: BatchConfig;
 
   constructor(
     readonly items: readonly KtoItem[], private readonly tokens: Tokenizer | BatchTokens, readonly seqLen: number,
@@ -144,7 +144,7 @@ export class KtoBatches implements BatchSource<KtoBatch> {
   ) {
     if (items.length === 0) throw new Error('KtoBatches: no rows');
     this.order = new EpochOrder(items.length, seed, 'KtoBatches');
-    this.config = { ...batchDefaults, seqLen, overflow: 'truncate' as const };
+    this.config = { ...batchDefaults, seqLen, overflow: 'truncate' };
   }
 
   /** The mismatched pieces of some rows (prompt of k, completion of k − 1); rows left with no completion token drop out. */
@@ -249,7 +249,7 @@ export function prepareUnpaired(model: CausalLM, tokenizer: Tokenizer, rows: rea
   let truncated = 0;
   let dropped = 0;
   rows.forEach((r, i) => {
-    const example = tokenizeRow({ prompt: r.prompt, completion: r.completion } as never, tokenizer, config, `kto ${what} row ${i + 1}`);
+    const example = tokenizeRow({ prompt: r.prompt, completion: r.completion }, tokenizer, config, `kto ${what} row ${i + 1}`);
     if (!example) return void dropped++;
     if (example.fullLength > example.ids.length) truncated++;
     const pieces = toPieces([example], tokenizer, pieceConfig).pieces;

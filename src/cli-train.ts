@@ -33,9 +33,9 @@ export function trainingDocuments(target: string, separator?: string): string[] 
   if (separator !== undefined) throw new Error(`--separator splits text files; ${target} is ${format}, whose rows are the documents`);
   const { table, format: kind } = validateDataset(loadTable(target));
   if (kind !== 'text') {
-    const method = kind === 'preference' ? 'dpo() or trainRewardModel()' : 'sft()';
+    const [method, verb] = kind === 'preference' ? ['dpo() or trainRewardModel()', 'dpo'] : kind === 'unpaired-preference' ? ['kto()', 'kto'] : ['sft()', 'sft'];
     throw new Error(`${target}: ${kind} rows (columns ${FORMAT_COLUMNS[kind].join(', ')}); \`tunelab train\` and \`eval\` read plain text: ` +
-      `a "text" column or a .txt/.md file. For these rows use the library's ${method} (or lab's .${kind === 'preference' ? 'dpo' : 'sft'}())`);
+      `a "text" column or a .txt/.md file. For these rows use the library's ${method} (or lab's .${verb}())`);
   }
   return table.array('text') as string[];
 }

@@ -31,7 +31,7 @@ export function columnMapping(options: ColumnMapping): ColumnMapping {
 const ALIASES: Readonly<Record<FormatField, readonly string[]>> = {
   text: ['body', 'content', 'document', 'doc', 'article', 'passage', 'sentence', 'review', 'note', 'notes'],
   prompt: ['question', 'instruction', 'input', 'query', 'context', 'prefix'],
-  completion: ['answer', 'response', 'output', 'target', 'label', 'reply'],
+  completion: ['answer', 'response', 'output', 'target', 'reply'], // not 'label': KTO's unpaired rows have a real label column
   chosen: ['accepted', 'preferred', 'better', 'good', 'winner'],
   rejected: ['dispreferred', 'worse', 'bad', 'loser'],
   messages: ['conversation', 'conversations', 'chat', 'dialog', 'dialogue', 'turns'],

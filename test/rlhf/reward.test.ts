@@ -87,7 +87,10 @@ describe('rlhf/reward', function () {
       const long = { prompt: 'Continue the text:\n\nThe state of the Union is good, and we have done much this year.', response: ' Taken in sum, I can report that the state of the Union is strong.' };
       const alone = rm.score(short.prompt, short.response);
       const [inBatch, longScore] = rm.scoreTexts([short, long]);
-      assert.ok(Math.abs(alone - inBatch) < 1e-5, `alone ${alone} vs padded ${inBatch}`);
+      // Float32 tolerance relative to the score: a padded batch is a different product shape, so the native
+      // GEMM may block (and sum) it differently.
+      const tol = 1e-5 * Math.max(1, Math.abs(alone));
+      assert.ok(Math.abs(alone - inBatch) < tol, `alone ${alone} vs padded ${inBatch}`);
       assert.ok(Math.abs(longScore - alone) > 1e-4, 'different texts score differently');
       // Scoring ids are the training ids: the chosen side of a preference pair with the same text.
       const ids = rm.encode(short.prompt, short.response);
@@ -99,7 +102,7 @@ describe('rlhf/reward', function () {
         const last = tf.slice(h, [0, ids.length - 1, 0], [1, 1, -1]).reshape([1, -1]);
         return tf.add(tf.matMul(last, rm.head.weight), rm.head.bias).dataSync()[0];
       });
-      assert.ok(Math.abs(byHand - alone) < 1e-5);
+      assert.ok(Math.abs(byHand - alone) < tol);
       const mem = rm.memory();
       assert.equal(mem.headParams, model.config.dModel + 1);
       // ≥: ScalarHead keeps its init tensors besides the variables (2 tensors, 516 B here; reported).

@@ -44,7 +44,7 @@ export class Browser {
     const env = { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile, XDG_DATA_HOME: profile };
     const proc = spawn(CHROMIUM, [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--remote-debugging-pipe', `--user-data-dir=${profile}`, 'about:blank',
+      '--disable-component-update', '--disable-sync', '--disable-breakpad', '--disable-crash-reporter', '--remote-debugging-pipe', `--user-data-dir=${profile}`, 'about:blank',
     ], { env, stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
     const b = new Browser(proc, profile);
     const { targetId } = (await b.send('Target.createTarget', { url: 'about:blank' })) as { targetId: string };
@@ -87,13 +87,18 @@ export class Browser {
     await this.send('Page.navigate', { url });
   }
 
-  /** Ends Chromium and removes its profile once it has exited. */
+  /** Ends Chromium (politely, then by signal) and removes its profile once it has exited. */
   async close(): Promise<void> {
     if (this.proc.exitCode === null && this.proc.signalCode === null) {
       const exited = new Promise((r) => this.proc.once('exit', r));
-      this.proc.kill();
-      await exited;
+      this.session = '';
+      this.send('Browser.close').catch(() => undefined);
+      const wait = (ms: number) => Promise.race([exited, new Promise((r) => setTimeout(r, ms))]);
+      await wait(5000);
+      if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+      await wait(5000);
     }
-    fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 5 });
+    // Helper processes may still be writing into the profile for a moment.
+    fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }

@@ -74,9 +74,13 @@ describe('kernel: charts in classic Notebook across a page reload (Chromium)', f
     browser = await Browser.launch();
   });
   after(async () => {
-    await browser?.close();
+    // The server first: nothing that follows may keep it (and its kernels) alive.
     server?.proc.kill('SIGTERM');
-    k?.cleanup();
+    try {
+      await browser?.close();
+    } finally {
+      k?.cleanup();
+    }
   });
 
   const connected = 'window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()';

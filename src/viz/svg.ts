@@ -317,7 +317,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
 
   // Traces.
   const barTraces = traces.filter((t) => t.type === 'bar');
-  const legend: { name: string; color: string; kind: 'line' | 'box' }[] = [];
+  const legend: { name: string; color: string; kind: 'line' | 'box'; shown: boolean }[] = [];
   traces.forEach((t, i) => {
     const x = axes.get(typeof t.xaxis === 'string' ? t.xaxis : 'x')!;
     const y = axes.get(typeof t.yaxis === 'string' ? t.yaxis : 'y')!;
@@ -368,7 +368,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
         const fill = typeof colors[j] === 'string' ? (colors[j] as string) : color;
         put(`<rect x="${fmt(left)}" y="${fmt(Math.min(top, base))}" width="${fmt(Math.max(0.5, width - (h ? 1 : 0)))}" height="${fmt(Math.abs(base - top))}" fill="${esc(fill)}"/>`);
       });
-      legend.push({ name, color, kind: 'box' });
+      legend.push({ name, color, kind: 'box', shown: t.showlegend !== false });
     } else {
       const mode = typeof t.mode === 'string' ? t.mode : 'lines+markers';
       const xs = arr(t.x);
@@ -414,7 +414,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
           if (p && typeof text[j] === 'string') put(`<text x="${fmt(p[0])}" y="${fmt(p[1] - 8)}" text-anchor="middle" font-size="10">${esc(text[j] as string)}</text>`);
         });
       }
-      legend.push({ name, color: lineColor, kind: mode.includes('lines') ? 'line' : 'box' });
+      legend.push({ name, color: lineColor, kind: mode.includes('lines') ? 'line' : 'box', shown: t.showlegend !== false });
     }
     put('</g>');
   });
@@ -434,7 +434,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
 
   // Legend below the plot, wrapped into rows (Plotly shows one when there is more than one trace).
   const showLegend = layout.showlegend === true || (layout.showlegend !== false && traces.length > 1);
-  const items = showLegend ? legend.filter((l, i) => traces[i]?.showlegend !== false) : [];
+  const items = showLegend ? legend.filter((l) => l.shown) : [];
   let rows = 0;
   if (items.length) {
     let x = ml;

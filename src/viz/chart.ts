@@ -143,7 +143,7 @@ export class Chart {
     return typeof h === 'number' ? h : 420;
   }
 
-  /** Keeps tslab's printing of a trailing `chart` expression to one line instead of the whole spec. */
+  /** Keeps printing a chart (console.log, stock tslab) to one line instead of the whole spec. */
   [inspect.custom](): string {
     return `Chart ${JSON.stringify(this.title)} (${this.spec.data.length} traces)`;
   }

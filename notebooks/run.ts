@@ -14,7 +14,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { installKernelSpec } from '../src/cli-kernel';
+import { installKernelSpec } from '../src/kernel/spec';
 import { MARK_PICTURES, chartStates } from '../test/viz/helpers';
 
 const here = __dirname;

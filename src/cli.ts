@@ -21,7 +21,7 @@ import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpo
 import { exportGguf } from './io/gguf';
 import { loadAdapter, mergeAndUnload } from './peft';
 import { TerminalProgress, formatDuration } from './viz/progress';
-import { registerKernelCommand } from './cli-kernel';
+import { registerKernelCommand } from './kernel/spec';
 import { registerServeCommand } from './serve/cli';
 import { registerDoctorCommand } from './io/doctor-cli';
 

@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Trainer } from './trainer';
+import type { CausalLM } from '../model/transformer';
 import { formatBytes } from '../io/recover';
 
 /** Bytes per stored number: tunelab writes f32 weights and f32 AdamW moments. */
@@ -16,7 +16,7 @@ const F32 = 4;
  * moments of every trainable parameter, `tokenizer.json` (`tokenizerBytes`) and the JSON beside them
  * (trainer state grows with the history: about 300 bytes a step).
  */
-export function checkpointBytes(trainer: Trainer<unknown>, tokenizerBytes = 0): number {
+export function checkpointBytes(trainer: { model: CausalLM; config: { maxSteps: number } }, tokenizerBytes = 0): number {
   const m = trainer.model;
   let adapters = 0;
   for (const p of m.adapterParams.values()) adapters += p.variable.size;

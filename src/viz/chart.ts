@@ -14,20 +14,9 @@ import { DisplaySink, MimeBundle, displaySink, mimeBundleKey } from './display';
 import { escapeHtml, jsonForScript, plotlyPlain, randomId } from './html';
 import { plotlyScript } from './plotly';
 import { chartSvg } from './svg';
+import type { JsonObject, PlotSpec } from './plot-spec';
 
-/** A JSON value as Plotly reads it. */
-export type JsonValue = string | number | boolean | null | readonly JsonValue[] | JsonObject;
-/** A JSON object (a Plotly trace, layout or config). */
-export interface JsonObject {
-  [key: string]: JsonValue | undefined;
-}
-
-/** A Plotly figure: the arguments of `Plotly.newPlot(div, data, layout, config)`. */
-export interface PlotSpec {
-  data: JsonObject[];
-  layout: JsonObject;
-  config?: JsonObject;
-}
+export type { JsonValue, JsonObject, PlotSpec } from './plot-spec';
 
 /** Size of a chart's `<div>`. */
 export interface ChartSize {

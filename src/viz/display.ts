@@ -67,7 +67,7 @@ function preferred(data: MimeBundle): [string, string] | undefined {
   return Object.entries(data).find((e): e is [string, string] => typeof e[1] === 'string');
 }
 
-/** What the tunelab kernel offers viz (src/kernel.ts sets it on `globalThis` under this symbol). */
+/** What the tunelab kernel offers viz (src/kernel/hooks.ts defines it, the kernel sets it on `globalThis` under this symbol). */
 interface KernelDisplay {
   /** Sends a whole mime bundle as display_data, or update_display_data for an existing display id. */
   display(data: MimeBundle, opts?: { displayId?: string; update?: boolean }): void;

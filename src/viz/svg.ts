@@ -5,7 +5,7 @@
  * axis domains, anchors and overlays, log and category axes, fixed tick arrays, `dtick`, titles, legend,
  * paper/data annotations and line shapes. Anything else in a spec is ignored, not guessed.
  */
-import type { JsonObject, JsonValue, PlotSpec } from './chart';
+import type { JsonObject, JsonValue, PlotSpec } from './plot-spec';
 import { escapeHtml, plotlyPlain } from './html';
 
 /** Size of the picture (Plotly's default width; height from the layout). */

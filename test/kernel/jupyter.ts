@@ -3,7 +3,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { installKernelSpec } from '../../src/cli-kernel';
+import { installKernelSpec } from '../../src/kernel/spec';
 
 export const python = '/usr/bin/python3';
 export const jupyter = '/usr/bin/jupyter';
@@ -22,7 +22,7 @@ export function missingJupyter(modules: string[]): string | null {
 export interface TempKernel {
   dir: string;
   env: NodeJS.ProcessEnv;
-  /** The kernel module the spec runs (src/kernel.ts under tsx, as the tests themselves run). */
+  /** The kernel module the spec runs (src/kernel/kernel.ts under tsx, as the tests themselves run). */
   module: string;
   cleanup(): void;
 }

@@ -3,7 +3,7 @@
 Run by test/kernel/conformance.test.ts with JUPYTER_PATH pointing at a temporary kernelspec install:
     /usr/bin/python3 -m unittest -v kernel_conformance      (from test/kernel/)
 TUNELAB_KERNEL_NAME picks the kernelspec (default "tunelab"); TUNELAB_KERNEL_MODULE is the kernel module the
-spec runs (src/kernel.ts or dist/kernel.js), whose clearOutput() the clear_output sample calls.
+spec runs (src/kernel/kernel.ts or dist/kernel/kernel.js), whose clearOutput() the clear_output sample calls.
 """
 import json
 import os

@@ -4,7 +4,7 @@ import Module from 'module';
 import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
-import { installKernelSpec, kernelSpecDir, listKernelSpecs, registerKernelCommand, uninstallKernelSpec } from '../../src/cli-kernel';
+import { installKernelSpec, kernelSpecDir, listKernelSpecs, registerKernelCommand, uninstallKernelSpec } from '../../src/kernel/spec';
 import { clearOutput, enablePackageFallback, enablePackageFallbacks, TsSystem } from '../../src/kernel';
 import { locatePlotly } from '../../src/viz';
 
@@ -34,7 +34,7 @@ describe('kernel: kernelspec install, list, uninstall', () => {
     assert.equal(spec.language, 'typescript');
     assert.equal(spec.argv[0], process.execPath);
     assert.equal(spec.argv[spec.argv.length - 1], '{connection_file}');
-    assert.equal(spec.argv[spec.argv.length - 2], path.join(root, 'src', 'kernel.ts'));
+    assert.equal(spec.argv[spec.argv.length - 2], path.join(root, 'src', 'kernel', 'kernel.ts'));
     assert.ok(spec.argv.filter((a) => path.isAbsolute(a)).every((a) => fs.existsSync(a)), spec.argv.join(' '));
   });
 
@@ -69,7 +69,7 @@ describe('kernel: kernelspec install, list, uninstall', () => {
     fs.rmSync(path.join(old, 'plotly.min.js')); // installed before kernelspecs carried plotly.js
     const { dir } = installKernelSpec({ prefix, name: 'tunelab-b' });
     const spec = JSON.parse(fs.readFileSync(path.join(dir, 'kernel.json'), 'utf8'));
-    spec.argv[spec.argv.length - 2] = path.join(tmp, 'moved', 'dist', 'kernel.js');
+    spec.argv[spec.argv.length - 2] = path.join(tmp, 'moved', 'dist', 'kernel', 'kernel.js');
     fs.writeFileSync(path.join(dir, 'kernel.json'), JSON.stringify(spec));
     const found = withEnv({ JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'), JUPYTER_DATA_DIR: path.join(tmp, 'none') }, listKernelSpecs)
       .filter((k) => k.name.startsWith('tunelab-')).sort((a, b) => a.name.localeCompare(b.name));

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Command } from 'commander';
-import { KERNELSPEC_PLOTLY, installPlotly } from './viz/plotly';
+import { KERNELSPEC_PLOTLY, installPlotly } from '../viz/plotly';
 
 /** Where a kernelspec goes. */
 export interface KernelSpecLocation {
@@ -51,8 +51,8 @@ export function kernelSpecDir(loc: KernelSpecLocation = {}): string {
 }
 
 /**
- * The command Jupyter runs to start the kernel: this Node.js binary on the compiled `dist/kernel.js` next to
- * this file, or, when tunelab itself runs from its TypeScript sources (tsx), on `src/kernel.ts` through
+ * The command Jupyter runs to start the kernel: this Node.js binary on the compiled `dist/kernel/kernel.js` next
+ * to this file, or, when tunelab itself runs from its TypeScript sources (tsx), on `src/kernel/kernel.ts` through
  * tsx's require hook, so the kernel always matches the code that installed it.
  */
 export function kernelArgv(): string[] {

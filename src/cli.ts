@@ -112,7 +112,7 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
     throw e;
   }
   process.stderr.write(`tunelab: ${o.from ? `from ${o.from}, ` : ''}${config.family} ${model.paramCount().toLocaleString('en-US')} params, vocab ${tok.vocabSize}, ` +
-    `context ${context}, ${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}` +
+    `context ${context}, ${trainIds.length.toLocaleString('en-US')} training tokens, backend ${info.backend}${info.native?.active ? ` + native GEMM (${info.native.isa}, ${info.native.threads} thread${info.native.threads > 1 ? 's' : ''})` : ''}` +
     `${o.resume ? `, resuming at step ${trainer.step} from ${o.resume}` : ''}\n`);
   const progress = new TerminalProgress(o.steps);
   trainer.on('step', (m) => progress.update(m));

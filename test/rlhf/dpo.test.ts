@@ -9,6 +9,7 @@ import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 import {
   DpoLossType, DpoMetrics, PairBatches, dpo, dpoDefaults, dpoLogProbs, dpoLoss, dpoMetricNames, referenceLogProbs, toDpoRewards, toPairPieces,
 } from '../../src/rlhf/dpo';
+import { checkGradients } from './preference-helpers';
 import { engineReady } from '../helpers';
 
 const LOG2 = Math.log(2);
@@ -129,35 +130,8 @@ describe('rlhf/dpo', function () {
         const batch = data.batchOf([0, 1]);
         const beta = type === 'ipo' ? 0.5 : 1;
         const loss = () => dpoLoss(dpoLogProbs(policy, batch), beta, type).loss;
-        const paths = ['layers.0.attn.q_proj.weight', 'layers.0.mlp.down_proj.weight', 'embed_tokens.weight'];
-        const vars = paths.map((p) => policy.weight(p));
-        const { value, grads } = tf.variableGrads(loss, vars);
-        const l0 = value.dataSync()[0];
-        const lossAt = () => tf.tidy(() => loss().dataSync()[0]);
-        let checked = 0;
-        for (const v of vars) {
-          const g = grads[v.name].dataSync();
-          const w = v.dataSync().slice();
-          // The two largest-gradient entries of each parameter: well above float32 noise.
-          const top = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a])).slice(0, 2);
-          for (const i of top) {
-            const h = 1e-2;
-            const at = (x: number) => {
-              const w2 = w.slice();
-              w2[i] = x;
-              v.assign(tf.tensor(w2, v.shape));
-              return lossAt();
-            };
-            const fd = (at(w[i] + h) - at(w[i] - h)) / (2 * h);
-            v.assign(tf.tensor(w, v.shape));
-            // Float32 central differences at h = 1e-2: ~1e-5 round-off, ~1% curvature error on the largest entries.
-            assert.ok(Math.abs(fd - g[i]) < 5e-5 + 2e-2 * Math.abs(g[i]), `${v.name}[${i}]: analytic ${g[i]} vs finite difference ${fd}`);
-            checked++;
-          }
-        }
-        assert.equal(checked, 6);
-        assert.ok(Math.abs(lossAt() - l0) < 1e-6); // weights restored
-        tf.dispose([value, ...Object.values(grads), batch.lm.inputIds, batch.lm.targets, batch.lm.lossMask, batch.ref]);
+        checkGradients(policy, loss); // the two largest-gradient entries of three parameters, weights restored
+        tf.dispose([batch.lm.inputIds, batch.lm.targets, batch.lm.lossMask, batch.ref]);
       });
     }
   });

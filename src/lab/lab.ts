@@ -21,7 +21,7 @@ import { freezeAllBut, freezeDefaults, trainableReport, type FreezeConfig } from
 import { ewc, l2sp, type EwcConfig, type L2spConfig, type Penalty } from '../train/regularize';
 import { tokenStream } from '../train/causal-lm';
 import type { Trainer, TrainResult } from '../train/trainer';
-import { addLora, loraDefaults, type LoraConfig } from '../peft/lora';
+import { addDora, addLora, loraDefaults, type LoraConfig } from '../peft/lora';
 import { addIa3, type Ia3Config } from '../peft/ia3';
 import { addLoraMoe, loraMoeDefaults, type LoraMoeConfig } from '../peft/moe';
 import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
@@ -142,6 +142,11 @@ export class Lab {
   /** LoRA (PEFT defaults: r 8, α 8, q_proj and v_proj). */
   lora(config: Partial<LoraConfig> = {}): Lab {
     return this.adapter(`lora-r${config.r ?? loraDefaults.r}`, (m) => addLora(m, config));
+  }
+
+  /** DoRA: LoRA with `useDora` (a learned magnitude per output unit times the normalised direction; PEFT's defaults otherwise). */
+  dora(config: Partial<Omit<LoraConfig, 'useDora'>> = {}): Lab {
+    return this.adapter(`dora-r${config.r ?? loraDefaults.r}`, (m) => addDora(m, config));
   }
 
   /** Mixture of LoRA experts with a learned router (per token by default). */

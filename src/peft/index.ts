@@ -2,6 +2,7 @@ export * from './peft';
 export * from './bottleneck';
 export * from './ia3';
 export * from './lora';
+export * from './dora';
 export * from './io';
 export * from './prefix';
 export * from './prompt';

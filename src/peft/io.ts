@@ -10,7 +10,8 @@
  * exact block LoRA on `c_attn` (rank k·r, scale kept by `rank_pattern` / `alpha_pattern`), IA3 vectors
  * one `c_attn.ia3_l`, biases one `c_attn.bias`; `fan_in_fan_out` is true as PEFT sets it for Conv1D.
  * On load, tunelab's metadata splits them back; PEFT's own `c_attn` LoRAs load exactly as q/k/v LoRAs
- * sharing A. Files of older tunelab versions (`attn.q_proj` names, a `tunelab` key in
+ * sharing A. DoRA (`use_dora`) adds `lora_magnitude_vector` [out] per module; c_attn's is q | k | v's.
+ * Files of older tunelab versions (`attn.q_proj` names, a `tunelab` key in
  * adapter_config.json, prompt tuning's RANDOM_DISCRETE) still load.
  */
 import * as fs from 'fs';
@@ -23,6 +24,7 @@ import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safete
 import { recoverFolder } from '../io/recover';
 import { Adapter, peft, PeftType } from './peft';
 import { addLora, gpt2QkvPaths, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
+import { columnNorm } from './dora';
 
 /** File names PEFT's `save_pretrained` writes. */
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -217,7 +219,8 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
   const dropout = num('lora_dropout', 0);
   const bias = (c.bias ?? 'none') as LoraBias;
   if (!['none', 'all', 'lora_only'].includes(bias)) throw new Error(`${file.configFile}: bias ${JSON.stringify(c.bias)} is not supported`);
-  if (c.use_dora === true) throw new Error(`${file.configFile}: use_dora (DoRA) is not supported`);
+  if (c.use_dora !== undefined && c.use_dora !== null && typeof c.use_dora !== 'boolean') throw new Error(`${file.configFile}: use_dora must be true or false (got ${JSON.stringify(c.use_dora)})`);
+  const useDora = c.use_dora === true;
   const useRslora = c.use_rslora === true;
   const scaleOf = (rank: number, a: number) => (useRslora ? a / Math.sqrt(rank) : a / rank);
   const scale = scaleOf(r, alpha);
@@ -280,6 +283,26 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
           return undefined;
         },
       });
+      // DoRA: the magnitude's q | k | v row blocks; an untargeted block must be ‖W_x‖_c (g = 1), as written.
+      if (useDora) {
+        const rest = paths.filter((p) => !block.includes(p));
+        needs.push({
+          key: `${key}.lora_magnitude_vector`, shape: [outDim], what: of('lora_magnitude_vector'),
+          assign: (t) => block.map((p) => [`${p}.lora_magnitude_vector`, tf.slice(t, rows(p), width)]),
+          check: (data) => {
+            for (const p of rest) {
+              const norm = tf.tidy(() => columnNorm(model.weight(`${p}.weight`) as tf.Tensor2D).dataSync());
+              for (let i = 0; i < width; i++) {
+                const v = data[rows(p) + i];
+                if (!(Math.abs(v - norm[i]) <= 1e-5 * Math.max(1, Math.abs(norm[i])))) {
+                  return `holds ${v} at row ${rows(p) + i}, in the block of ${p}, which this adapter leaves as the base: that needs the base weight's norm ${norm[i]}; was it trained further outside tunelab, or is this another base model?`;
+                }
+              }
+            }
+            return undefined;
+          },
+        });
+      }
       continue;
     }
     // PEFT [r, in] / [out, r] → tunelab [in, r] / [r, out]; a fused B splits into q/k/v column blocks.
@@ -288,6 +311,13 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
       key: `${key}.lora_B.weight`, shape: [outDim, r], what: of('lora_B'),
       assign: (t) => (paths.length === 1 ? [tf.transpose(t)] : split(tf.transpose(t), 1)).map((v, j) => [`${paths[j]}.lora_B`, v]),
     });
+    // DoRA's magnitude is per output unit: a fused c_attn's splits into q | k | v like the bias.
+    if (useDora) {
+      needs.push({
+        key: `${key}.lora_magnitude_vector`, shape: [outDim], what: of('lora_magnitude_vector'),
+        assign: (t) => (paths.length === 1 ? [t] : split(t, 0)).map((v, j) => [`${paths[j]}.lora_magnitude_vector`, v]),
+      });
+    }
   }
   // Biases hold base + delta (what PEFT saves); GPT-2 q/k/v biases come fused, as c_attn.bias.
   const done = new Set<string>();
@@ -318,10 +348,10 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
     values.set(e.key, { shape: t.shape, data: t.data });
   }
   const unexpected = [...file.tensors.keys()].filter((k) => !values.has(k));
-  if (unexpected.length) throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules)} and bias "${bias}"`);
+  if (unexpected.length) throw new Error(`${file.weightsFile}: unexpected tensors ${unexpected.slice(0, 5).map((k) => `"${k}"`).join(', ')}${unexpected.length > 5 ? `, … (${unexpected.length})` : ''} for target_modules ${JSON.stringify(c.target_modules)} and bias "${bias}"${!useDora && unexpected.some((k) => k.endsWith('.lora_magnitude_vector')) ? `; lora_magnitude_vector tensors are DoRA's: ${ADAPTER_CONFIG_FILE} needs "use_dora": true` : ''}`);
 
   const adapter = addLora(model, {
-    r, alpha, dropout, bias, initLoraWeights, useRslora, targetModules: ordered,
+    r, alpha, dropout, bias, initLoraWeights, useRslora, useDora, targetModules: ordered,
     seed: typeof tl?.seed === 'number' ? tl.seed : 0,
   }, name);
   for (const e of needs) {

@@ -19,6 +19,7 @@ import { HostTensor, toHfTensors, transpose2d } from '../io/hf';
 import { Rng } from '../util/rng';
 import { withDefaults } from '../util/options';
 import { Adapter, AdapterRegistry, peft, resolveTargets } from './peft';
+import { columnNorm, doraLinear, doraMerge, doraUnmerge, doraWeightNorm } from './dora';
 
 /** PEFT's `bias`: which biases the adapter trains (as deltas here; see the file header). */
 export type LoraBias = 'none' | 'all' | 'lora_only';
@@ -44,11 +45,13 @@ export interface LoraConfig {
   initLoraWeights: LoraInit;
   /** Seed of the initialisation (tunelab; PEFT uses torch's global RNG). */
   seed: number;
+  /** DoRA (arXiv 2402.09353): a learned magnitude per output unit times the normalised direction W + s·A·B (see `./dora`) [`use_dora`]. */
+  useDora: boolean;
 }
 
 /** PEFT's defaults (llama's default targets q_proj, v_proj). */
 export const loraDefaults: Readonly<LoraConfig> = Object.freeze({
-  r: 8, alpha: 8, dropout: 0, targetModules: Object.freeze(['q_proj', 'v_proj']), useRslora: false, bias: 'none', initLoraWeights: true, seed: 0,
+  r: 8, alpha: 8, dropout: 0, targetModules: Object.freeze(['q_proj', 'v_proj']), useRslora: false, bias: 'none', initLoraWeights: true, seed: 0, useDora: false,
 });
 
 /** 32-bit FNV-1a of a string, kept to 31 bits so it is a valid tfjs op seed (also used by `./moe`). */
@@ -135,6 +138,7 @@ function validateLoraConfig(c: LoraConfig): void {
   if (!Number.isFinite(c.alpha)) throw new Error(`LoraConfig.alpha must be a finite number (got ${c.alpha})`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`LoraConfig.dropout must be in [0, 1) (got ${c.dropout})`);
   if (!['none', 'all', 'lora_only'].includes(c.bias)) throw new Error(`LoraConfig.bias must be "none", "all" or "lora_only" (got ${JSON.stringify(c.bias)})`);
+  if (typeof c.useDora !== 'boolean') throw new Error(`LoraConfig.useDora must be true or false (got ${JSON.stringify(c.useDora)})`);
   if (c.initLoraWeights !== true && c.initLoraWeights !== false && c.initLoraWeights !== 'gaussian') {
     throw new Error(`LoraConfig.initLoraWeights must be true, false or "gaussian" (got ${JSON.stringify(c.initLoraWeights)})`);
   }
@@ -144,11 +148,18 @@ function validateLoraConfig(c: LoraConfig): void {
 interface BaseInfo {
   config: ModelConfig;
   linearPaths: readonly string[];
+  /** The model's parameter `key`, if any (DoRA reads the base weight and bias of its layers). */
+  param(key: string): tf.Variable | undefined;
+}
+
+function baseInfo(model: CausalLM): BaseInfo {
+  return { config: model.config, linearPaths: model.linearPaths(), param: (key) => model.params.get(key)?.variable };
 }
 
 /**
- * A LoRA adapter on one model. Weights: `<path>.lora_A` [in, r], `<path>.lora_B` [r, out] and, with
- * `bias` ≠ 'none', `<path>.bias_delta` [out]. Create with {@link addLora} or `loadAdapter`.
+ * A LoRA adapter on one model. Weights: `<path>.lora_A` [in, r], `<path>.lora_B` [r, out], with DoRA
+ * `<path>.lora_magnitude_vector` [out] and, with `bias` ≠ 'none', `<path>.bias_delta` [out]. Create
+ * with {@link addLora} / {@link addDora} or `loadAdapter`.
  */
 export class LoraAdapter implements Adapter {
   readonly peftType = 'LORA' as const;
@@ -157,6 +168,8 @@ export class LoraAdapter implements Adapter {
   readonly scale: number;
   /** True while A·B is folded into the base weights ({@link mergeLora}); the forward hook is off then. */
   merged = false;
+  /** DoRA: ‖W + s·A·B‖_c of each layer at merge time, which unmerging divides back out (PEFT caches it too). */
+  private readonly mergedNorms = new Map<string, tf.Tensor1D>();
 
   /** Takes ownership of `tensors` (keys as {@link LoraAdapter.weights}). Prefer {@link addLora}. */
   constructor(
@@ -192,14 +205,20 @@ export class LoraAdapter implements Adapter {
       // adapter and layer so masks are reproducible and independent.
       const rate = ctx.training && ctx.seed !== undefined ? this.config.dropout : 0;
       const xd = rate > 0 ? tf.dropout(x, rate, undefined, hashSeed(`${ctx.seed}:${this.name}:${path}`)) as tf.Tensor2D : x;
-      const low = tf.mul(tf.matMul(xd, a as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, r): scaling here is cheaper than on (N, out)
-      y = tf.add(y, tf.matMul(low, b as tf.Tensor2D)) as tf.Tensor2D;
+      const m = this.weights.get(`${path}.lora_magnitude_vector`);
+      if (m) {
+        const w = this.base.param(`${path}.weight`) as tf.Tensor2D;
+        y = doraLinear(x, xd, y, { w, bias: this.base.param(`${path}.bias`) as tf.Tensor1D | undefined, a: a as tf.Tensor2D, b: b as tf.Tensor2D, m: m as tf.Tensor1D, scale: this.scale });
+      } else {
+        const low = tf.mul(tf.matMul(xd, a as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, r): scaling here is cheaper than on (N, out)
+        y = tf.add(y, tf.matMul(low, b as tf.Tensor2D)) as tf.Tensor2D;
+      }
     }
     const bias = this.weights.get(`${path}.bias_delta`);
     return bias ? tf.add(y, bias) as tf.Tensor2D : y;
   }
 
-  /** The weight change of layer `path`: scale·A·B, [in, out] (caller disposes). */
+  /** The low-rank update of layer `path`: scale·A·B, [in, out] (caller disposes); with DoRA the change of direction, not of the weight. */
   delta(path: string): tf.Tensor2D {
     const a = this.weights.get(`${path}.lora_A`);
     if (!a) throw new Error(`LoRA adapter "${this.name}" does not target "${path}"`);
@@ -230,7 +249,7 @@ export class LoraAdapter implements Adapter {
       modules_to_save: null, layers_to_transform: null, layers_pattern: null,
       rank_pattern: Object.fromEntries(keys.map(([key, n]) => [key, n * c.r])),
       alpha_pattern: Object.fromEntries(keys.map(([key, n]) => [key, c.useRslora ? c.alpha * Math.sqrt(n) : c.alpha * n])),
-      use_dora: false,
+      use_dora: c.useDora,
       tunelab: { family: this.base.config.family, seed: c.seed, targets: [...this.loraTargets], biasTargets: [...this.biasTargets] },
     };
   }
@@ -247,6 +266,33 @@ export class LoraAdapter implements Adapter {
    */
   async fileTensors(model: CausalLM): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();
+    await this.loraFileTensors(model, out);
+    if (this.config.useDora) await this.magnitudeFileTensors(model, out);
+    return out;
+  }
+
+  /**
+   * DoRA's magnitudes as PEFT saves them: `base_model.model.<HF module>.lora_magnitude_vector` [out]
+   * (PEFT strips the `.weight` of its `DoraLinearLayer`). On GPT-2's c_attn the norm is per output column
+   * of the fused [d, 3d] weight, i.e. the q | k | v columns in turn, so the magnitude is m_q | m_k | m_v;
+   * with the block-diagonal lora_B each block's norm sees only its own update, which makes it exact. An
+   * untargeted block gets ‖W_x‖_c, where g = 1: its columns stay as the base.
+   */
+  private async magnitudeFileTensors(model: CausalLM, out: Map<string, HostTensor>): Promise<void> {
+    const cfg = this.base.config;
+    const done = new Set<string>();
+    for (const p of this.loraTargets) {
+      if (done.has(p)) continue;
+      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
+      const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+      const m = tf.tidy(() => tf.concat(paths.map((q) => this.weights.get(`${q}.lora_magnitude_vector`) ?? columnNorm(model.weight(`${q}.weight`) as tf.Tensor2D))));
+      out.set(`base_model.model.${hfModulePath(cfg, p)}.lora_magnitude_vector`, { shape: [...m.shape], data: (await m.data()) as Float32Array });
+      m.dispose();
+      for (const q of paths) done.add(q);
+    }
+  }
+
+  private async loraFileTensors(model: CausalLM, out: Map<string, HostTensor>): Promise<void> {
     const host = async (t: tf.Tensor): Promise<HostTensor> => ({ shape: [...t.shape], data: (await t.data()) as Float32Array });
     const cfg = this.base.config;
     const done = new Set<string>();
@@ -289,9 +335,38 @@ export class LoraAdapter implements Adapter {
       full.dispose();
       for (const q of paths) doneBias.add(q);
     }
-    return out;
+  }
+
+  /** DoRA: folds (sign 1) or unfolds (−1) layer `p` into the base weight W (see `./dora`). */
+  foldDora(p: string, sign: 1 | -1): void {
+    const w = this.base.param(`${p}.weight`)!;
+    const layer = {
+      w: w as tf.Tensor2D, a: this.weights.get(`${p}.lora_A`)! as tf.Tensor2D, b: this.weights.get(`${p}.lora_B`)! as tf.Tensor2D,
+      m: this.weights.get(`${p}.lora_magnitude_vector`)! as tf.Tensor1D, scale: this.scale,
+    };
+    if (sign > 0) {
+      const { weight, norm } = doraMerge(layer);
+      w.assign(weight);
+      weight.dispose();
+      this.mergedNorms.get(p)?.dispose();
+      this.mergedNorms.set(p, norm);
+    } else {
+      const norm = this.mergedNorms.get(p);
+      if (!norm) throw new Error(`DoRA adapter "${this.name}": layer "${p}" was not merged`);
+      const weight = doraUnmerge(layer, norm);
+      w.assign(weight);
+      tf.dispose([weight, norm]);
+      this.mergedNorms.delete(p);
+    }
+  }
+
+  dispose(): void {
+    tf.dispose([...this.mergedNorms.values()]);
+    this.mergedNorms.clear();
   }
 }
+
+
 
 /** Resolves a LoRA config against a model: LoRA paths and bias-delta paths. */
 function loraPaths(model: CausalLM, c: LoraConfig): { lora: string[]; bias: string[] } {
@@ -323,9 +398,22 @@ export function addLora(model: CausalLM, config: Partial<LoraConfig> = {}, name 
     const { a, b } = loraInitValues(inDim, outDim, c.r, c.initLoraWeights, new Rng(hashSeed(`${c.seed}:${name}:${p}`)));
     tensors.set(`${p}.lora_A`, tf.tensor2d(a, [inDim, c.r]));
     tensors.set(`${p}.lora_B`, tf.tensor2d(b, [c.r, outDim]));
+    // PEFT's `DoraLinearLayer.update_layer`: m = ‖W + s·A·B‖_c, so the fresh adapter changes nothing.
+    if (c.useDora) tensors.set(`${p}.lora_magnitude_vector`, doraWeightNorm(model.weight(`${p}.weight`) as tf.Tensor2D, tensors.get(`${p}.lora_A`) as tf.Tensor2D, tensors.get(`${p}.lora_B`) as tf.Tensor2D, loraScale(c)));
   }
   for (const p of bias) tensors.set(`${p}.bias_delta`, tf.zeros(model.weight(`${p}.bias`).shape));
-  return attach(model, new LoraAdapter(name, c, lora, bias, { config: model.config, linearPaths: model.linearPaths() }, tensors));
+  return attach(model, new LoraAdapter(name, c, lora, bias, baseInfo(model), tensors));
+}
+
+/**
+ * Adds a DoRA adapter (LoRA with `useDora: true`; PEFT has no other form of it): trains a magnitude
+ * per output unit and a LoRA direction. Merges, saves and loads as LoRA does.
+ *
+ * @example
+ * addDora(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
+ */
+export function addDora(model: CausalLM, config: Partial<Omit<LoraConfig, 'useDora'>> = {}, name = 'default'): LoraAdapter {
+  return addLora(model, { ...config, useDora: true }, name);
 }
 
 function loraAdapter(reg: AdapterRegistry, name: string): LoraAdapter {
@@ -343,6 +431,10 @@ function loraNames(reg: AdapterRegistry, names: string | readonly string[] | und
 /** Adds sign·(scale·A·B) to the base weights and sign·delta to the base biases. */
 function fold(model: CausalLM, a: LoraAdapter, sign: 1 | -1): void {
   for (const p of a.loraTargets) {
+    if (a.config.useDora) {
+      a.foldDora(p, sign);
+      continue;
+    }
     const w = model.weight(`${p}.weight`);
     const next = tf.tidy(() => {
       const d = a.delta(p);
@@ -360,7 +452,8 @@ function fold(model: CausalLM, a: LoraAdapter, sign: 1 | -1): void {
 }
 
 /**
- * Folds adapters into the base weights (W += scale·A·B; biases += delta) and stops their hooks: same
+ * Folds adapters into the base weights (W += scale·A·B, with DoRA W ← m ⊙ (W + scale·A·B) / ‖·‖_c;
+ * biases += delta) and stops their hooks: same
  * outputs, no adapter cost. Default: the active LoRA adapters. Undo with {@link unmergeLora}. A merged
  * adapter does not train until unmerged.
  *
@@ -434,6 +527,8 @@ export function addWeightedLora(model: CausalLM, names: readonly string[], weigh
   if (combination === 'linear' && src.some((a) => a.config.r !== src[0].config.r)) {
     throw new Error(`addWeightedLora: 'linear' needs equal ranks (got ${src.map((a) => `${a.name}: ${a.config.r}`).join(', ')}); use 'cat'`);
   }
+  const dora = src.filter((a) => a.config.useDora).map((a) => a.name);
+  if (dora.length) throw new Error(`addWeightedLora: ${dora.join(', ')} ${dora.length > 1 ? 'are DoRA adapters' : 'is a DoRA adapter'}; a weighted sum of DoRA updates is not a DoRA update`);
   if (src.some((a) => a.config.bias !== src[0].config.bias)) throw new Error(`addWeightedLora: adapters differ in bias mode (${src.map((a) => `${a.name}: ${a.config.bias}`).join(', ')})`);
   const all = model.linearPaths();
   const union = (pick: (a: LoraAdapter) => readonly string[]) => all.filter((p) => src.some((a) => pick(a).includes(p)));
@@ -468,5 +563,5 @@ export function addWeightedLora(model: CausalLM, names: readonly string[], weigh
     }
   });
   const c: LoraConfig = { ...src[0].config, r, alpha: r, useRslora: false, targetModules: lora };
-  return attach(model, new LoraAdapter(newName, c, lora, bias, { config: model.config, linearPaths: all }, tensors));
+  return attach(model, new LoraAdapter(newName, c, lora, bias, baseInfo(model), tensors));
 }

@@ -22,7 +22,7 @@ describe('peft/lora', () => {
 
   it('has PEFT defaults', () => {
     assert.deepEqual({ ...loraDefaults, targetModules: [...loraDefaults.targetModules as string[]] },
-      { r: 8, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, bias: 'none', initLoraWeights: true, seed: 0 });
+      { r: 8, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, bias: 'none', initLoraWeights: true, seed: 0, useDora: false });
     assert.ok(Object.isFrozen(loraDefaults));
   });
 

@@ -73,7 +73,7 @@ describe('util/options', () => {
     assert.deepEqual(union(ppoDefaults), fields<PpoConfig>({
       maxSteps: true, totalEpisodes: true, batchSize: true, numMiniBatches: true, numPpoEpochs: true, responseLength: true, temperature: true, topK: true, topP: true, stopToken: true, missingEosPenalty: true, klCoef: true, klEstimator: true, cliprange: true, cliprangeValue: true, vfCoef: true, gamma: true, lam: true, whitenRewards: true, whitenAdvantages: true, normalizeScores: true, lr: true, schedule: true, warmupSteps: true, beta1: true, beta2: true, eps: true, weightDecay: true, maxGradNorm: true, valueHeadStd: true, seed: true, logSamples: true,
     }));
-    assert.deepEqual(union(loraDefaults), fields<LoraConfig>({ r: true, alpha: true, dropout: true, targetModules: true, useRslora: true, bias: true, initLoraWeights: true, seed: true }));
+    assert.deepEqual(union(loraDefaults), fields<LoraConfig>({ r: true, alpha: true, dropout: true, targetModules: true, useRslora: true, bias: true, initLoraWeights: true, seed: true, useDora: true }));
     assert.deepEqual(union(loraMoeDefaults), fields<LoraMoeConfig>({ experts: true, r: true, alpha: true, dropout: true, targetModules: true, routing: true, topK: true, routerInit: true, useRslora: true, routerAuxLossCoef: true, seed: true }));
     assert.deepEqual(union(ia3Defaults), fields<Ia3Config>({ targetModules: true, feedforwardModules: true }));
     assert.deepEqual(union(freezeDefaults), fields<FreezeConfig>({ lastLayers: true, includeHead: true, includeNorms: true, includeEmbeddings: true }));

@@ -169,6 +169,71 @@ describe('peft: folders PEFT loads as they are', () => {
     });
   }
 
+  /** PEFT's DoRA Conv1D forward (the rule in ./peft-rules) on `module`, from the adapter file `st` and base state dict `hf`. */
+  const peftDora = (st: ReadonlyMap<string, { read(): { shape: number[]; data: unknown } }>, hf: ReadonlyMap<string, HostTensor>, scaling: number) =>
+    (module: string, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor2D => {
+      const key = `base_model.model.${module}`;
+      if (!st.has(`${key}.lora_A.weight`)) return y;
+      const read = (k: string) => { const t = st.get(k)!.read(); return tf.tensor(t.data as Float32Array, t.shape); };
+      const a = read(`${key}.lora_A.weight`) as tf.Tensor2D; // [r, in]
+      const b = read(`${key}.lora_B.weight`) as tf.Tensor2D; // [out, r]
+      const w = hf.get(`${module}.weight`)!;
+      // transpose(W, fan_in_fan_out) [out, in] + scaling·B·A, norm over dim 1.
+      const v = tf.add(tf.transpose(tf.tensor2d(w.data, w.shape as [number, number])), tf.mul(tf.matMul(b, a), scaling));
+      const g = tf.div(read(`${key}.lora_magnitude_vector`), tf.sqrt(tf.sum(tf.square(v), 1)));
+      const base = tf.sub(y, tf.tensor1d(hf.get(`${module}.bias`)!.data));
+      const lora = tf.mul(tf.matMul(tf.matMul(x, a, false, true), b, false, true), scaling);
+      return tf.add(y, tf.add(tf.mul(tf.sub(g, 1), base), tf.mul(g, lora))) as tf.Tensor2D;
+    };
+
+  it('GPT-2 DoRA on q/v (+ c_fc): use_dora, c_attn magnitude [3d]; PEFT\'s DoRA forward on the file gives the same logits', async () => {
+    const m = CausalLM.create(gpt2, { seed: 6 });
+    const dora = addLora(m, { r: 2, alpha: 3, useDora: true, targetModules: ['layers.0.attn.q_proj', 'layers.0.attn.v_proj', 'layers.1.attn.k_proj', 'layers.0.mlp.up_proj'] });
+    perturb(m);
+    const want = tunelabLogits(m);
+    const dir = path.join(tmp, 'gpt2-dora');
+    await saveAdapter(m, dir);
+    await saveModel(path.join(dir, 'base'), m);
+    const config = readJson(path.join(dir, ADAPTER_CONFIG_FILE));
+    assert.deepEqual(peftConfigFromJson(config).warnings, []);
+    assert.equal(config.use_dora, true);
+    const st = readSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE)).tensors;
+    const layers = peftLoraLayers(config, gpt2Modules(gpt2), st);
+    assert.deepEqual(layers.map((l) => [l.module.name, l.r]), [['transformer.h.0.attn.c_attn', 4], ['transformer.h.0.mlp.c_fc', 2], ['transformer.h.1.attn.c_attn', 2]]);
+    for (const l of layers) assert.ok(Math.abs(l.scaling - dora.scale) < 1e-9);
+    const hf = hfStateDict(path.join(dir, 'base'));
+    const d = maxAbsDiff(gpt2Logits(gpt2, hf, row, peftDora(st, hf, dora.scale)), want);
+    assert.ok(d < 1e-4, `PEFT-style DoRA logits differ from tunelab's by ${d}`);
+    assert.ok(maxAbsDiff(gpt2Logits(gpt2, hf, row), want) > 1e-3);
+    m.dispose();
+  });
+
+  it('loads PEFT\'s own GPT-2 c_attn DoRA (rank r, shared A, no tunelab metadata) as q/k/v DoRAs with PEFT\'s logits', async () => {
+    const m = CausalLM.create(gpt2, { seed: 7 });
+    const dir = path.join(tmp, 'peft-dora');
+    await saveModel(path.join(dir, 'base'), m);
+    const hf = hfStateDict(path.join(dir, 'base'));
+    const r = 2, d = gpt2.dModel;
+    const tensors = new Map<string, HostTensor>();
+    for (let i = 0; i < gpt2.nLayers; i++) {
+      const key = `base_model.model.transformer.h.${i}.attn.c_attn`;
+      const rand = (shape: number[], seed: number, mean = 0) => tf.tidy(() => ({ shape, data: tf.randomNormal(shape, mean, 0.3, 'float32', seed).dataSync() as Float32Array }));
+      tensors.set(`${key}.lora_A.weight`, rand([r, d], 10 * i + 1));
+      tensors.set(`${key}.lora_B.weight`, rand([3 * d, r], 10 * i + 2));
+      tensors.set(`${key}.lora_magnitude_vector`, rand([3 * d], 10 * i + 3, 1));
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
+    fs.writeFileSync(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: 4, target_modules: ['c_attn'], fan_in_fan_out: true, use_dora: true }));
+    const back = loadAdapter(m, dir) as LoraAdapter;
+    assert.equal(back.config.useDora, true);
+    assert.equal(back.loraTargets.length, 3 * gpt2.nLayers);
+    const st = readSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE)).tensors;
+    const diff = maxAbsDiff(tunelabLogits(m), gpt2Logits(gpt2, hf, row, peftDora(st, hf, 2)));
+    assert.ok(diff < 1e-4, `tunelab's logits differ from PEFT's DoRA forward by ${diff}`);
+    m.dispose();
+  });
+
   it('GPT-2 IA3 on k/v loads into GPT2LMHeadModel\'s c_attn with the same logits', async () => {
     const m = CausalLM.create(gpt2, { seed: 3 });
     addIa3(m, { targetModules: ['k_proj', 'v_proj', 'down_proj'], feedforwardModules: ['down_proj'] });

@@ -13,6 +13,10 @@
  *   lora_A is Linear(in, r) (weight [r, in]), lora_B Linear(r, out) (weight [out, r]); forward adds
  *   lora_B(lora_A(x)) · lora_alpha / r (/ √r with use_rslora). IA3 on a Conv1D: ia3_l (out, 1) scales
  *   the output, (1, in) the input for feedforward modules.
+ * - `tuners/lora/dora.py` `DoraLinearLayer` (use_dora): `weight` is the magnitude, shape [out] (the norm of
+ *   `transpose(W, fan_in_fan_out) + scaling·lora_B·lora_A` over dim 1); `utils/save_and_load.py` saves it
+ *   as `<module>.lora_magnitude_vector` (".weight" stripped). Forward: with g = m / ‖·‖ (detached),
+ *   y = base(x) + (g − 1)·(base(x) − bias) + g·lora_B(lora_A(x))·scaling.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from '../../src/model/config';
@@ -117,6 +121,7 @@ export function peftLoraLayers(config: Record<string, unknown>, modules: readonl
   for (const { module: m, r } of layers) {
     want.set(`base_model.model.${m.name}.lora_A.weight`, [r, m.in]);
     want.set(`base_model.model.${m.name}.lora_B.weight`, [m.out, r]);
+    if (config.use_dora === true) want.set(`base_model.model.${m.name}.lora_magnitude_vector`, [m.out]);
   }
   for (const [k, shape] of want) {
     const t = tensors.get(k);

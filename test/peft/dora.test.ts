@@ -15,6 +15,7 @@ import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { peft } from '../../src/peft/peft';
 import { LoraAdapter, addDora, addLora, addWeightedLora, loraDefaults, mergeAndUnload, mergeLora, unmergeLora } from '../../src/peft/lora';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/peft/io';
+import { mergedCopy } from '../../src/peft/merge';
 import { lab } from '../../src/lab/lab';
 import { dataset } from '../../src/lab/data';
 import { baseWeights, logitsOf, stream, tinyFamilies } from './fixtures';
@@ -153,6 +154,16 @@ describe('peft/dora', function () {
     });
     assert.ok(liveDiffers, 'a norm that takes gradients would give other A/B gradients: the check can tell them apart');
     tf.dispose(Object.values(grads));
+    m.dispose();
+  });
+
+  it('mergedCopy (how a lab stage hands on its model) folds a trained DoRA to the same logits', async () => {
+    const m = CausalLM.create(gpt2, { seed: 4 });
+    perturb(addDora(m, { r: 2, targetModules: ['q_proj', 'k_proj', 'up_proj'] }));
+    const copy = await mergedCopy(m);
+    assert.equal(peft(copy).names.length, 0);
+    assert.ok(maxAbsDiff(logitsOf(copy), logitsOf(m)) < 1e-5);
+    copy.dispose();
     m.dispose();
   });
 

@@ -263,6 +263,7 @@ export class LoraAdapter implements Adapter {
    * [k·r, d] and lora_B [3w, k·r] block-diagonal, B_xᵀ in x's rows and j-th column block, zeros
    * elsewhere; then x·Aᵀ·Bᵀ puts x·A_x·B_x in x's columns and nothing in untargeted ones. The scale is
    * kept through `alpha_pattern`. A fused bias writes `c_attn.bias` whole (untrained parts as the base).
+   * DoRA adds `.lora_magnitude_vector` [out] (see {@link LoraAdapter.magnitudeFileTensors}).
    */
   async fileTensors(model: CausalLM): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();

@@ -13,7 +13,7 @@ import { readSafetensors, writeSafetensors } from '../../src/io/safetensors';
 import { Trainer } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective } from '../../src/train/causal-lm';
 import { peft } from '../../src/peft/peft';
-import { LoraAdapter, addDora, addLora, addWeightedLora, loraDefaults, mergeAndUnload, mergeLora, unmergeLora } from '../../src/peft/lora';
+import { LoraAdapter, addDora, addLora, addWeightedLora, hashSeed, loraDefaults, mergeAndUnload, mergeLora, unmergeLora } from '../../src/peft/lora';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/peft/io';
 import { mergedCopy } from '../../src/peft/merge';
 import { lab } from '../../src/lab/lab';
@@ -154,6 +154,28 @@ describe('peft/dora', function () {
     });
     assert.ok(liveDiffers, 'a norm that takes gradients would give other A/B gradients: the check can tell them apart');
     tf.dispose(Object.values(grads));
+    m.dispose();
+  });
+
+  it('with dropout, as PEFT: y = x·W + b + (g − 1)⊙(xd·W) + g⊙s·xd·A·B (the base recomputed on the dropped input)', () => {
+    const m = CausalLM.create(gpt2, { seed: 5 });
+    const p = 'layers.1.attn.v_proj';
+    const a = addDora(m, { r: 2, alpha: 2, dropout: 0.5, targetModules: [p] });
+    perturb(a);
+    const [inDim, outDim] = m.weight(`${p}.weight`).shape;
+    const x = tf.tensor2d(Array.from({ length: 3 * inDim }, (_, i) => Math.cos(i)), [3, inDim]);
+    const got = tf.tidy(() => host(m.linear(p, x, { training: true, seed: 11 })));
+    const want = tf.tidy(() => {
+      const xd = tf.dropout(x, 0.5, undefined, hashSeed(`11:default:${p}`)) as tf.Tensor2D;
+      const w = m.weight(`${p}.weight`);
+      const v = tf.add(w, tf.matMul(a.weights.get(`${p}.lora_A`)!, a.weights.get(`${p}.lora_B`)!));
+      const g = tf.div(a.weights.get(`${p}.lora_magnitude_vector`)!, tf.sqrt(tf.sum(tf.square(v), 0)));
+      const full = tf.add(tf.matMul(x, w), m.weight(`${p}.bias`));
+      return host(tf.addN([full, tf.mul(tf.sub(g, 1), tf.matMul(xd, w)), tf.mul(g, tf.matMul(tf.matMul(xd, a.weights.get(`${p}.lora_A`)!), a.weights.get(`${p}.lora_B`)!))]));
+    });
+    assert.ok(maxAbsDiff(got, want) < 1e-5);
+    assert.ok(maxAbsDiff(got, tf.tidy(() => host(m.linear(p, x)))) > 1e-3, 'the mask matters');
+    x.dispose();
     m.dispose();
   });
 

@@ -197,11 +197,14 @@ int gemm_run(const gemm_isa *isa, const gemm_problem *p) {
   int threads = pool_threads();
   double macs = (double)p->batch * p->m * p->n * (p->k > 0 ? p->k : 1);
   if (threads > 1 && macs >= GEMM_PARALLEL_MIN_MACS && p->batch < 2 * threads) {
-    /* Too few batches to keep every thread busy: split each C into rectangles along its longer side
-       (in micro-tiles), about two per thread for balance on a loaded machine. */
+    /* Too few batches to keep every thread busy: split each C into rectangles, about two per thread for
+       balance on a loaded machine. Every rectangle packs its own share of one operand and all of the other:
+       split along M, each task packs all of B (K×N); along N, all of A (M×K, or none when read in place).
+       So split the side that is longer in elements (comparing micro-tiles instead, MR 8 against NR 32,
+       split the weight gradients Xᵀ·dY [128,1024]·[1024,344] along M and packed their large B four times). */
     int parts = ceil_div(2L * threads, p->batch);
     int m_tiles = ceil_div(p->m, isa->mr), n_tiles = ceil_div(p->n, isa->nr);
-    if (n_tiles >= m_tiles) {
+    if (p->n >= p->m) {
       job.n_parts = parts < n_tiles ? parts : n_tiles;
       job.n_step = ceil_div(n_tiles, job.n_parts) * isa->nr;
       job.n_parts = ceil_div(p->n, job.n_step);

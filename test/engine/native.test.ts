@@ -167,6 +167,8 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       // At most 4 rows with B row-major: the unpacked rows path, split along N on 2 threads.
       { batchA: [], batchB: [], m: 3, n: 2100, k: 300, tA: true, tB: false },
       { batchA: [2], batchB: [], m: 1, n: 700, k: 400, tA: false, tB: false },
+      // A weight gradient Xᵀ·dY of the bench (M < N, K large): split along N, A read in place.
+      { batchA: [], batchB: [], m: 128, n: 344, k: 1024, tA: true, tB: false },
     ];
     for (const f of big) {
       configureNative({ enabled: true, isa: 'auto', threads: 1 });
@@ -176,6 +178,20 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       assert.ok(one.data.every((v, i) => Object.is(v, two.data[i])), `${label(f)} differs between 1 and 2 threads`);
       const ref = await product('cpu', f);
       assertClose(two.data, ref.data, f.k, label(f));
+    }
+  });
+
+  it('stays exact when jobs follow each other faster and slower than the workers wake', async () => {
+    // Workers that slept (the pauses) or still spin (back to back) claim tasks of the job they see; a late one
+    // must neither run a finished job's task nor miss one (pool.c's generation in every claim).
+    const f: Form = { batchA: [], batchB: [], m: 200, n: 96, k: 200, tA: false, tB: false };
+    configureNative({ enabled: true, isa: 'auto', threads: 1 });
+    const one = await product('wasm', f);
+    configureNative({ threads: 2 });
+    for (let i = 0; i < 60; i++) {
+      if (i % 10 === 0) await new Promise((r) => setTimeout(r, 2));
+      const two = await product('wasm', f);
+      assert.ok(one.data.every((v, j) => Object.is(v, two.data[j])), `product ${i} differs from the 1-thread result`);
     }
   });
 

@@ -8,3 +8,4 @@ export * from './prefix';
 export * from './prompt';
 export * from './moe';
 export * from './merge';
+export * from './merge-methods';

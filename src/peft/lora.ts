@@ -18,6 +18,8 @@ import type { CausalLM, LinearContext } from '../model/transformer';
 import { HostTensor, toHfTensors, transpose2d } from '../io/hf';
 import { Rng } from '../util/rng';
 import { withDefaults } from '../util/options';
+import { quantile, svd } from '../util/linalg';
+import { type MajoritySignMethod, dareLinear, dareTies, magnitudePrune, taskArithmetic, ties } from './merge-methods';
 import { Adapter, AdapterRegistry, peft, resolveTargets } from './peft';
 import { columnNorm, doraLinear, doraMerge, doraUnmerge, doraWeightNorm } from './dora';
 
@@ -507,26 +509,72 @@ export function mergeAndUnload(model: CausalLM): CausalLM {
   return model;
 }
 
+/** PEFT's `add_weighted_adapter` `combination_type` values. */
+export type CombinationType = 'cat' | 'linear' | 'svd' | 'ties' | 'ties_svd' | 'dare_linear' | 'dare_ties' | 'dare_linear_svd' | 'dare_ties_svd' | 'magnitude_prune' | 'magnitude_prune_svd';
+
+const COMBINATIONS: readonly CombinationType[] = ['cat', 'linear', 'svd', 'ties', 'ties_svd', 'dare_linear', 'dare_ties', 'dare_linear_svd', 'dare_ties_svd', 'magnitude_prune', 'magnitude_prune_svd'];
+
+/** Options of {@link addWeightedLora} (PEFT's `add_weighted_adapter` arguments in brackets). */
+export interface WeightedLoraOptions {
+  /** Rank of the `*svd` results [svd_rank]; default: the largest source rank. */
+  svdRank?: number;
+  /** Quantile in [0, 1] at which the `*svd` factors' entries are clamped (to ±that value) [svd_clamp]; default none. */
+  svdClamp?: number;
+  /** Fraction of entries kept by TIES' trim / DARE's drop, in [0, 1] [density]; needed by ties, dare and magnitude_prune types. */
+  density?: number;
+  /** TIES' sign election [majority_sign_method]. */
+  majoritySignMethod: MajoritySignMethod;
+  /** Seed of DARE's random drop (tunelab addition: PEFT uses torch's global generator). */
+  seed: number;
+}
+
+/** Defaults of {@link WeightedLoraOptions} (PEFT's). */
+export const weightedLoraDefaults: Readonly<WeightedLoraOptions> = Object.freeze({ majoritySignMethod: 'total' as MajoritySignMethod, seed: 0 });
+
 /**
  * PEFT's `add_weighted_adapter`: a new LoRA adapter `newName` from existing ones, scale 1 (α = r).
  * - 'cat': ranks concatenated, A_i scaled by wᵢ·scaleᵢ: the update is exactly Σ wᵢ·ΔWᵢ (rank Σ rᵢ).
  * - 'linear': equal ranks; A = Σ sign(wᵢ)√|wᵢ|·scaleᵢ·A_i, B = Σ √|wᵢ|·B_i (PEFT's rule for positive
  *   weights). The update B·A has cross terms, so it is *not* Σ wᵢ·ΔWᵢ; it keeps the rank r.
- * Bias deltas (all adapters must share the bias mode) combine as Σ wᵢ·deltaᵢ. Like {@link addLora}, the
- * new adapter becomes the active one (PEFT leaves the active adapter unchanged).
+ * - 'ties', 'dare_linear', 'dare_ties', 'magnitude_prune': equal ranks, weights ≥ 0; as PEFT, the rule
+ *   of `./merge-methods` combines the A matrices and, separately, the B matrices with weights √(wᵢ·scaleᵢ).
+ * - 'svd', 'ties_svd', 'dare_linear_svd', 'dare_ties_svd', 'magnitude_prune_svd': the rule (task arithmetic
+ *   for 'svd') combines the full updates ΔWᵢ = scaleᵢ·Aᵢ·Bᵢ with weights wᵢ, and the result is
+ *   re-factorised by SVD to rank `svdRank` (A = U_k, B = diag(σ_k)·V_kᵀ), entries optionally clamped at
+ *   the `svdClamp` quantile. (PEFT multiplies by scaleᵢ twice here, wᵢ·scaleᵢ times a ΔWᵢ that already
+ *   holds scaleᵢ; tunelab applies it once, so 'svd' at full rank equals 'cat'.)
+ * An adapter that does not target a layer is left out of that layer's merge, as in PEFT. Bias deltas (all
+ * adapters must share the bias mode) combine as Σ wᵢ·deltaᵢ. DARE's drops are seeded by `seed`, the new
+ * name and the layer. Like {@link addLora}, the new adapter becomes the active one (PEFT leaves the active
+ * adapter unchanged).
  *
  * @example
  * addWeightedLora(model, ['faq', 'defs'], [0.7, 0.3], 'mix', 'cat');
+ * addWeightedLora(model, ['faq', 'defs'], [1, 1], 'tied', 'dare_ties_svd', { density: 0.5, svdRank: 8, seed: 1 });
  */
-export function addWeightedLora(model: CausalLM, names: readonly string[], weights: readonly number[], newName: string, combination: 'cat' | 'linear' = 'cat'): LoraAdapter {
+export function addWeightedLora(model: CausalLM, names: readonly string[], weights: readonly number[], newName: string, combination: CombinationType = 'cat', options: Partial<WeightedLoraOptions> = {}): LoraAdapter {
   const reg = peft(model);
+  const o = withDefaults(weightedLoraDefaults, options, 'addWeightedLora', ['svdRank', 'svdClamp', 'density']);
   if (names.length === 0) throw new Error('addWeightedLora: give at least one adapter');
   if (weights.length !== names.length) throw new Error(`addWeightedLora: ${names.length} adapters but ${weights.length} weights`);
   if (!weights.every(Number.isFinite)) throw new Error(`addWeightedLora: weights must be finite numbers (got ${weights.join(', ')})`);
-  if (combination !== 'cat' && combination !== 'linear') throw new Error(`addWeightedLora: combination must be "cat" or "linear" (got ${JSON.stringify(combination)})`);
+  if (!COMBINATIONS.includes(combination)) throw new Error(`addWeightedLora: combination must be one of ${COMBINATIONS.map((c) => `"${c}"`).join(', ')} (got ${JSON.stringify(combination)})`);
+  const isSvd = combination.endsWith('svd');
+  const rule = combination.replace(/_?svd$/, '') || 'linear'; // 'svd' alone is task arithmetic
+  const needsDensity = rule !== 'linear' && rule !== 'cat';
+  if (needsDensity && !(typeof o.density === 'number' && o.density >= 0 && o.density <= 1)) throw new Error(`addWeightedLora: '${combination}' needs options.density in [0, 1] (got ${o.density})`);
+  if (!needsDensity && o.density !== undefined) throw new Error(`addWeightedLora: options.density does not apply to '${combination}'`);
+  if (!isSvd && (o.svdRank !== undefined || o.svdClamp !== undefined)) throw new Error(`addWeightedLora: options.svdRank / svdClamp apply only to the *svd combinations, not '${combination}'`);
+  if (o.svdRank !== undefined && !(Number.isInteger(o.svdRank) && o.svdRank > 0)) throw new Error(`addWeightedLora: options.svdRank must be a positive integer (got ${o.svdRank})`);
+  if (o.svdClamp !== undefined && !(o.svdClamp >= 0 && o.svdClamp <= 1)) throw new Error(`addWeightedLora: options.svdClamp must be in [0, 1] (got ${o.svdClamp})`);
+  if (o.majoritySignMethod !== 'total' && o.majoritySignMethod !== 'frequency') throw new Error(`addWeightedLora: options.majoritySignMethod must be "total" or "frequency" (got ${JSON.stringify(o.majoritySignMethod)})`);
   const src = names.map((n) => loraAdapter(reg, n));
-  if (combination === 'linear' && src.some((a) => a.config.r !== src[0].config.r)) {
-    throw new Error(`addWeightedLora: 'linear' needs equal ranks (got ${src.map((a) => `${a.name}: ${a.config.r}`).join(', ')}); use 'cat'`);
+  const factorRule = !isSvd && combination !== 'cat'; // merges A and B directly: ranks must match
+  if (factorRule && src.some((a) => a.config.r !== src[0].config.r)) {
+    throw new Error(`addWeightedLora: '${combination}' needs equal ranks (got ${src.map((a) => `${a.name}: ${a.config.r}`).join(', ')}); use 'cat' or '${combination === 'linear' ? 'svd' : `${combination}_svd`}'`);
+  }
+  if (factorRule && combination !== 'linear' && weights.some((w) => w < 0)) {
+    throw new Error(`addWeightedLora: '${combination}' weighs A and B by √(wᵢ·scaleᵢ) as PEFT does, so weights must be ≥ 0 (got ${weights.join(', ')}); use '${combination}_svd'`);
   }
   const dora = src.filter((a) => a.config.useDora).map((a) => a.name);
   if (dora.length) throw new Error(`addWeightedLora: ${dora.join(', ')} ${dora.length > 1 ? 'are DoRA adapters' : 'is a DoRA adapter'}; a weighted sum of DoRA updates is not a DoRA update`);
@@ -535,22 +583,40 @@ export function addWeightedLora(model: CausalLM, names: readonly string[], weigh
   const union = (pick: (a: LoraAdapter) => readonly string[]) => all.filter((p) => src.some((a) => pick(a).includes(p)));
   const lora = union((a) => a.loraTargets);
   const bias = union((a) => a.biasTargets);
-  const r = combination === 'cat' ? src.reduce((s, a) => s + a.config.r, 0) : src[0].config.r;
+  const r = combination === 'cat' ? src.reduce((s, a) => s + a.config.r, 0) : isSvd ? o.svdRank ?? Math.max(...src.map((a) => a.config.r)) : src[0].config.r;
   const tensors = new Map<string, tf.Tensor>();
+  const merge = (parts: Float64Array[], w: number[], seedKey: string): Float64Array => {
+    const rng = new Rng(hashSeed(`${o.seed}:${newName}:${seedKey}`));
+    if (rule === 'linear') return taskArithmetic(parts, w);
+    if (rule === 'ties') return ties(parts, w, o.density!, o.majoritySignMethod);
+    if (rule === 'dare_linear') return dareLinear(parts, w, o.density!, rng);
+    if (rule === 'dare_ties') return dareTies(parts, w, o.density!, rng, o.majoritySignMethod);
+    return magnitudePrune(parts, w, o.density!);
+  };
   tf.tidy(() => {
     for (const p of lora) {
       const [inDim, outDim] = model.weight(`${p}.weight`).shape;
       // An adapter that does not target p contributes zeros (its rank block stays empty under 'cat').
       const get = (a: LoraAdapter, k: 'lora_A' | 'lora_B') =>
         a.weights.get(`${p}.${k}`) ?? tf.zeros(k === 'lora_A' ? [inDim, a.config.r] : [a.config.r, outDim]);
+      const has = src.map((s, i) => [s, i] as const).filter(([s]) => s.loraTargets.includes(p));
       let a: tf.Tensor;
       let b: tf.Tensor;
       if (combination === 'cat') {
         a = tf.concat(src.map((s, i) => tf.mul(get(s, 'lora_A'), weights[i] * s.scale)), 1); // [in, Σr]
         b = tf.concat(src.map((s) => get(s, 'lora_B')), 0); // [Σr, out]
-      } else {
+      } else if (combination === 'linear') {
         a = tf.addN(src.map((s, i) => tf.mul(get(s, 'lora_A'), Math.sign(weights[i]) * Math.sqrt(Math.abs(weights[i])) * s.scale)));
         b = tf.addN(src.map((s, i) => tf.mul(get(s, 'lora_B'), Math.sqrt(Math.abs(weights[i])))));
+      } else if (!isSvd) {
+        const w = has.map(([s, i]) => Math.sqrt(weights[i] * s.scale));
+        const host = (k: 'lora_A' | 'lora_B') => has.map(([s]) => Float64Array.from(s.weights.get(`${p}.${k}`)!.dataSync()));
+        a = tf.tensor2d(Float32Array.from(merge(host('lora_A'), w, `${p}.lora_A`)), [inDim, r]);
+        b = tf.tensor2d(Float32Array.from(merge(host('lora_B'), w, `${p}.lora_B`)), [r, outDim]);
+      } else {
+        if (r > Math.min(inDim, outDim)) throw new Error(`addWeightedLora: svdRank ${r} exceeds min(in, out) = ${Math.min(inDim, outDim)} of ${p}`);
+        const deltas = has.map(([s]) => Float64Array.from(s.delta(p).dataSync()));
+        [a, b] = svdFactors(merge(deltas, has.map(([, i]) => weights[i]), p), inDim, outDim, r, o.svdClamp);
       }
       tensors.set(`${p}.lora_A`, tf.keep(a));
       tensors.set(`${p}.lora_B`, tf.keep(b));
@@ -565,4 +631,24 @@ export function addWeightedLora(model: CausalLM, names: readonly string[], weigh
   });
   const c: LoraConfig = { ...src[0].config, r, alpha: r, useRslora: false, targetModules: lora };
   return attach(model, new LoraAdapter(newName, c, lora, bias, baseInfo(model), tensors));
+}
+
+/**
+ * A rank-k factorisation of the row-major [in, out] update ΔW (kohya's svd_merge_lora, as PEFT): ΔW ≈ U_k·diag(σ_k)·V_kᵀ
+ * gives A = U_k [in, k] and B = diag(σ_k)·V_kᵀ [k, out] (PEFT's lora_A = Vh, lora_B = U·S in its [out, in]
+ * layout). With `clamp`, entries of both are clipped to ±(the clamp-quantile of all their entries).
+ */
+function svdFactors(delta: Float64Array, inDim: number, outDim: number, k: number, clamp: number | undefined): [tf.Tensor2D, tf.Tensor2D] {
+  const { u, s, v, p } = svd(delta, inDim, outDim);
+  const a = new Float32Array(inDim * k);
+  const b = new Float32Array(k * outDim);
+  for (let i = 0; i < inDim; i++) for (let j = 0; j < k; j++) a[i * k + j] = u[i * p + j];
+  for (let j = 0; j < k; j++) for (let o = 0; o < outDim; o++) b[j * outDim + o] = s[j] * v[o * p + j];
+  if (clamp !== undefined) {
+    const hi = quantile([...a, ...b], clamp);
+    const clip = (x: number) => Math.min(Math.max(x, -hi), hi);
+    a.forEach((x, i) => (a[i] = clip(x)));
+    b.forEach((x, i) => (b[i] = clip(x)));
+  }
+  return [tf.tensor2d(a, [inDim, k]), tf.tensor2d(b, [k, outDim])];
 }

@@ -108,6 +108,7 @@ typedef struct {
   int rows;             /* small M, B row-major: isa->rows instead of the packed loop nest */
   int m_parts, n_parts;  /* C of each batch is split into m_parts × n_parts rectangles */
   int m_step, n_step;    /* rectangle size, multiples of MR / NR */
+  int batch_step;        /* whole batches per task when C is not split */
 } gemm_job;
 
 static void gemm_rect(const gemm_isa *isa, const gemm_problem *pr, int batch, int i0, int i1, int j0, int j1, int thread) {
@@ -178,10 +179,13 @@ static void gemm_task(void *ctx, int task, int thread) {
   int i1 = i0 + job->m_step < job->p->m ? i0 + job->m_step : job->p->m;
   int j1 = j0 + job->n_step < job->p->n ? j0 + job->n_step : job->p->n;
   if (i0 >= i1 || j0 >= j1) return;
-  if (job->rows)
-    job->isa->rows(job->p, batch, j0, j1);
-  else
-    gemm_rect(job->isa, job->p, batch, i0, i1, j0, j1, thread);
+  int b0 = batch * job->batch_step, b1 = b0 + job->batch_step < job->p->batch ? b0 + job->batch_step : job->p->batch;
+  for (int b = b0; b < b1; b++) {
+    if (job->rows)
+      job->isa->rows(job->p, b, j0, j1);
+    else
+      gemm_rect(job->isa, job->p, b, i0, i1, j0, j1, thread);
+  }
 }
 
 static int ceil_div(long a, long b) { return (int)((a + b - 1) / b); }
@@ -193,7 +197,7 @@ int gemm_run(const gemm_isa *isa, const gemm_problem *p) {
   if (p->batch <= 0 || p->m <= 0 || p->n <= 0) return 0;
   if (!pool_buffer_a(0) && pool_set_threads(pool_threads()) != 0) return -1;
   /* Chosen from the shape alone, so every thread count takes the same path (same sums). */
-  gemm_job job = {isa, p, p->m <= GEMM_ROWS_MAX_M && !p->trans_b, 1, 1, p->m, p->n};
+  gemm_job job = {isa, p, p->m <= GEMM_ROWS_MAX_M && !p->trans_b, 1, 1, p->m, p->n, 1};
   int threads = pool_threads();
   double macs = (double)p->batch * p->m * p->n * (p->k > 0 ? p->k : 1);
   if (threads > 1 && macs >= GEMM_PARALLEL_MIN_MACS && p->batch < 2 * threads) {
@@ -214,8 +218,13 @@ int gemm_run(const gemm_isa *isa, const gemm_problem *p) {
       job.m_parts = ceil_div(p->m, job.m_step);
     }
   }
-  int ntasks = p->batch * job.m_parts * job.n_parts;
-  pool_run(gemm_task, &job, ntasks, threads == 1 || macs < GEMM_PARALLEL_MIN_MACS);
+  int serial = threads == 1 || macs < GEMM_PARALLEL_MIN_MACS;
+  /* Many batches (attention's batch × heads, each ~1 µs at T = 64): about four runs of whole batches per
+     thread instead of one task per batch, so claims (a shared atomic) stay rare next to the work. */
+  if (serial) job.batch_step = p->batch;
+  else if (job.m_parts * job.n_parts == 1) job.batch_step = ceil_div(p->batch, 4L * threads);
+  int ntasks = ceil_div(p->batch, job.batch_step) * job.m_parts * job.n_parts;
+  pool_run(gemm_task, &job, ntasks, serial);
   return 0;
 }
 

@@ -167,6 +167,9 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       // At most 4 rows with B row-major: the unpacked rows path, split along N on 2 threads.
       { batchA: [], batchB: [], m: 3, n: 2100, k: 300, tA: true, tB: false },
       { batchA: [2], batchB: [], m: 1, n: 700, k: 400, tA: false, tB: false },
+      // Many batches: runs of 3 whole batches per task on 2 threads, the last one short; B broadcast.
+      { batchA: [20], batchB: [20], m: 40, n: 24, k: 33, tA: false, tB: true },
+      { batchA: [20], batchB: [], m: 40, n: 24, k: 33, tA: true, tB: false },
       // A weight gradient Xᵀ·dY of the bench (M < N, K large): split along N, A read in place.
       { batchA: [], batchB: [], m: 128, n: 344, k: 1024, tA: true, tB: false },
     ];

@@ -26,6 +26,7 @@ import { exactDuplicates, nearDuplicates, type NearDedupeOptions, type Normalize
 import { detectFormat, formatProblem, validateDataset, type DatasetFormat, type DatasetProblem, type ValidateOptions } from './formats';
 import { dataColumns, isProvenanceColumn, rowObjects, takeRows, toDataFrame, type DanfoModule, type DataFrameLike, type DataRow, type ToDataFrameOptions } from './frames';
 import { loadTable, loadTableOptionKeys, mapColumns, toTable, type LoadTableOptions } from './load';
+import { qualityReport, type QualityOptions, type QualityReport } from './quality';
 
 /** One line of a corpus report: a step, the rows it removed, the rows left, and why. */
 export interface ReportEntry {
@@ -381,6 +382,18 @@ export class Corpus<R extends DataRow = DataRow> {
    */
   toDataFrame<D>(dfd: DanfoModule<D>, options: ToDataFrameOptions = {}): D {
     return toDataFrame(this.table, dfd, options);
+  }
+
+  /**
+   * The data-quality report (duplicates, near duplicates, lengths, charset anomalies, format errors and,
+   * with a tokenizer, unseen words) without removing anything; see `qualityReport` in quality. Named
+   * `quality` because `report` holds the steps.
+   *
+   * @example
+   * corpus.quality({ tokenizer: tok }).table().print();
+   */
+  quality(options: QualityOptions = {}): QualityReport {
+    return qualityReport(this as Corpus, options);
   }
 
   /** The report as an arquero table, e.g. `corpus.reportTable().print()`. */

@@ -4,6 +4,7 @@ export * from './load';
 export * from './formats';
 export * from './dedupe';
 export * from './corpus';
+export * from './quality';
 export * from './chat';
 export * from './tokenize';
 export * from './batches';

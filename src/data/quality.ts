@@ -374,7 +374,7 @@ function unknownTokens(tok: QualityTokenizer, encoded: readonly ArrayLike<number
 // Words (runs of letters, marks, digits) encoded as they stand, with the space before them when there is one.
 function fragmentedWords(tok: QualityTokenizer, texts: readonly string[], minPieces: number, examples: number): NonNullable<QualityFigures['tokenizer']>['fragmented'] {
   const pieces = new Map<string, number>();
-  const seen = new Map<string, number>();
+  const seen = new Map<string, { count: number; pieces: number }>(); // by the word itself, with or without the space
   let words = 0;
   let count = 0;
   for (const t of texts) {
@@ -386,11 +386,12 @@ function fragmentedWords(tok: QualityTokenizer, texts: readonly string[], minPie
       words++;
       if (p >= minPieces) {
         count++;
-        seen.set(key, (seen.get(key) ?? 0) + 1);
+        const w = seen.get(m[0]) ?? { count: 0, pieces: p };
+        seen.set(m[0], { count: w.count + 1, pieces: Math.max(w.pieces, p) });
       }
     }
   }
-  const top = [...seen].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, examples).map(([w, c]) => ({ word: w.trim(), count: c, pieces: pieces.get(w)! }));
+  const top = [...seen].sort((a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : 1)).slice(0, examples).map(([word, w]) => ({ word, ...w }));
   return { count, share: words === 0 ? 0 : count / words, words, minPieces, top };
 }
 

@@ -1,4 +1,6 @@
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { inspect } from 'util';
 import { Corpus } from '../../src/data/corpus';
@@ -158,6 +160,34 @@ describe('data/quality', () => {
     });
   });
 
+  describe('a loaded file', () => {
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-quality-'));
+      fs.writeFileSync(path.join(dir, 'sft.jsonl'), [
+        JSON.stringify({ prompt: 'Say hi', completion: 'hi' }),
+        '{"prompt": "broken',
+        JSON.stringify({ prompt: 'Say hi', completion: 'hi' }),
+        JSON.stringify({ prompt: 'Say bye', completion: '' }),
+      ].join('\n'));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('names the rows by their line in the file; rows dropped at load are counted apart', () => {
+      const file = path.join(dir, 'sft.jsonl');
+      const raw = Corpus.load(file, { validate: false, badRows: 'keep' }).quality();
+      assert.deepEqual(raw.format.rows, [2, 4]);
+      assert.equal(raw.format.problems[1].file, file);
+      assert.match(raw.format.examples[1], /empty string/);
+      assert.deepEqual(raw.duplicates.top.map((t) => t.count), [2]);
+      const loaded = Corpus.load(file, { skipBad: true }).quality();
+      assert.equal(loaded.rows, 2);
+      assert.equal(loaded.format.count, 0);
+      assert.equal(loaded.format.droppedEarlier, 2);
+      assert.match(String((loaded.table().objects() as { examples: string }[])[7].examples), /^2 rows dropped earlier/);
+    });
+  });
+
   describe('with a tokenizer', () => {
     it('counts unknown tokens and words of ≥ minPieces tokens (hand-counted, 3-character pieces)', () => {
       const q = Corpus.from([{ text: 'ab abcdefghij' }, { text: 'abcdefghij xy¤' }]).quality({ tokenizer: chunks });
@@ -165,7 +195,7 @@ describe('data/quality', () => {
       assert.equal(q.tokenizer!.fragmented.words, 4);
       assert.equal(q.tokenizer!.fragmented.count, 2);
       assert.equal(q.tokenizer!.fragmented.share, 0.5);
-      assert.deepEqual(q.tokenizer!.fragmented.top.map((w) => [w.word, w.pieces, w.count]), [['abcdefghij', 4, 1], ['abcdefghij', 4, 1]]);
+      assert.deepEqual(q.tokenizer!.fragmented.top.map((w) => [w.word, w.pieces, w.count]), [['abcdefghij', 4, 2]]);
       // Tokens: 13 chars → 5, 14 chars → 5; the last piece "xy¤" is the unknown token.
       assert.equal(q.tokenizer!.tokens, 10);
       assert.deepEqual(q.tokenizer!.unknown, { count: 1, share: 0.1 });

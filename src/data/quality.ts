@@ -119,6 +119,8 @@ const SCRIPTS: readonly (readonly [string, RegExp])[] = [
 ];
 const CONTROL = /[\p{Cc}]/u;
 const WORD = /[\p{L}\p{M}\p{N}]+/gu;
+// Letters of a script: Common ones (µ, ª) belong to none, so they never make a row mixed.
+const LETTER = /(?![\p{Script=Common}\p{Script=Inherited}])\p{L}/u;
 
 /**
  * The data-quality report of a corpus; see {@link QualityReport}. Deterministic (the near-duplicate search is seeded).
@@ -342,7 +344,7 @@ function formatCheck(corpus: Corpus, options: QualityOptions, examples: number):
 function scriptsOf(text: string): string[] {
   const found = new Set<string>();
   for (const ch of text) {
-    if (!/\p{L}/u.test(ch)) continue;
+    if (!LETTER.test(ch)) continue;
     found.add(SCRIPTS.find(([, re]) => re.test(ch))?.[0] ?? 'Other');
   }
   return [...found];

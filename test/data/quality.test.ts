@@ -65,6 +65,9 @@ describe('data/quality', () => {
       assert.deepEqual([q.control.count, q.control.rows], [1, [7]]); // tab and newline (rows 10, 12) are not counted
       assert.deepEqual([q.mixedScripts.count, q.mixedScripts.rows], [1, [8]]);
       assert.match(q.mixedScripts.examples[0], /^Latin\+Cyrillic: /);
+      // µ (U+00B5) is a letter of the Common script, ε one of Greek.
+      const micro = Corpus.from([{ text: 'µs is short for microseconds' }, { text: 'for every ε > 0' }]).quality();
+      assert.deepEqual(micro.mixedScripts.rows, [2]);
       assert.deepEqual([q.nonNfc.count, q.nonNfc.rows], [1, [11]]);
       assert.deepEqual([q.empty.count, q.empty.rows, q.empty.share], [2, [9, 10], 2 / 12]);
       assert.equal(q.control.examples[0], 'bell\\u0007 character');

@@ -26,6 +26,7 @@ import { exactDuplicates, nearDuplicates, type NearDedupeOptions, type Normalize
 import { detectFormat, formatProblem, validateDataset, type DatasetFormat, type DatasetProblem, type ValidateOptions } from './formats';
 import { dataColumns, isProvenanceColumn, rowObjects, takeRows, toDataFrame, type DanfoModule, type DataFrameLike, type DataRow, type ToDataFrameOptions } from './frames';
 import { loadTable, loadTableOptionKeys, mapColumns, toTable, type LoadTableOptions } from './load';
+import { cellText } from './text';
 import { qualityReport, type QualityOptions, type QualityReport } from './quality';
 
 /** One line of a corpus report: a step, the rows it removed, the rows left, and why. */
@@ -485,17 +486,6 @@ export function formatReport(report: readonly ReportEntry[]): string {
     .join('\n');
 }
 
-/**
- * Text of a cell for lengths and dedupe: strings as they are, message lists as their contents joined by
- * newlines, anything else through JSON.
- */
-export function cellText(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value) && value.every((m) => typeof m === 'object' && m !== null && 'content' in m)) {
-    return value.map((m: { content?: unknown }) => (typeof m.content === 'string' ? m.content : '')).join('\n');
-  }
-  return value === undefined || value === null ? '' : JSON.stringify(value);
-}
 
 // "2 × column "completion": empty string; 1 × bad JSON …", most frequent first.
 function summarizeProblems(problems: readonly DatasetProblem[]): string {

@@ -22,7 +22,7 @@ import { mimeBundleKey } from '../viz/display';
 import { escapeHtml } from '../viz/html';
 import { tableHtml } from '../viz/table';
 import { unicodeToByte } from '../tokenizer/bytes';
-import { cellText, type Corpus } from './corpus';
+import { cellText } from './text';
 import { exactDuplicates, nearDuplicates, normalizeText, type NearDedupeOptions } from './dedupe';
 import { DatasetError, FORMAT_COLUMNS, detectFormat, formatProblem, validateDataset, type DatasetFormat, type DatasetProblem } from './formats';
 import { ROW_COLUMN, dataColumns } from './frames';
@@ -122,13 +122,22 @@ const WORD = /[\p{L}\p{M}\p{N}]+/gu;
 // Letters of a script: Common ones (µ, ª) belong to none, so they never make a row mixed.
 const LETTER = /(?![\p{Script=Common}\p{Script=Inherited}])\p{L}/u;
 
+/** What the report reads of a corpus (a `Corpus` is one). */
+export interface QualitySource {
+  readonly name?: string;
+  readonly table: ColumnTable;
+  readonly size: number;
+  /** Rows dropped when the data was loaded. */
+  readonly problems: readonly DatasetProblem[];
+}
+
 /**
  * The data-quality report of a corpus; see {@link QualityReport}. Deterministic (the near-duplicate search is seeded).
  *
  * @example
  * qualityReport(corpus, { tokenizer: tok, near: { threshold: 0.7 } }).table().print();
  */
-export function qualityReport(corpus: Corpus, options: QualityOptions = {}): QualityReport {
+export function qualityReport(corpus: QualitySource, options: QualityOptions = {}): QualityReport {
   checkOptions(options, optionKeys, 'quality');
   const examples = options.examples ?? 5;
   const minPieces = options.minPieces ?? 4;
@@ -325,7 +334,7 @@ function checkedColumns(table: ColumnTable, given: QualityOptions['columns']): s
 }
 
 // The validator's verdict on every row; a table that fails as a whole (missing column) is one error, every row counted.
-function formatCheck(corpus: Corpus, options: QualityOptions, examples: number): QualityFigures['format'] {
+function formatCheck(corpus: QualitySource, options: QualityOptions, examples: number): QualityFigures['format'] {
   const n = corpus.size;
   const droppedEarlier = corpus.problems.length;
   const none = { count: 0, share: 0, rows: [], examples: [], problems: [], droppedEarlier };

@@ -97,3 +97,15 @@ export function splitText(text: string, heldOutFraction: number): { train: strin
   if (nl >= 0 && nl < text.length - 1) cut = nl + 1;
   return { train: text.slice(0, cut), heldOut: text.slice(cut) };
 }
+
+/**
+ * Text of a cell for lengths and dedupe: strings as they are, message lists as their contents joined by
+ * newlines, anything else through JSON.
+ */
+export function cellText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value) && value.every((m) => typeof m === 'object' && m !== null && 'content' in m)) {
+    return value.map((m: { content?: unknown }) => (typeof m.content === 'string' ? m.content : '')).join('\n');
+  }
+  return value === undefined || value === null ? '' : JSON.stringify(value);
+}

@@ -2,7 +2,8 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Corpus, formatReport, cellText } from '../../src/data/corpus';
+import { Corpus, formatReport } from '../../src/data/corpus';
+import { cellText } from '../../src/data/text';
 import { exactDuplicates, jaccard, lshParams, minhashSignature, nearDuplicates, normalizeText, shingleHashes } from '../../src/data/dedupe';
 import { Rng } from '../../src/util/rng';
 

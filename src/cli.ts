@@ -18,7 +18,7 @@ import { stopOnSignal } from './train/interrupt';
 import { NonFiniteLossError, Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
-import { exportGguf } from './io/gguf';
+import { exportGguf, exportLoraGguf, type GgufWeightType } from './io/gguf';
 import { loadAdapter, mergeAndUnload } from './peft';
 import { TerminalProgress, formatDuration } from './viz/progress';
 import { registerKernelCommand } from './kernel/spec';
@@ -212,17 +212,27 @@ async function evalCmd(dir: string, o: { data: string; separator?: string; batch
   model.dispose();
 }
 
-async function exportGgufCmd(dir: string, out: string, o: { f16?: boolean; adapter?: string; name?: string; overwrite?: boolean; backend?: string; json?: boolean }) {
+async function exportGgufCmd(dir: string, out: string, o: { f16?: boolean; type?: string; adapter?: string; adapterGguf?: string; name?: string; overwrite?: boolean; backend?: string; json?: boolean }) {
+  if (o.f16 && o.type && o.type !== 'f16') throw new Error(`export-gguf: --f16 and --type ${o.type} disagree (--f16 is --type f16)`);
+  if (o.adapterGguf && !o.adapter) throw new Error('export-gguf: --adapter-gguf needs --adapter <dir> (the LoRA to write)');
   await startEngine(o.backend);
   const { model, tokenizer } = await loadOrFail(dir);
   try {
+    // --adapter-gguf: <out> is the LoRA alone, as a llama.cpp adapter file for the base model's GGUF.
+    if (o.adapterGguf) {
+      loadAdapter(model, o.adapter!, 'default');
+      const r = await exportLoraGguf(model, 'default', out, { name: o.name, overwrite: !!o.overwrite });
+      print(!!o.json, { ...r, model: dir, adapter: o.adapter }, `wrote ${r.file} (LoRA adapter GGUF, ${r.tensors} tensors, alpha ${r.alpha})`);
+      return;
+    }
     // An adapter is folded into the weights: GGUF (and llama.cpp) know only plain base weights.
     if (o.adapter) {
       loadAdapter(model, o.adapter);
       mergeAndUnload(model);
     }
-    const r = await exportGguf(model, tokenizer, out, { dtype: o.f16 ? 'f16' : 'f32', name: o.name ?? path.basename(path.resolve(dir)), overwrite: !!o.overwrite });
-    print(!!o.json, { ...r, model: dir, adapter: o.adapter ?? null }, `wrote ${r.file} (${r.dtype}, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(1)} MB)`);
+    const type = (o.type ?? (o.f16 ? 'f16' : 'f32')) as GgufWeightType;
+    const r = await exportGguf(model, tokenizer, out, { type, name: o.name ?? path.basename(path.resolve(dir)), overwrite: !!o.overwrite });
+    print(!!o.json, { ...r, model: dir, adapter: o.adapter ?? null }, `wrote ${r.file} (${r.type}, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(1)} MB)`);
   } finally {
     model.dispose();
   }
@@ -288,8 +298,10 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
     .action((dir: string, o) => evalCmd(dir, o));
   p.command('export-gguf').description('write a model folder as a GGUF file for llama.cpp (llama family)')
     .argument('<model>', 'model or checkpoint folder').argument('<out>', 'output .gguf file')
-    .option('--f16', 'store 2-D weights as float16 (norms stay float32)')
+    .option('--type <type>', 'weight type: f32, f16, q8_0 or q4_0 (llama.cpp blocks; norms stay float32)')
+    .option('--f16', 'same as --type f16')
     .option('--adapter <dir>', 'merge this adapter folder (e.g. LoRA) into the weights first')
+    .option('--adapter-gguf', 'write the --adapter LoRA alone as a llama.cpp adapter GGUF (load it on the base GGUF)')
     .option('--name <text>', 'general.name in the file (default: the folder name)')
     .option('--overwrite', 'replace an existing output file')
     .addOption(backendOption()).option('--json', 'print JSON')

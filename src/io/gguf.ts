@@ -18,11 +18,19 @@
  *   ids, `add_bos_token = false` (tunelab never adds BOS), and `tokenizer.ggml.pre = "gpt-2"`, which makes
  *   llama.cpp split text with GPT-2's regex — the one our ByteLevel pre-tokenizer uses (`use_regex`,
  *   no prefix space). A ChatML `tokenizer.chat_template` is added when the tokenizer has <|im_start|>/<|im_end|>.
+ * - Types: f32; f16 (2-D weights, norms stay f32 as in the converter); q8_0 / q4_0 (llama.cpp's block
+ *   formats, see `./gguf-quant`). As in `convert_hf_to_gguf.py`, 1-D tensors stay f32 and a matrix whose
+ *   rows are not a multiple of 32 falls back to f16. With q4_0, `token_embd` (and `output`) are written
+ *   as q8_0: llama.cpp's llama-quantize also keeps the head — or, when tied, the embedding — at higher
+ *   precision (Q6_K, a k-quant we do not write).
+ * - A LoRA adapter can be written on its own as a llama.cpp adapter GGUF ({@link exportLoraGguf}).
  */
 import * as fs from 'node:fs';
 import { writeFileAtomic } from './atomic';
 import { transpose2d, type HostTensor } from './hf';
-import { parseSafetensors, serializeSafetensors } from './safetensors';
+import { QK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, dequantizeQ4_0, dequantizeQ8_0, fromF16Bytes, quantizeQ4_0, quantizeQ8_0, toF16Bytes } from './gguf-quant';
+import { peft } from '../peft/peft';
+import { LoraAdapter } from '../peft/lora';
 import { hostParams } from './checkpoint';
 import { chatmlJinja } from '../data/chat';
 import { mergePair } from '../tokenizer/json';
@@ -37,13 +45,16 @@ export const GgufValueType = {
 } as const;
 
 /** The ggml tensor types this module writes and reads (gguf-py `GGMLQuantizationType`). */
-export const GgmlType = { F32: 0, F16: 1 } as const;
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
+
+/** Tensor types {@link exportGguf} writes. */
+export type GgufWeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
 /** Token types of `tokenizer.ggml.token_type` (gguf-py `TokenType`). */
 export const GgufTokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 /** `general.file_type` values (gguf-py `LlamaFileType`). */
-const FILE_TYPE = { f32: 0, f16: 1 } as const;
+const FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 } as const;
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 const GGUF_VERSION = 3;
@@ -72,13 +83,18 @@ export interface GgufFile {
   alignment: number;
   /** Byte offset of the data section in the file. */
   dataStart: number;
-  /** Decodes a tensor (F32 or F16) to row-major float32 values with shape = reversed dims. */
+  /** Decodes a tensor (F32, F16, Q8_0 or Q4_0) to row-major float32 values with shape = reversed dims. */
   read(name: string): HostTensor;
 }
 
 /** Options of {@link exportGguf}. */
 export interface GgufExportOptions {
-  /** 'f32' (default) keeps every tensor float32; 'f16' stores 2-D weights as float16, norms stay float32. */
+  /**
+   * Weight type: 'f32' (default) keeps every tensor float32; 'f16' stores 2-D weights as float16; 'q8_0' /
+   * 'q4_0' store them in llama.cpp's 32-value blocks (see the top of this file). Norms always stay float32.
+   */
+  type?: GgufWeightType;
+  /** @deprecated Alias of `type` ('f32' | 'f16'), kept for older callers. */
   dtype?: 'f32' | 'f16';
   /** `general.name` (default "tunelab"). */
   name?: string;
@@ -96,7 +112,9 @@ export interface GgufExportResult {
   file: string;
   bytes: number;
   tensors: number;
-  dtype: 'f32' | 'f16';
+  type: GgufWeightType;
+  /** @deprecated Same as `type`. */
+  dtype: GgufWeightType;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -160,23 +178,6 @@ interface OutTensor {
   type: number;
 }
 
-/** float32 → IEEE half bytes, through the safetensors encoder (round to nearest even, as numpy's astype). */
-function toF16Bytes(data: Float32Array): Uint8Array {
-  const file = parseSafetensors(serializeSafetensors({ t: { shape: [data.length], data, dtype: 'F16' } }));
-  return file.tensors.get('t')!.bytes();
-}
-
-/** IEEE half bytes → float32, through the safetensors decoder. */
-function fromF16Bytes(bytes: Uint8Array): Float32Array {
-  const n = bytes.length / 2;
-  const header = new TextEncoder().encode(JSON.stringify({ t: { dtype: 'F16', shape: [n], data_offsets: [0, bytes.length] } }));
-  const buf = new Uint8Array(8 + header.length + bytes.length);
-  new DataView(buf.buffer).setBigUint64(0, BigInt(header.length), true);
-  buf.set(header, 8);
-  buf.set(bytes, 8 + header.length);
-  return parseSafetensors(buf).tensors.get('t')!.read().data as Float32Array;
-}
-
 /**
  * The converter's `LlamaModel.permute` on an HF [out, in] matrix: within each head, row j·hd/2 + i
  * (rotate-half pair (i, i + hd/2)) moves to row 2i + j, so RoPE pairs become adjacent as llama.cpp's
@@ -199,21 +200,54 @@ function permuteRope(t: HostTensor, nHeads: number): HostTensor {
   return { shape: [rows, cols], data: out };
 }
 
+/** tunelab linear layer (within `layers.N.`) → llama.cpp tensor (within `blk.N.`), in the converter's order. */
+const LLAMA_LINEAR: [string, string][] = [
+  ['attn.q_proj', 'attn_q'], ['attn.k_proj', 'attn_k'], ['attn.v_proj', 'attn_v'], ['attn.o_proj', 'attn_output'],
+  ['mlp.gate_proj', 'ffn_gate'], ['mlp.up_proj', 'ffn_up'], ['mlp.down_proj', 'ffn_down'],
+];
+
+/** The llama.cpp name of a tunelab linear path (`layers.3.attn.q_proj` → `blk.3.attn_q`), or undefined. */
+function llamaLinearName(path: string): string | undefined {
+  const m = /^layers\.(\d+)\.(.+)$/.exec(path);
+  if (m) {
+    const hit = LLAMA_LINEAR.find(([ours]) => ours === m[2]);
+    return hit && `blk.${m[1]}.${hit[1]}`;
+  }
+  return path === 'lm_head' ? 'output' : undefined;
+}
+
+/** Heads whose rows `permuteRope` regroups for a llama.cpp tensor (q: all heads, k: kv heads), else undefined. */
+function ropeHeads(c: ModelConfig, ggufName: string): number | undefined {
+  if (ggufName.endsWith('.attn_q')) return c.nHeads;
+  if (ggufName.endsWith('.attn_k')) return c.nKvHeads;
+  return undefined;
+}
+
+/** The ggml type of a matrix: the requested one, q8_0 for the embedding/head under q4_0, f16 where rows do not fit blocks. */
+function matrixType(name: string, shape: number[], type: GgufWeightType): number {
+  if (type === 'f32') return GgmlType.F32;
+  if (type === 'f16') return GgmlType.F16;
+  if (shape[shape.length - 1] % QK !== 0) return GgmlType.F16; // the converter's QuantError fallback
+  if (type === 'q4_0' && (name === 'token_embd.weight' || name === 'output.weight')) return GgmlType.Q8_0;
+  return type === 'q8_0' ? GgmlType.Q8_0 : GgmlType.Q4_0;
+}
+
 /** GGUF tensors of a Llama model: names and layouts of llama.cpp's converter. */
-function llamaTensors(c: ModelConfig, params: Map<string, HostTensor>, dtype: 'f32' | 'f16'): OutTensor[] {
+function llamaTensors(c: ModelConfig, params: Map<string, HostTensor>, type: GgufWeightType): OutTensor[] {
   const need = (p: string): HostTensor => {
     const t = params.get(p);
     if (!t) throw new Error(`exportGguf: model has no parameter "${p}"`);
     return t;
   };
-  const weightType = dtype === 'f16' ? GgmlType.F16 : GgmlType.F32;
   const out: OutTensor[] = [];
-  const matrix = (name: string, t: HostTensor) => out.push({ name, shape: t.shape, data: t.data, type: weightType });
+  const matrix = (name: string, t: HostTensor) => out.push({ name, shape: t.shape, data: t.data, type: matrixType(name, t.shape, type) });
   // tunelab stores linear weights [in, out]; GGUF wants HF's [out, in] rows.
-  const linear = (name: string, p: string, ropeHeads?: number) => {
-    let t = transpose2d(need(p));
-    if (ropeHeads !== undefined) t = permuteRope(t, ropeHeads);
-    matrix(name, t);
+  const linear = (path: string) => {
+    const name = llamaLinearName(path)!;
+    let t = transpose2d(need(`${path}.weight`));
+    const heads = ropeHeads(c, name);
+    if (heads !== undefined) t = permuteRope(t, heads);
+    matrix(`${name}.weight`, t);
   };
   const norm = (name: string, p: string) => {
     const t = need(p);
@@ -224,18 +258,13 @@ function llamaTensors(c: ModelConfig, params: Map<string, HostTensor>, dtype: 'f
     const p = `layers.${i}`;
     const b = `blk.${i}`;
     norm(`${b}.attn_norm.weight`, `${p}.attn_norm.weight`);
-    linear(`${b}.attn_q.weight`, `${p}.attn.q_proj.weight`, c.nHeads);
-    linear(`${b}.attn_k.weight`, `${p}.attn.k_proj.weight`, c.nKvHeads);
-    linear(`${b}.attn_v.weight`, `${p}.attn.v_proj.weight`);
-    linear(`${b}.attn_output.weight`, `${p}.attn.o_proj.weight`);
+    for (const [ours] of LLAMA_LINEAR.slice(0, 4)) linear(`${p}.${ours}`);
     norm(`${b}.ffn_norm.weight`, `${p}.mlp_norm.weight`);
-    linear(`${b}.ffn_gate.weight`, `${p}.mlp.gate_proj.weight`);
-    linear(`${b}.ffn_up.weight`, `${p}.mlp.up_proj.weight`);
-    linear(`${b}.ffn_down.weight`, `${p}.mlp.down_proj.weight`);
+    for (const [ours] of LLAMA_LINEAR.slice(4)) linear(`${p}.${ours}`);
   }
   norm('output_norm.weight', 'norm.weight');
   // Tied head: no `output` tensor; llama.cpp falls back to token_embd.
-  if (!c.tieEmbeddings) linear('output.weight', 'lm_head.weight');
+  if (!c.tieEmbeddings) linear('lm_head');
   return out;
 }
 
@@ -297,40 +326,36 @@ function tokenizerMeta(tok: Tokenizer, vocabSize: number, chatTemplate: string |
  * parameters by path, as `hostParams` returns them).
  *
  * @example
- * const bytes = ggufBytes(model.config, await hostParams(model), tokenizer, { dtype: 'f16' });
+ * const bytes = ggufBytes(model.config, await hostParams(model), tokenizer, { type: 'f16' });
  */
 export function ggufBytes(config: ModelConfig, params: Map<string, HostTensor>, tokenizer: Tokenizer, options: GgufExportOptions = {}): Uint8Array {
   return buildGguf(config, params, tokenizer, options).bytes;
 }
 
-function buildGguf(config: ModelConfig, params: Map<string, HostTensor>, tokenizer: Tokenizer, options: GgufExportOptions): { bytes: Uint8Array; tensors: number } {
-  const dtype = options.dtype ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'f16') throw new Error(`exportGguf: dtype must be "f32" or "f16" (got ${JSON.stringify(dtype)})`);
-  if (config.family !== 'llama') {
-    throw new Error(`exportGguf: the ${config.family} family cannot be exported to GGUF (llama only; llama.cpp's gpt2 architecture is not verified against tunelab)`);
+/** The weight type of `options` (`type`, or its older alias `dtype`), checked. */
+function weightType(options: GgufExportOptions): GgufWeightType {
+  if (options.type !== undefined && options.dtype !== undefined && options.type !== options.dtype) {
+    throw new Error(`exportGguf: options.type ${JSON.stringify(options.type)} and options.dtype ${JSON.stringify(options.dtype)} disagree (dtype is an old alias of type)`);
   }
-  const hd = config.dModel / config.nHeads;
-  const meta: Meta[] = [
-    { key: 'general.architecture', type: GgufValueType.STRING, value: 'llama' },
-    { key: 'general.name', type: GgufValueType.STRING, value: options.name ?? 'tunelab' },
-    { key: 'general.file_type', type: GgufValueType.UINT32, value: FILE_TYPE[dtype] },
-    { key: 'general.alignment', type: GgufValueType.UINT32, value: ALIGNMENT },
-    { key: 'llama.context_length', type: GgufValueType.UINT32, value: config.contextLength },
-    { key: 'llama.embedding_length', type: GgufValueType.UINT32, value: config.dModel },
-    { key: 'llama.block_count', type: GgufValueType.UINT32, value: config.nLayers },
-    { key: 'llama.feed_forward_length', type: GgufValueType.UINT32, value: config.dFf },
-    { key: 'llama.attention.head_count', type: GgufValueType.UINT32, value: config.nHeads },
-    { key: 'llama.attention.head_count_kv', type: GgufValueType.UINT32, value: config.nKvHeads },
-    { key: 'llama.rope.freq_base', type: GgufValueType.FLOAT32, value: config.ropeTheta },
-    { key: 'llama.attention.layer_norm_rms_epsilon', type: GgufValueType.FLOAT32, value: config.normEps },
-    { key: 'llama.rope.dimension_count', type: GgufValueType.UINT32, value: hd },
-    { key: 'llama.vocab_size', type: GgufValueType.UINT32, value: config.vocabSize },
-    ...tokenizerMeta(tokenizer, config.vocabSize, options.chatTemplate),
-  ];
-  const tensors = llamaTensors(config, params, dtype);
-  // Float32Array bytes are written as they are in memory: GGUF is little-endian, as is every host tfjs runs on.
-  const payloads = tensors.map((t) => (t.type === GgmlType.F16 ? toF16Bytes(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
+  const type = options.type ?? options.dtype ?? 'f32';
+  if (!(type in FILE_TYPE)) throw new Error(`exportGguf: options.type must be one of ${Object.keys(FILE_TYPE).join(', ')} (got ${JSON.stringify(type)})`);
+  return type;
+}
 
+/** Bytes of a tensor in its ggml type. */
+function tensorPayload(t: OutTensor): Uint8Array {
+  switch (t.type) {
+    case GgmlType.F16: return toF16Bytes(t.data);
+    case GgmlType.Q8_0: return quantizeQ8_0(t.data, t.name);
+    case GgmlType.Q4_0: return quantizeQ4_0(t.data, t.name);
+    // Float32Array bytes are written as they are in memory: GGUF is little-endian, as is every host tfjs runs on.
+    default: return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  }
+}
+
+/** Header, metadata, tensor infos and aligned tensor data of a GGUF v3 file. */
+function writeGguf(meta: Meta[], tensors: OutTensor[]): Uint8Array {
+  const payloads = tensors.map(tensorPayload);
   const w = new ByteWriter();
   w.u32(GGUF_MAGIC);
   w.u32(GGUF_VERSION);
@@ -367,7 +392,34 @@ function buildGguf(config: ModelConfig, params: Map<string, HostTensor>, tokeniz
     w.bytes(p);
   });
   w.pad(ALIGNMENT);
-  return { bytes: w.result(), tensors: tensors.length };
+  return w.result();
+}
+
+function buildGguf(config: ModelConfig, params: Map<string, HostTensor>, tokenizer: Tokenizer, options: GgufExportOptions): { bytes: Uint8Array; tensors: number } {
+  const type = weightType(options);
+  if (config.family !== 'llama') {
+    throw new Error(`exportGguf: the ${config.family} family cannot be exported to GGUF (llama only; llama.cpp's gpt2 architecture is not verified against tunelab)`);
+  }
+  const hd = config.dModel / config.nHeads;
+  const meta: Meta[] = [
+    { key: 'general.architecture', type: GgufValueType.STRING, value: 'llama' },
+    { key: 'general.name', type: GgufValueType.STRING, value: options.name ?? 'tunelab' },
+    { key: 'general.file_type', type: GgufValueType.UINT32, value: FILE_TYPE[type] },
+    { key: 'general.alignment', type: GgufValueType.UINT32, value: ALIGNMENT },
+    { key: 'llama.context_length', type: GgufValueType.UINT32, value: config.contextLength },
+    { key: 'llama.embedding_length', type: GgufValueType.UINT32, value: config.dModel },
+    { key: 'llama.block_count', type: GgufValueType.UINT32, value: config.nLayers },
+    { key: 'llama.feed_forward_length', type: GgufValueType.UINT32, value: config.dFf },
+    { key: 'llama.attention.head_count', type: GgufValueType.UINT32, value: config.nHeads },
+    { key: 'llama.attention.head_count_kv', type: GgufValueType.UINT32, value: config.nKvHeads },
+    { key: 'llama.rope.freq_base', type: GgufValueType.FLOAT32, value: config.ropeTheta },
+    { key: 'llama.attention.layer_norm_rms_epsilon', type: GgufValueType.FLOAT32, value: config.normEps },
+    { key: 'llama.rope.dimension_count', type: GgufValueType.UINT32, value: hd },
+    { key: 'llama.vocab_size', type: GgufValueType.UINT32, value: config.vocabSize },
+    ...tokenizerMeta(tokenizer, config.vocabSize, options.chatTemplate),
+  ];
+  const tensors = llamaTensors(config, params, type);
+  return { bytes: writeGguf(meta, tensors), tensors: tensors.length };
 }
 
 /**
@@ -377,7 +429,7 @@ function buildGguf(config: ModelConfig, params: Map<string, HostTensor>, tokeniz
  *
  * @example
  * const { model, tokenizer } = await base('tiny-llama');
- * await exportGguf(model, tokenizer, 'tiny.gguf', { dtype: 'f16', name: 'tiny-llama' });
+ * await exportGguf(model, tokenizer, 'tiny.gguf', { type: 'q8_0', name: 'tiny-llama' });
  * // llama-cli -m tiny.gguf -p "Call me" -n 32 --temp 0
  */
 export async function exportGguf(model: CausalLM, tokenizer: Tokenizer, file: string, options: GgufExportOptions = {}): Promise<GgufExportResult> {
@@ -385,13 +437,85 @@ export async function exportGguf(model: CausalLM, tokenizer: Tokenizer, file: st
   if (model.hooks.linear.size || model.hooks.embedding || model.hooks.prefix || model.hooks.virtualTokens) {
     throw new Error('exportGguf: the model has adapters installed; merge them into the weights first (e.g. mergeAndUnload) — GGUF holds only base weights');
   }
+  const type = weightType(options);
   const { bytes, tensors } = buildGguf(model.config, await hostParams(model), tokenizer, options);
   writeFileAtomic(file, bytes);
-  return { file, bytes: bytes.length, tensors, dtype: options.dtype ?? 'f32' };
+  return { file, bytes: bytes.length, tensors, type, dtype: type };
+}
+
+/** Options of {@link exportLoraGguf}. */
+export interface GgufLoraExportOptions {
+  /** `general.name` (default: the adapter's name). */
+  name?: string;
+  /** Replace an existing file (default false). */
+  overwrite?: boolean;
+}
+
+/** What {@link exportLoraGguf} wrote. */
+export interface GgufLoraExportResult {
+  file: string;
+  bytes: number;
+  /** Number of tensors (two per adapted layer). */
+  tensors: number;
+  /** `adapter.lora.alpha` as written (α, or α·√r for rsLoRA, so that llama.cpp's α/r is the adapter's scale). */
+  alpha: number;
+}
+
+/**
+ * Writes a LoRA adapter as a llama.cpp adapter GGUF (as `convert_lora_to_gguf.py` does), to load on top of
+ * the base model's GGUF (`llama-cli --lora file`, node-llama-cpp's `createContext({ lora })`).
+ * Metadata: `general.type = "adapter"`, `adapter.type = "lora"`, `adapter.lora.alpha`; llama.cpp scales by
+ * alpha / r. Tensors, f32: `blk.N.<tensor>.weight.lora_a` = PEFT's lora_A [r, in] (ggml dims [in, r]) and
+ * `.lora_b` = lora_B [out, r] (ggml [r, out]), the q/k lora_b rows permuted for llama.cpp's RoPE like the
+ * base weights. DoRA, bias deltas and merged adapters have no llama.cpp form and are refused.
+ *
+ * @example
+ * await exportGguf(base, tokenizer, 'base.gguf');
+ * await exportLoraGguf(model, 'default', 'lora.gguf');
+ * // llama-cli -m base.gguf --lora lora.gguf -p "Say hello." -n 16 --temp 0
+ */
+export async function exportLoraGguf(model: CausalLM, adapterName: string, file: string, options: GgufLoraExportOptions = {}): Promise<GgufLoraExportResult> {
+  const fail = (msg: string): never => { throw new Error(`exportLoraGguf: adapter "${adapterName}": ${msg}`); };
+  const c = model.config;
+  if (c.family !== 'llama') fail(`the ${c.family} family cannot be exported to GGUF (llama only)`);
+  const adapter = peft(model).get(adapterName);
+  if (!(adapter instanceof LoraAdapter)) return fail(`is ${adapter.peftType}, not LoRA; only LoRA adapters have a llama.cpp GGUF form`);
+  if (adapter.config.useDora) fail('is DoRA; llama.cpp adapters are plain LoRA');
+  if (adapter.biasTargets.length) fail(`has bias deltas (bias = "${adapter.config.bias}"); llama.cpp LoRA adapters have none`);
+  if (adapter.merged) fail('is merged into the weights; unmerge it first');
+  if (!options.overwrite && fs.existsSync(file)) throw new Error(`${file}: already exists; pass overwrite: true (CLI: --overwrite) to replace it`);
+  const tensors: OutTensor[] = [];
+  for (const path of adapter.loraTargets) {
+    const name = llamaLinearName(path) ?? fail(`targets "${path}", which has no llama.cpp tensor`);
+    const host = async (key: string): Promise<HostTensor> => {
+      const v = adapter.weights.get(`${path}.${key}`) ?? fail(`has no ${key} for "${path}"`);
+      return { shape: [...v.shape], data: (await v.data()) as Float32Array };
+    };
+    const a = transpose2d(await host('lora_A')); // [r, in]
+    let b = transpose2d(await host('lora_B')); // [out, r]
+    const heads = ropeHeads(c, name);
+    if (heads !== undefined) b = permuteRope(b, heads);
+    tensors.push({ name: `${name}.weight.lora_a`, shape: a.shape, data: a.data, type: GgmlType.F32 });
+    tensors.push({ name: `${name}.weight.lora_b`, shape: b.shape, data: b.data, type: GgmlType.F32 });
+  }
+  // llama.cpp's scale is alpha / r; rsLoRA's is α/√r, i.e. alpha = α·√r.
+  const { r, alpha: a0, useRslora } = adapter.config;
+  const alpha = useRslora ? a0 * Math.sqrt(r) : a0;
+  const meta: Meta[] = [
+    { key: 'general.architecture', type: GgufValueType.STRING, value: 'llama' },
+    { key: 'general.type', type: GgufValueType.STRING, value: 'adapter' },
+    { key: 'general.name', type: GgufValueType.STRING, value: options.name ?? adapterName },
+    { key: 'general.alignment', type: GgufValueType.UINT32, value: ALIGNMENT },
+    { key: 'adapter.type', type: GgufValueType.STRING, value: 'lora' },
+    { key: 'adapter.lora.alpha', type: GgufValueType.FLOAT32, value: alpha },
+  ];
+  const bytes = writeGguf(meta, tensors);
+  writeFileAtomic(file, bytes);
+  return { file, bytes: bytes.length, tensors: tensors.length, alpha };
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Reading (for checks and tests; F32/F16 tensors only)
+// Reading (for checks and tests)
 
 /**
  * Parses GGUF bytes: header, metadata and tensor infos; tensors decode lazily with `read(name)`.
@@ -461,7 +585,9 @@ export function parseGguf(bytes: Uint8Array, source = '<buffer>'): GgufFile {
     const offset = size();
     if (offset % alignment !== 0) fail(`tensor ${name} offset ${offset} is not a multiple of the alignment ${alignment}`);
     const elems = dims.reduce((a, b) => a * b, 1);
-    const byteLength = type === GgmlType.F32 ? elems * 4 : type === GgmlType.F16 ? elems * 2 : -1;
+    const byteLength = type === GgmlType.F32 ? elems * 4 : type === GgmlType.F16 ? elems * 2
+      : type === GgmlType.Q8_0 && dims[0] % QK === 0 ? (elems / QK) * Q8_0_BLOCK_BYTES
+        : type === GgmlType.Q4_0 && dims[0] % QK === 0 ? (elems / QK) * Q4_0_BLOCK_BYTES : -1;
     tensors.push({ name, dims, type, offset, byteLength });
   }
   const dataStart = Math.ceil(pos / alignment) * alignment;
@@ -476,9 +602,10 @@ export function parseGguf(bytes: Uint8Array, source = '<buffer>'): GgufFile {
     read(name: string): HostTensor {
       const t = byName.get(name);
       if (!t) throw new Error(`${source}: no tensor "${name}"`);
-      if (t.byteLength < 0) throw new Error(`${source}: tensor "${name}" has ggml type ${t.type}; only F32 and F16 can be decoded`);
+      if (t.byteLength < 0) throw new Error(`${source}: tensor "${name}" has ggml type ${t.type} and dims [${t.dims}]; only F32, F16, Q8_0 and Q4_0 (rows a multiple of ${QK}) can be decoded`);
       const raw = bytes.slice(dataStart + t.offset, dataStart + t.offset + t.byteLength);
-      const data = t.type === GgmlType.F32 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4) : fromF16Bytes(raw);
+      const data = t.type === GgmlType.F32 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+        : t.type === GgmlType.F16 ? fromF16Bytes(raw) : t.type === GgmlType.Q8_0 ? dequantizeQ8_0(raw) : dequantizeQ4_0(raw);
       return { shape: [...t.dims].reverse(), data };
     },
   };

@@ -14,20 +14,12 @@ import { exportGguf, exportLoraGguf, ggufBytes, parseGguf, readGguf, GgmlType, G
 import { quantizeQ8_0, quantizeQ4_0, dequantizeQ8_0, dequantizeQ4_0, fromF16Bytes, toF16Bytes } from '../../src/io/gguf-quant';
 import { hostParams } from '../../src/io/checkpoint';
 import { transpose2d } from '../../src/io/hf';
-import { generate } from '../../src/model/generate';
 import { CausalLM } from '../../src/model/transformer';
 import { addLora, LoraAdapter } from '../../src/peft/lora';
 import { peft } from '../../src/peft/peft';
-import { saveAdapter } from '../../src/peft/io';
-import { sft } from '../../src/train/sft';
 import { main } from '../../src/cli';
 import { Tokenizer } from '../../src/tokenizer/tokenizer';
-
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-type LlamaModel = Awaited<ReturnType<Llama['loadModel']>>;
-type Sequence = ReturnType<Awaited<ReturnType<LlamaModel['createContext']>>['getSequence']>;
-const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<NodeLlamaCpp>;
+import { openLlama, ours, theirs, trainedLora, withGguf as withLlama, type Llama, type LlamaModel, type Sequence } from './gguf-helpers';
 
 /** A seeded generator of normal-ish values (sum of uniforms), so the bounds are checked on fixed data. */
 function values(n: number, seed: number): Float32Array {
@@ -100,22 +92,6 @@ describe('GGUF block quantizers (Q8_0, Q4_0)', () => {
   });
 });
 
-/** tunelab's greedy continuation (no stop tokens). */
-function ours(model: CausalLM, prompt: number[], n: number): number[] {
-  return generate(model, prompt, { maxNewTokens: n, doSample: false });
-}
-
-/** llama.cpp's greedy continuation. */
-async function theirs(seq: Sequence, prompt: number[], n: number): Promise<number[]> {
-  await seq.clearHistory();
-  const out: number[] = [];
-  for await (const t of seq.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
-    out.push(Number(t));
-    if (out.length >= n) break;
-  }
-  return out;
-}
-
 /** tunelab's mean negative log-likelihood of ids[1..] given the prefix, and its next-token argmaxes. */
 function ourNll(model: CausalLM, ids: number[]): { nll: number; top1: number[] } {
   return tf.tidy(() => {
@@ -154,37 +130,20 @@ describe('quantized and LoRA GGUF in llama.cpp (node-llama-cpp)', function () {
   let tuned: CausalLM;
   let windows: number[][];
 
-  async function withGguf(file: string, fn: (m: LlamaModel, seq: Sequence) => Promise<void>, lora?: string): Promise<void> {
-    const m = await llama.loadModel({ modelPath: file });
-    try {
-      const ctx = await m.createContext({ contextSize: 256, threads: 1, ...(lora ? { lora } : {}) });
-      await fn(m, ctx.getSequence());
-    } finally {
-      await m.dispose();
-    }
-  }
+  const withGguf = (file: string, fn: (m: LlamaModel, seq: Sequence) => Promise<void>, lora?: string) => withLlama(llama, file, fn, lora);
 
   before(async () => {
     await engineReady();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-ggufq-'));
     ({ model, tokenizer } = await base('tiny-llama'));
-    const { getLlama, LlamaLogLevel } = await importEsm('node-llama-cpp');
-    llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+    llama = await openLlama();
     // Held-out text: 4 windows of 128 tokens (the model's context) from the general corpus's held-out split.
     const ids = tokenizer.encode(dataset('general', 'heldout').slice(0, 8).join('\n\n\n'));
     windows = [0, 1, 2, 3].map((w) => ids.slice(w * 128, (w + 1) * 128));
     assert.ok(windows.every((w) => w.length === 128));
     await exportGguf(model, tokenizer, path.join(tmp, 'f32.gguf'));
     // A LoRA (unmerged) trained a few SFT steps, with q/k among its targets so the RoPE permutation matters.
-    tuned = model.clone();
-    addLora(tuned, { r: 8, alpha: 16, targetModules: 'all-linear', seed: 3 });
-    const rows = [
-      { prompt: 'What is a shell variable?', completion: ' A name that holds a value in the shell.' },
-      { prompt: 'Say hello.', completion: ' Hello there!' },
-      { prompt: 'Count to three.', completion: ' One, two, three.' },
-    ];
-    await sft(tuned, tokenizer, rows, { maxSteps: 6, batchSize: 3, lr: 5e-3, warmupSteps: 0, evalEvery: 0 });
-    await saveAdapter(tuned, path.join(tmp, 'adapter'));
+    tuned = await trainedLora(model, tokenizer, path.join(tmp, 'adapter'));
   });
 
   after(async () => {

@@ -13,22 +13,11 @@ import { base } from '../../src/lab/base';
 import { exportGguf, readGguf, GgmlType, GgufTokenType, GgufValueType } from '../../src/io/gguf';
 import { hostParams } from '../../src/io/checkpoint';
 import { transpose2d } from '../../src/io/hf';
-import { generate } from '../../src/model/generate';
 import { CausalLM } from '../../src/model/transformer';
-import { addLora, mergeAndUnload } from '../../src/peft/lora';
-import { saveAdapter } from '../../src/peft/io';
-import { sft } from '../../src/train/sft';
+import { mergeAndUnload } from '../../src/peft/lora';
 import { main } from '../../src/cli';
 import { Tokenizer } from '../../src/tokenizer/tokenizer';
-
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-type LlamaModel = Awaited<ReturnType<Llama['loadModel']>>;
-type Sequence = ReturnType<Awaited<ReturnType<LlamaModel['createContext']>>['getSequence']>;
-
-// node-llama-cpp is ESM-only. A plain `await import()` would be compiled to require() by tsc's CommonJS
-// output (and by tsx/cjs), which only works where Node supports require(esm); Function keeps a real import().
-const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<NodeLlamaCpp>;
+import { openLlama, trainedLora, ours as oursN, theirs as theirsN, withGguf as withLlama, type Llama, type LlamaModel, type Sequence } from './gguf-helpers';
 
 /** Fixed prompts covering the pre-tokenizer's classes: contractions, digits, punctuation, whitespace runs, unicode, specials. */
 const tokenizePrompts = [
@@ -52,22 +41,9 @@ const generatePrompts = [
 ];
 const NEW_TOKENS = 24;
 
-/** tunelab's greedy continuation (no stop tokens, so both sides produce exactly NEW_TOKENS). */
-function ours(model: CausalLM, prompt: number[], n = NEW_TOKENS): number[] {
-  return generate(model, prompt, { maxNewTokens: n, doSample: false });
-}
-
-/** llama.cpp's greedy continuation: temperature 0 selects node-llama-cpp's greedy sampler; no repeat penalty is set. */
-async function theirs(seq: Sequence, prompt: number[], n = NEW_TOKENS): Promise<number[]> {
-  await seq.clearHistory();
-  const out: number[] = [];
-  // yieldEogToken: keep going through <|endoftext|>/<|im_end|> as tunelab's generate does without stop tokens.
-  for await (const t of seq.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
-    out.push(Number(t));
-    if (out.length >= n) break;
-  }
-  return out;
-}
+/** Greedy continuations of NEW_TOKENS by default. */
+const ours = (model: CausalLM, prompt: number[], n = NEW_TOKENS) => oursN(model, prompt, n);
+const theirs = (seq: Sequence, prompt: number[], n = NEW_TOKENS) => theirsN(seq, prompt, n);
 
 /** tunelab's next-token probabilities after `prompt`. */
 function ourProbs(model: CausalLM, prompt: number[]): Float32Array {
@@ -97,39 +73,15 @@ describe('GGUF export (checked with llama.cpp via node-llama-cpp)', function () 
   let tokenizer: Tokenizer;
   let tuned: CausalLM;
 
-  /**
-   * Loads a GGUF in llama.cpp with one sequence, runs `fn`, and frees it again. threads: 1 — more threads
-   * than cores make llama.cpp's workers spin (24 tokens took ~40 s instead of ~20 ms on 2 cores). One model
-   * at a time: with node-llama-cpp 3.21.1, disposing a model that sat idle while another model evaluated
-   * never resolved here, which hung the suite's teardown.
-   */
-  async function withGguf(file: string, fn: (m: LlamaModel, seq: Sequence) => Promise<void>): Promise<void> {
-    const m = await llama.loadModel({ modelPath: file });
-    try {
-      const ctx = await m.createContext({ contextSize: 256, threads: 1 });
-      await fn(m, ctx.getSequence());
-    } finally {
-      await m.dispose();
-    }
-  }
+  const withGguf = (file: string, fn: (m: LlamaModel, seq: Sequence) => Promise<void>) => withLlama(llama, file, fn);
 
   before(async () => {
     await engineReady();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-gguf-'));
     ({ model, tokenizer } = await base('tiny-llama'));
-    const { getLlama, LlamaLogLevel } = await importEsm('node-llama-cpp');
-    // build 'never': use the prebuilt binary shipped in the npm package; never compile or download.
-    llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+    llama = await openLlama();
     // Fine-tuned model: a few SFT steps of a LoRA on all linear layers, merged into the weights.
-    tuned = model.clone();
-    addLora(tuned, { r: 8, alpha: 16, targetModules: 'all-linear', seed: 3 });
-    const rows = [
-      { prompt: 'What is a shell variable?', completion: ' A name that holds a value in the shell.' },
-      { prompt: 'Say hello.', completion: ' Hello there!' },
-      { prompt: 'Count to three.', completion: ' One, two, three.' },
-    ];
-    await sft(tuned, tokenizer, rows, { maxSteps: 6, batchSize: 3, lr: 5e-3, warmupSteps: 0, evalEvery: 0 });
-    await saveAdapter(tuned, path.join(tmp, 'adapter'));
+    tuned = await trainedLora(model, tokenizer, path.join(tmp, 'adapter'));
     mergeAndUnload(tuned);
   });
 

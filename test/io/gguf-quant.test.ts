@@ -307,5 +307,21 @@ describe('quantized and LoRA GGUF in llama.cpp (node-llama-cpp)', function () {
     assert.deepEqual(fs.readFileSync(path.join(tmp, 'cli-q8.gguf')), fs.readFileSync(mine));
     assert.equal(await run(['export-gguf', dir, path.join(tmp, 'cli-lora.gguf'), '--adapter', path.join(tmp, 'adapter'), '--adapter-gguf', '--name', 'default']), 0);
     assert.deepEqual(fs.readFileSync(path.join(tmp, 'cli-lora.gguf')), fs.readFileSync(path.join(tmp, 'lora.gguf')));
+    // Bad option combinations fail with a message naming the options, and write nothing.
+    const stderr = process.stderr.write;
+    let err = '';
+    process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+    try {
+      const bad = path.join(tmp, 'cli-bad.gguf');
+      assert.equal(await run(['export-gguf', dir, bad, '--f16', '--type', 'q4_0']), 1);
+      assert.equal(await run(['export-gguf', dir, bad, '--adapter-gguf']), 1);
+      assert.equal(await run(['export-gguf', dir, bad, '--type', 'q5_k']), 1);
+      assert.ok(!fs.existsSync(bad));
+    } finally {
+      process.stderr.write = stderr;
+    }
+    assert.match(err, /--f16 and --type q4_0 disagree/);
+    assert.match(err, /--adapter-gguf needs --adapter/);
+    assert.match(err, /options\.type must be one of f32, f16, q4_0, q8_0 \(got "q5_k"\)/);
   });
 });

@@ -12,7 +12,8 @@
  *   opposite sign near −m clamps to q = 15 and may be off by up to |d| (all others by ≤ |d|/2).
  * - The quantizers divide by the float32 scale, as ggml's reference does, and store its f16 rounding.
  */
-import { parseSafetensors, serializeSafetensors } from './safetensors';
+import { halfTable } from './safetensors/decode';
+import { toHalfBits } from './safetensors/encode';
 
 /** Values per block for both formats (ggml `QK8_0`, `QK4_0`). */
 export const QK = 32;
@@ -20,21 +21,21 @@ export const QK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
 export const Q4_0_BLOCK_BYTES = 18;
 
-/** float32 → IEEE half bytes, through the safetensors encoder (round to nearest even, as ggml's FP32_TO_FP16). */
+/** float32 → IEEE half bytes (little-endian), round to nearest even as ggml's FP32_TO_FP16: the safetensors encoder's rounding. */
 export function toF16Bytes(data: Float32Array): Uint8Array {
-  const file = parseSafetensors(serializeSafetensors({ t: { shape: [data.length], data, dtype: 'F16' } }));
-  return file.tensors.get('t')!.bytes();
+  const out = new Uint8Array(data.length * 2);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) dv.setUint16(2 * i, toHalfBits(data[i]), true);
+  return out;
 }
 
-/** IEEE half bytes → float32, through the safetensors decoder. */
+/** IEEE half bytes (little-endian) → float32, through the safetensors decoder's lookup table. */
 export function fromF16Bytes(bytes: Uint8Array): Float32Array {
-  const n = bytes.length / 2;
-  const header = new TextEncoder().encode(JSON.stringify({ t: { dtype: 'F16', shape: [n], data_offsets: [0, bytes.length] } }));
-  const buf = new Uint8Array(8 + header.length + bytes.length);
-  new DataView(buf.buffer).setBigUint64(0, BigInt(header.length), true);
-  buf.set(header, 8);
-  buf.set(bytes, 8 + header.length);
-  return parseSafetensors(buf).tensors.get('t')!.read().data as Float32Array;
+  const n = bytes.length >> 1;
+  const out = new Float32Array(n);
+  const table = halfTable();
+  for (let i = 0; i < n; i++) out[i] = table[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
+  return out;
 }
 
 function checkLength(n: number, what: string): void {

@@ -9,7 +9,7 @@ import { DTYPES, DecodedArray, HOST_LITTLE_ENDIAN, TensorInfo, fail, q } from '.
 let f16Table: Float32Array | undefined;
 
 /** All 65536 half-precision values: a lookup beats per-element bit arithmetic for large tensors. */
-function halfTable(): Float32Array {
+export function halfTable(): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) {

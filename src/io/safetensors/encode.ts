@@ -5,7 +5,7 @@ const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
 
 /** float32 → float16 bits, round to nearest even; overflow → ±Infinity, NaN stays NaN. */
-function toHalfBits(value: number): number {
+export function toHalfBits(value: number): number {
   f32Scratch[0] = value;
   const bits = u32Scratch[0];
   const sign = (bits >>> 16) & 0x8000;

@@ -36,6 +36,12 @@ export function readTextCorpus(target: string): TextDocument[] {
  */
 export function readUtf8(file: string): string {
   const bytes = fs.readFileSync(file);
+  // The native strict decoder checks well-formed files; the byte walk only runs to locate a bad byte.
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // fall through to name the offending byte
+  }
   const bad = invalidUtf8Offset(bytes);
   if (bad < 0) return bytes.toString('utf8');
   let line = 1;

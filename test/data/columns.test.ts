@@ -90,6 +90,11 @@ describe('data/columns: your own column names, encodings, Arrow', () => {
     assert.equal(loadTable(write('ok.csv', 'text\nCafé naïve 🎉\n')).array('text')[0], 'Café naïve 🎉');
   });
 
+  it('a UTF-8 byte-order mark is not read as text (text files, CSV header)', () => {
+    assert.equal(loadTable(write('bom.txt', '\uFEFFhello')).array('text')[0], 'hello');
+    assert.deepEqual(loadTable(write('bom.csv', '\uFEFFtext\nhi\n'), { provenance: false }).objects(), [{ text: 'hi' }]);
+  });
+
   it('invalidUtf8Offset agrees with a strict TextDecoder on well-formed, overlong, surrogate and cut sequences', () => {
     const cases: [number[], number][] = [
       [[0x61, 0xc3, 0xa9], -1], [[0xf0, 0x9f, 0x8e, 0x89], -1], [[0xef, 0xbb, 0xbf, 0x61], -1],

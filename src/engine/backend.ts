@@ -5,6 +5,7 @@
  * broken native binding (its install script downloads libtensorflow, which fails offline) never breaks
  * import. The choice can be forced with `initEngine({ backend })` or `TUNELAB_BACKEND=<name>`.
  */
+import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { patchWasmKernels } from './wasm-kernels';
 import { configureNative, nativeInfo, type NativeInfo } from './native';
@@ -59,7 +60,7 @@ async function tryStart(name: BackendName): Promise<{ threads: number; patched: 
     // Loading registers the "tensorflow" backend; a missing binding throws here, inside the try of the caller.
     require(pkg);
     if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but its backend did not initialise`);
-    return { threads: require('os').cpus().length, patched: [] };
+    return { threads: os.cpus().length, patched: [] };
   }
   if (name === 'wasm') {
     require('@tensorflow/tfjs-backend-wasm');
@@ -156,10 +157,13 @@ export async function ensureEngine(): Promise<EngineInfo> {
 export function requireEngine(where: string): EngineInfo {
   if (current) return current;
   const active = (tf.engine() as unknown as { backendName: string | null }).backendName;
-  if (active === 'wasm' || active === 'tensorflow') {
-    const patched = active === 'wasm' ? patchWasmKernels() : [];
-    const backend: BackendName = active === 'wasm' ? 'wasm' : 'tensorflow';
-    current = { backend, tfjsVersion: tf.version_core, threads: active === 'wasm' ? 1 : require('os').cpus().length, skipped: [], patchedKernels: patched };
+  if (active === 'wasm') {
+    // patchWasmKernels starts the native GEMM too: report its threads as a started wasm engine does.
+    current = withNative({ backend: 'wasm', tfjsVersion: tf.version_core, threads: 1, skipped: [], patchedKernels: patchWasmKernels() });
+    return current;
+  }
+  if (active === 'tensorflow') {
+    current = { backend: 'tensorflow', tfjsVersion: tf.version_core, threads: os.cpus().length, skipped: [], patchedKernels: [] };
     return current;
   }
   throw new Error(

@@ -15,7 +15,7 @@ import { PreferencePair, PreferenceRow, TokenizeReport, tokenizeDefaults, tokeni
 import { BatchTokens, ExampleLike, Piece, batchDefaults, padPieces, toPieces } from '../data/batches';
 import type { LmBatch } from '../train/causal-lm';
 import { BatchSource, Trainer, TrainConfig, TrainResult, TrainerOptions, trainConfigKeys } from '../train/trainer';
-import { LossAndMetrics, MetricObjective, evaluateMetrics, metricObjective, trainWithMetrics } from './metric-run';
+import { BatchLoss, LossAndMetrics, MetricObjective, evaluateMetrics, metricObjective, trainWithMetrics } from './metric-run';
 import { withDefaults } from '../util/options';
 import { peft } from '../peft/peft';
 import { EpochOrder } from '../util/epochs';
@@ -265,14 +265,20 @@ export function* pairEvalBatches(data: PairBatches): Generator<{ batch: DpoBatch
   }
 }
 
-// The DPO loss and every logged metric of a batch: one policy forward over chosen and rejected.
-function dpoBatchLoss(beta: number, lossType: DpoLossType, labelSmoothing: number) {
-  return (model: CausalLM, batch: DpoBatch, ctx: { training?: boolean; seed?: number }): LossAndMetrics<DpoMetricName | DpoLogitName> => tf.tidy(() => {
+/**
+ * Batch loss of a pair method (DPO, SimPO, ORPO) from its loss on the batch's log-probs: one policy forward
+ * over chosen and rejected, with TRL's `logits/*` added to the metrics.
+ */
+export function pairBatchLoss<N extends string>(loss: (l: Required<DpoLogProbs>) => LossAndMetrics<N>): BatchLoss<DpoBatch, N | DpoLogitName> {
+  return (model, batch, ctx) => tf.tidy(() => {
     const lp = dpoLogProbs(model, batch, { ...ctx, logits: true });
-    const { loss, metrics } = dpoLoss(lp, beta, lossType, labelSmoothing);
-    return { loss, metrics: { ...metrics, 'logits/chosen': lp['logits/chosen']!, 'logits/rejected': lp['logits/rejected']! } };
+    const r = loss(lp);
+    return { loss: r.loss, metrics: { ...r.metrics, 'logits/chosen': lp['logits/chosen']!, 'logits/rejected': lp['logits/rejected']! } };
   });
 }
+
+// The DPO loss and every logged metric of a batch.
+const dpoBatchLoss = (beta: number, lossType: DpoLossType, labelSmoothing: number) => pairBatchLoss((l) => dpoLoss(l, beta, lossType, labelSmoothing));
 
 /**
  * The DPO objective on {@link DpoBatch}es: policy log-probs of chosen and rejected in one forward pass,

@@ -1,14 +1,14 @@
 /**
  * What the reference-free pair methods (SimPO, ORPO) share: mean completion log-probs and the chosen NLL,
- * TRL's reward metrics, the batch loss on DPO's pair batches with TRL's `logits/*`, and the run from
- * preference rows to a trained model.
+ * TRL's reward metrics, and the run from preference rows to a trained model (the batch loss on DPO's pair
+ * batches is dpo.ts's `pairBatchLoss`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { PreferenceRow, TokenizeReport } from '../data/tokenize';
 import { TrainConfig, Trainer, TrainerOptions } from '../train/trainer';
-import { DpoBatch, PairBatches, disposeDpoBatch, dpoLogProbs, pairEvalBatches, preparePairs } from './dpo';
+import { DpoBatch, PairBatches, disposeDpoBatch, pairEvalBatches, preparePairs } from './dpo';
 import { LossAndMetrics, MetricRun, evaluateMetrics, metricObjective, trainWithMetrics } from './metric-run';
 
 /** Completion log-prob sums and token counts of B pairs, all (B,). */
@@ -39,15 +39,6 @@ export function rewardMetrics(rc: tf.Tensor1D, rr: tf.Tensor1D, lc: tf.Tensor1D,
     'logps/chosen': tf.mean(lc) as tf.Scalar,
     'logps/rejected': tf.mean(lr) as tf.Scalar,
   }));
-}
-
-/** Batch loss of a pair method from its loss on log-prob sums, with TRL's `logits/*` added. */
-export function pairBatchLoss<N extends string>(loss: (l: PairLogProbs) => LossAndMetrics<N>) {
-  return (model: CausalLM, batch: DpoBatch, ctx: { training?: boolean; seed?: number }): LossAndMetrics<N | 'logits/chosen' | 'logits/rejected'> => tf.tidy(() => {
-    const lp = dpoLogProbs(model, batch, { ...ctx, logits: true });
-    const r = loss(lp);
-    return { loss: r.loss, metrics: { ...r.metrics, 'logits/chosen': lp['logits/chosen']!, 'logits/rejected': lp['logits/rejected']! } };
-  });
 }
 
 /**

@@ -11,9 +11,9 @@ import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { PreferenceRow, TokenizeReport } from '../data/tokenize';
 import { TrainConfig, TrainerOptions, Trainer, trainConfigKeys } from '../train/trainer';
 import { withDefaults } from '../util/options';
-import type { DpoBatch } from './dpo';
+import { type DpoBatch, pairBatchLoss } from './dpo';
 import type { LossAndMetrics, MetricRun } from './metric-run';
-import { PairLogProbs, averageLogProbs, pairBatchLoss, rewardMetrics, trainPairMethod } from './preference';
+import { PairLogProbs, averageLogProbs, rewardMetrics, trainPairMethod } from './preference';
 
 /** Metric names, as TRL's CPOTrainer logs them. */
 export const simpoMetricNames = [

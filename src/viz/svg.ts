@@ -59,6 +59,18 @@ export function ticks(lo: number, hi: number, opts: { target?: number; integer?:
   return out;
 }
 
+// [min, max] of the values ([Infinity, -Infinity] when empty, as Math.min()/Math.max()); a loop, not
+// Math.min(...values), which overflows the call stack beyond about 120k values (long training curves).
+function extent(values: readonly number[]): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 /**
  * Plotly axis settings for whole-number ticks (training steps). Over a short span Plotly's automatic ticks
  * fall between steps (1, 1.5, 2), so a whole `dtick` (1, 2, 5, 10…) is fixed; over a long one its automatic
@@ -67,7 +79,8 @@ export function ticks(lo: number, hi: number, opts: { target?: number; integer?:
 export function integerTicks(values: readonly (number | null)[], target = 8): JsonObject {
   const finite = values.filter((v): v is number => v !== null && Number.isFinite(v));
   if (finite.length === 0) return {};
-  const span = Math.max(...finite) - Math.min(...finite);
+  const [lo, hi] = extent(finite);
+  const span = hi - lo;
   if (span > 5 * target) return {};
   return { tickmode: 'linear', tick0: 0, dtick: Math.max(1, Math.round(niceStep(Math.max(span, 1), target))) };
 }
@@ -142,8 +155,7 @@ function histogramBins(traces: JsonObject[]): Map<JsonObject, { x: number[]; y: 
   const out = new Map<JsonObject, { x: number[]; y: number[]; width: number }>();
   const all = traces.flatMap((t) => arr(t.x).filter(isNum));
   if (all.length === 0) return out;
-  const lo = Math.min(...all);
-  const hi = Math.max(...all);
+  const [lo, hi] = extent(all);
   const n = Math.max(1, Math.min(...traces.map((t) => num(t.nbinsx, 30))));
   const width = hi > lo ? (hi - lo) / n : 1;
   for (const t of traces) {
@@ -226,8 +238,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
       [axis.lo, axis.hi] = [range[0], range[1]]; // Plotly gives log ranges as exponents too
     } else {
       const finite = vs.filter(isNum).filter((v) => !axis.log || v > 0).map((v) => (axis.log ? Math.log10(v) : v));
-      let lo = finite.length ? Math.min(...finite) : 0;
-      let hi = finite.length ? Math.max(...finite) : 1;
+      let [lo, hi] = finite.length ? extent(finite) : [0, 1];
       if (heat) [lo, hi] = [lo - 0.5, hi + 0.5];
       else {
         if (hi === lo) [lo, hi] = [lo - 1, hi + 1];
@@ -331,8 +342,9 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
     if (t.type === 'heatmap') {
       const z = arr(t.z).map(arr);
       const zs = z.flat().filter(isNum);
-      const zmin = num(t.zmin, Math.min(...zs));
-      const zmax = num(t.zmax, Math.max(...zs));
+      const [zlo, zhi] = extent(zs);
+      const zmin = num(t.zmin, zlo);
+      const zmax = num(t.zmax, zhi);
       const xs = arr(t.x).length ? arr(t.x) : arr(z[0]).map((_, j) => j);
       const ys = arr(t.y).length ? arr(t.y) : z.map((_, j) => j);
       const text = arr(t.text).map(arr);
@@ -398,7 +410,7 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
       if (mode.includes('markers')) {
         const colors = arr(marker.color);
         const cnum = colors.filter(isNum);
-        const [cmin, cmax] = [Math.min(...cnum), Math.max(...cnum)];
+        const [cmin, cmax] = extent(cnum);
         const ring = obj(marker.line);
         pts.forEach((p, j) => {
           if (!p) return;

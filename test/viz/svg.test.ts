@@ -120,6 +120,11 @@ describe('viz static SVG', () => {
     assert.deepEqual(ticks(3, 20, { dtick: 5, tick0: 0 }), [5, 10, 15, 20]);
     assert.deepEqual(integerTicks([1, 2, 3]), { tickmode: 'linear', tick0: 0, dtick: 1 });
     assert.deepEqual(integerTicks([1, 40]).dtick, 5);
+    // More points than a call may have arguments: no Math.min(...values) stack overflow.
+    const long = Array.from({ length: 300_000 }, (_, i) => i);
+    assert.deepEqual(integerTicks(long), {});
+    assert.match(chartSvg({ data: [{ type: 'scatter', mode: 'lines', x: long, y: long.map((i) => i % 7) }], layout: {} }), /^<svg/);
+    assert.match(chartSvg({ data: [{ type: 'histogram', x: long }], layout: {} }), /^<svg/);
     assert.deepEqual(integerTicks([1, 2000]), {});
     assert.deepEqual(integerTicks([]), {});
   });

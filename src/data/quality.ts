@@ -300,8 +300,12 @@ export class QualityReport implements QualityFigures {
 export function lengthStats(lengths: readonly number[], unit: LengthStats['unit'], bins = 20): LengthStats {
   if (!(Number.isInteger(bins) && bins >= 1)) throw new Error(`quality: bins must be a positive integer (got ${bins})`);
   if (lengths.length === 0) return { unit, min: 0, median: 0, p95: 0, max: 0, mean: 0, edges: [0, 1], counts: [0] };
-  const min = Math.min(...lengths);
-  const max = Math.max(...lengths);
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of lengths) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  } // not Math.min(...lengths): that overflows the call stack beyond about 120k rows
   const width = Math.max(1, Math.ceil((max - min + 1) / bins));
   const k = Math.ceil((max - min + 1) / width);
   const counts = new Array<number>(k).fill(0);

@@ -246,4 +246,12 @@ describe('data/quality', () => {
     assert.equal(s.mean, 19 / 5);
     assert.deepEqual(lengthStats([7, 7], 'tokens').counts, [2]);
   });
+
+  it('lengthStats takes more rows than a call may have arguments (300k)', () => {
+    const lengths = Array.from({ length: 300_000 }, (_, i) => i % 1000);
+    const s = lengthStats(lengths, 'chars', 10);
+    assert.equal(s.min, 0);
+    assert.equal(s.max, 999);
+    assert.equal(s.counts.reduce((a, b) => a + b, 0), 300_000);
+  });
 });

@@ -87,9 +87,10 @@ export function loadNativeAddon(): NativeAddon | undefined {
   return addon;
 }
 
-function positiveInt(value: number, source: string): number {
+/** `text`: the value as the user wrote it (an environment variable), named in the error instead of NaN. */
+function positiveInt(value: number, source: string, text: string = String(value)): number {
   if (!Number.isInteger(value) || value < 1 || value > 256) {
-    throw new Error(`${source}: threads must be an integer from 1 to 256, got ${value}`);
+    throw new Error(`${source}: threads must be an integer from 1 to 256, got ${text}`);
   }
   return value;
 }
@@ -104,7 +105,7 @@ function defaults(): Required<NativeOptions> {
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return {
     enabled: env.TUNELAB_NATIVE !== '0',
-    threads: env.TUNELAB_THREADS ? positiveInt(Number(env.TUNELAB_THREADS), 'TUNELAB_THREADS') : Math.max(1, cores),
+    threads: env.TUNELAB_THREADS ? positiveInt(Number(env.TUNELAB_THREADS), 'TUNELAB_THREADS', JSON.stringify(env.TUNELAB_THREADS)) : Math.max(1, cores),
     isa: env.TUNELAB_NATIVE_ISA ? isaName(env.TUNELAB_NATIVE_ISA, 'TUNELAB_NATIVE_ISA') : 'auto',
   };
 }

@@ -107,7 +107,7 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
       Object.assign(process.env, { TUNELAB_THREADS: 'many' });
       const bad = resetNative();
       assert.equal(bad.active, false);
-      assert.equal(bad.reason, 'TUNELAB_THREADS: threads must be an integer from 1 to 256, got NaN');
+      assert.equal(bad.reason, 'TUNELAB_THREADS: threads must be an integer from 1 to 256, got "many"');
     } finally {
       for (const key of ['TUNELAB_NATIVE', 'TUNELAB_THREADS', 'TUNELAB_NATIVE_ISA']) {
         if (saved[key] === undefined) delete process.env[key];

@@ -9,6 +9,7 @@ import { readJson } from './atomic';
 import { loadModelConfig } from './checkpoint';
 import { formatBytes, Leftover, leftoversIn, recoverFolder, replacement, sizeOf } from './recover';
 import { readSafetensors, readShardedSafetensors } from './safetensors';
+import { parseTempName } from './writers';
 
 /** One line of a {@link doctor} report. */
 export interface DoctorFinding {
@@ -116,9 +117,8 @@ export function doctor(dir: string, options: { fix?: boolean } = {}): DoctorRepo
     const target = path.resolve(dir);
     const folders = new Set([target]);
     for (const f of scan(dir)) {
-      const t = /^\.(.+)\.(tmp|new|old)-/.exec(path.basename(f.path));
-      if (t) folders.add(path.join(path.dirname(f.path), t[1]));
-      else folders.add(f.path);
+      const t = parseTempName(path.basename(f.path));
+      folders.add(t ? path.join(path.dirname(f.path), t.target) : f.path);
     }
     for (const f of folders) recoverFolder(f, { log });
   }

@@ -146,13 +146,14 @@ export function qualityReport(corpus: QualitySource, options: QualityOptions = {
   const columns = checkedColumns(table, options.columns);
   const n = table.numRows();
   const arrays = columns.map((c) => table.array(c));
-  const texts = Array.from({ length: n }, (_, i) => arrays.map((a) => cellText(a[i])).join('\n'));
+  const cells = Array.from({ length: n }, (_, i) => arrays.map((a) => cellText(a[i])));
+  const texts = cells.map((c) => c.join('\n'));
   const rowNumbers = Array.from(table.columnNames().includes(ROW_COLUMN) ? table.array(ROW_COLUMN) : [], Number);
   const rowOf = (i: number) => (Number.isFinite(rowNumbers[i]) ? rowNumbers[i] : i + 1);
   const share = (k: number, of = n) => (of === 0 ? 0 : k / of);
 
   // Exact duplicates on the columns (joined by \u0000 as `dedupe` does), whitespace collapsed.
-  const keys = Array.from({ length: n }, (_, i) => arrays.map((a) => cellText(a[i])).join('\u0000'));
+  const keys = cells.map((c) => c.join('\u0000'));
   const { duplicateOf } = exactDuplicates(keys, { ignoreCase: options.ignoreCase });
   const copies = new Map<number, number>();
   duplicateOf.forEach((d) => d >= 0 && copies.set(d, (copies.get(d) ?? 0) + 1));

@@ -115,6 +115,16 @@ export function toPreferenceRows(data: LabData, what = 'data'): PreferenceRow[] 
   });
 }
 
+/**
+ * KTO's input: preference rows when the first row is a pair (string `chosen` and `rejected`), else SFT
+ * rows; a file is read once. Errors name `what` and the row, as {@link toPreferenceRows} / {@link toSftRows}.
+ */
+export function toPreferenceOrSftRows(data: LabData, what = 'data'): { preference: PreferenceRow[] } | { sft: SftRow[] } {
+  const d = typeof data === 'string' ? load(data, undefined) : data;
+  const first = isStrings(d) ? undefined : rowsOf(d as Exclude<LabData, string | readonly string[]>)[0];
+  return first && typeof first.chosen === 'string' && typeof first.rejected === 'string' ? { preference: toPreferenceRows(d, what) } : { sft: toSftRows(d, what) };
+}
+
 /** Prompts for PPO: strings as they are, or the `prompt` column of rows. */
 export function toPrompts(data: LabData, what = 'data'): string[] {
   const d = typeof data === 'string' ? load(data, documentSeparator) : data;

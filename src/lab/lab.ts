@@ -14,7 +14,7 @@
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { base as loadBase } from './base';
-import { dataKind, dataset, toDocuments, toPreferenceRows, toPrompts, toSftRows, type LabData } from './data';
+import { dataKind, dataset, toDocuments, toPreferenceOrSftRows, toPreferenceRows, toPrompts, toSftRows, type LabData } from './data';
 import { continuedPretraining, type PretrainConfig, type PretrainResult } from '../train/pretrain';
 import { multiTaskSft, type SftConfig, type SftResult, type SftTask } from '../train/sft';
 import { freezeAllBut, freezeDefaults, trainableReport, type FreezeConfig } from '../train/freeze';
@@ -32,7 +32,6 @@ import { dpo, type DpoConfig, type DpoResult } from '../rlhf/dpo';
 import { simpo, type SimpoConfig, type SimpoResult } from '../rlhf/simpo';
 import { orpo, type OrpoConfig, type OrpoResult } from '../rlhf/orpo';
 import { kto, unpairPreferences, type KtoConfig, type KtoResult, type UnpairedRow } from '../rlhf/kto';
-import type { PreferenceRow } from '../data/tokenize';
 import { ppo, type PpoConfig, type PpoResult, type PpoReward } from '../rlhf/ppo';
 import { compareStrategies, type CompareMethod, type Comparison } from './compare';
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
@@ -285,13 +284,8 @@ export class Lab {
     const s = this.state;
     if (!s.data) throw new Error('kto: no data; call .data(unpairedRows or preferenceRows) first');
     const unpaired = (d: LabData, what: string): UnpairedRow[] => {
-      let pairs: PreferenceRow[] | undefined;
-      try {
-        pairs = toPreferenceRows(d, what);
-      } catch {
-        return toSftRows(d, what) as unknown as UnpairedRow[]; // checked column by column in kto()
-      }
-      return unpairPreferences(pairs);
+      const r = toPreferenceOrSftRows(d, what);
+      return 'preference' in r ? unpairPreferences(r.preference) : r.sft as unknown as UnpairedRow[]; // checked column by column in kto()
     };
     const rows = unpaired(s.data, 'kto data');
     const evalRows = s.eval ? unpaired(s.eval, 'eval data') : null;

@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { inspect } from 'util';
 import { lab } from '../../src/lab/lab';
-import { dataset, toDocuments, toPreferenceRows, toPrompts, toSftRows } from '../../src/lab/data';
+import { dataset, toDocuments, toPreferenceOrSftRows, toPreferenceRows, toPrompts, toSftRows } from '../../src/lab/data';
 import { Corpus } from '../../src/data/corpus';
 import { mimeBundleKey } from '../../src/viz/display';
 import { engineReady } from '../helpers';
@@ -53,5 +53,15 @@ describe('lab: your own data', function () {
     await assert.rejects(stage().lora({ rank: 4 } as object).pretrain({ maxSteps: 1 }), { message: 'lora: unknown option "rank"; did you mean "r"?' });
     await assert.rejects(stage().freeze({ last_layers: 1 } as object).pretrain({ maxSteps: 1 }), /freeze: unknown option "last_layers"; did you mean "lastLayers"\?/);
     assert.throws(() => stage().track({ evry: 5 } as object), { message: 'track: unknown option "evry"; did you mean "every"?' });
+  });
+
+  it("KTO's input: pairs when the first row is a pair (a bad later row is named), else SFT rows", () => {
+    const pair = { prompt: 'p', chosen: 'a', rejected: 'b' };
+    const sft = { prompt: 'p', completion: 'c', label: true };
+    assert.deepEqual(toPreferenceOrSftRows([pair]), { preference: [pair] });
+    assert.deepEqual(toPreferenceOrSftRows([sft]), { sft: [sft] });
+    assert.deepEqual(toPreferenceOrSftRows(['doc']), { sft: [{ text: 'doc' }] });
+    assert.throws(() => toPreferenceOrSftRows([pair, sft], 'kto data'), /^Error: kto data: row 1 is not a preference pair/);
+    assert.throws(() => toPreferenceOrSftRows([sft, pair], 'kto data'), /^Error: kto data: row 1 is a preference pair/);
   });
 });

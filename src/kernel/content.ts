@@ -49,8 +49,8 @@ export function toJupyterError(reports: unknown[][]): JupyterError {
       const err = e as Error;
       const ename = err.name || err.constructor?.name || 'Error';
       const stack = (typeof err.stack === 'string' ? err.stack : `${ename}: ${err.message}`).split('\n');
-      // Frames of the kernel, tslab and node internals say nothing about the user's code.
-      const own = stack.filter((l) => !/^\s+at /.test(l) || !/(node:vm|node:internal|[/\\]tslab[/\\]dist[/\\]|[/\\](src|dist)[/\\]kernel\.[jt]s)/.test(l));
+      // Frames of the kernel (src|dist/kernel/*), tslab and node internals say nothing about the user's code.
+      const own = stack.filter((l) => !/^\s+at /.test(l) || !/(node:vm|node:internal|[/\\]tslab[/\\]dist[/\\]|[/\\](src|dist)[/\\]kernel[/\\.])/.test(l));
       return { ename, evalue: String(err.message ?? ''), traceback: own };
     }
     const evalue = util.inspect(e);

@@ -19,6 +19,7 @@ import { NonFiniteLossError, Trainer } from './train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from './train/causal-lm';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from './io/checkpoint';
 import { exportGguf, exportLoraGguf, type GgufWeightType } from './io/gguf';
+import { recoverFolder } from './io/recover';
 import { loadAdapter, mergeAndUnload } from './peft';
 import { TerminalProgress, formatDuration } from './viz/progress';
 import { registerKernelCommand } from './kernel/spec';
@@ -75,6 +76,8 @@ async function train(o: TrainOpts, args: readonly string[]): Promise<void> {
   // Continue training a saved model (its architecture and tokenizer), or build both from scratch. A resumed
   // run takes the checkpoint's tokenizer: the one its weights were trained with.
   const start = o.from ? await loadOrFail(o.from) : undefined;
+  // A checkpoint whose save crashed between its renames is put back first, so its tokenizer is found.
+  if (o.resume) recoverFolder(o.resume);
   const resumeTok = o.resume ? path.join(o.resume, 'tokenizer.json') : undefined;
   const tok = start?.tokenizer ?? (resumeTok && fs.existsSync(resumeTok) ? Tokenizer.load(resumeTok)
     : o.tokenizer ? Tokenizer.load(o.tokenizer) : Tokenizer.train(split.train, { vocabSize: o.vocabSize }));

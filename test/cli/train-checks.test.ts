@@ -3,6 +3,7 @@ import { spawn, spawnSync, SpawnOptions } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { HOST_TAG } from '../../src/io/writers';
 
 // `tunelab train`: bad inputs refused before step 1 with a message naming them, Ctrl-C saving a resumable
 // checkpoint, and a failed final save naming where the weights went. The CLI runs in one node process
@@ -132,6 +133,22 @@ describe('cli train: checks before training, interrupts, resumes', () => {
       'the history of the first part travels in the checkpoint');
     assert.ok(fs.readFileSync(path.join(out, 'final', 'model.safetensors')).equals(fs.readFileSync(path.join(dir, 'whole', 'final', 'model.safetensors'))),
       'same final weights, byte for byte, as the uninterrupted run');
+  });
+
+  it('--resume of a checkpoint a crash left moved aside puts it back first and takes its tokenizer (not one trained anew)', () => {
+    const out = path.join(dir, 'crashed-resume');
+    const first = cli(['train', '--data', text, '--out', out, '--steps', '4', '--checkpoint-every', '2', ...tiny, '--eval-every', '0']);
+    assert.equal(first.code, 0, first.stderr);
+    // As if the writer died between the two renames of its last save: only the complete `new` temp is left.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const ckpt = path.join(out, 'checkpoint-4');
+    fs.renameSync(ckpt, path.join(out, `.checkpoint-4.new-${HOST_TAG}-${deadPid}-000000000000`));
+    // Another --vocab-size: a tokenizer trained anew would not fit the checkpoint's weights.
+    const resumed = cli(['train', '--data', text, '--out', out, '--steps', '6', ...tiny, '--vocab-size', '400', '--eval-every', '0', '--resume', ckpt]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /checkpoint-4: installed the complete new save/);
+    assert.match(resumed.stderr, /vocab 300, .*resuming at step 4 from/);
+    noStack(resumed.stderr);
   });
 
   it('when a save fails (the final model, or a checkpoint mid-run), the error names where the weights were kept', async () => {

@@ -103,6 +103,30 @@ export async function checkSeededRuns<R extends MethodRun>(train: (model: Causal
   return a.r;
 }
 
+/**
+ * The suite a reference-free pair method (SimPO, ORPO) owes on a small model with the shipped tokenizer:
+ * {@link checkSeededRuns} on 48 train and 12 held-out rows, 4 steps, evals at steps 0, 2 and 4.
+ */
+export function describeSeededPairRuns<R extends MethodRun>(
+  method: string, train: (model: CausalLM, tokenizer: Tokenizer, rows: PreferenceRow[], config: object, options: OnTrainer) => Promise<R>, names: readonly string[],
+): void {
+  describe(`${method}() with the shipped tokenizer on a small model`, () => {
+    let tok: Tokenizer;
+    let rows: PreferenceRow[];
+    let held: PreferenceRow[];
+    before(async () => {
+      tok = await shippedTokenizer();
+      [rows, held] = [preferenceRows('train', 48), preferenceRows('heldout', 12)];
+    });
+
+    it('flat tensor count, no leak, same seed → same losses, metrics on the step records', async () => {
+      const config = { maxSteps: 4, batchSize: 4, lr: 1e-2, seed: 7, evalRows: held, evalEvery: 2 };
+      const r = await checkSeededRuns((m, options) => train(m, tok, rows, config, options), names, [0, 2, 4]);
+      assert.equal(r.metrics.length, 4);
+    });
+  });
+}
+
 /** The first `n` rows of the shipped preferences' split. */
 export const preferenceRows = (split: 'train' | 'heldout', n: number): PreferenceRow[] => (dataset('preferences', split) as unknown as PreferenceRow[]).slice(0, n);
 

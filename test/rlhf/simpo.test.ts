@@ -6,12 +6,10 @@ import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../../src/model';
 import { dataset } from '../../src/lab/data';
 import { lab } from '../../src/lab/lab';
-import type { PreferenceRow } from '../../src/data/tokenize';
-import type { Tokenizer } from '../../src/tokenizer/tokenizer';
 import { PairBatches, dpoLogProbs, toPairPieces } from '../../src/rlhf/dpo';
 import { simpo, simpoDefaults, simpoLoss, simpoMetricNames } from '../../src/rlhf/simpo';
 import { engineReady } from '../helpers';
-import { assertClose, checkGradients, checkSeededRuns, loggedRecords, mean, preferenceRows, shippedRun, shippedTokenizer, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
+import { assertClose, checkGradients, describeSeededPairRuns, loggedRecords, mean, preferenceRows, shippedRun, softplus, tiny, tinyPairs, tokens } from './preference-helpers';
 
 /** SimPO by hand: rewards β·(sum/count), loss mean softplus(−(r_c − r_r − γ)) + α·NLL over chosen tokens. */
 function byHand(l: { pc: number[]; pr: number[]; nc: number[]; nr: number[] }, beta: number, gamma: number, alpha: number) {
@@ -65,21 +63,7 @@ describe('rlhf/simpo', function () {
     policy.dispose();
   });
 
-  describe('simpo() with the shipped tokenizer on a small model', () => {
-    let tok: Tokenizer;
-    let rows: PreferenceRow[];
-    let held: PreferenceRow[];
-    before(async () => {
-      tok = await shippedTokenizer();
-      [rows, held] = [preferenceRows('train', 48), preferenceRows('heldout', 12)];
-    });
-
-    it('flat tensor count, no leak, same seed → same losses, metrics on the step records', async () => {
-      const config = { maxSteps: 4, batchSize: 4, lr: 1e-2, seed: 7, evalRows: held, evalEvery: 2 };
-      const r = await checkSeededRuns((m, options) => simpo(m, tok, rows, config, options), simpoMetricNames, [0, 2, 4]);
-      assert.equal(r.metrics.length, 4);
-    });
-  });
+  describeSeededPairRuns('simpo', simpo, simpoMetricNames);
 
   it('on the shipped base: a short run lowers the loss and raises held-out reward accuracy and margin', async () => {
     const { first, last } = await shippedRun((model, tokenizer) => simpo(model, tokenizer, preferenceRows('train', 400), { maxSteps: 12, batchSize: 4, evalRows: preferenceRows('heldout', 32) }));

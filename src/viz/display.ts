@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'crypto';
 import { inspect } from 'util';
+import { hooksKey, type KernelHooks } from '../kernel/hooks';
 
 /**
  * One output: mime type → content, e.g. `{ 'text/html': '<b>hi</b>', 'text/plain': 'hi' }`. Text types
@@ -67,14 +68,11 @@ function preferred(data: MimeBundle): [string, string] | undefined {
   return Object.entries(data).find((e): e is [string, string] => typeof e[1] === 'string');
 }
 
-/** What the tunelab kernel offers viz (src/kernel/hooks.ts defines it, the kernel sets it on `globalThis` under this symbol). */
-interface KernelDisplay {
-  /** Sends a whole mime bundle as display_data, or update_display_data for an existing display id. */
-  display(data: MimeBundle, opts?: { displayId?: string; update?: boolean }): void;
-}
+/** What the tunelab kernel offers viz: the `display` of its hooks (see src/kernel/hooks.ts). */
+type KernelDisplay = Pick<KernelHooks, 'display'>;
 
 function kernelDisplay(): KernelDisplay | undefined {
-  const hooks = Reflect.get(globalThis, Symbol.for('tunelab.kernel')) as Partial<KernelDisplay> | undefined;
+  const hooks = Reflect.get(globalThis, hooksKey) as Partial<KernelDisplay> | undefined;
   return hooks && typeof hooks.display === 'function' ? (hooks as KernelDisplay) : undefined;
 }
 

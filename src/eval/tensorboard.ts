@@ -23,10 +23,14 @@ export function tensorboard(trainer: TrainerEventSource, dir: string): SummaryWr
   const off = [
     trainer.on('step', (m) => write(stepLogEntry(m))),
     trainer.on('eval', (m) => write(evalLogEntry(m))),
-    trainer.on('end', () => {
-      off.forEach((f) => f());
-      writer.close();
-    }),
+    trainer.on('end', () => writer.close()),
   ];
+  // Closed by hand (a run that threw never emits 'end'), the writer also stops listening: a later
+  // `train()` of the same trainer must not fail on a closed file.
+  const closeFile = writer.close.bind(writer);
+  writer.close = () => {
+    off.forEach((f) => f());
+    closeFile();
+  };
   return writer;
 }

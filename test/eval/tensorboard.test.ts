@@ -40,4 +40,22 @@ describe('eval/tensorboard (live event file)', function () {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a writer closed by hand (after a run that threw) stops listening: the trainer trains on', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-closed-'));
+    try {
+      const ids = Array.from({ length: 400 }, (_, i) => (i * 3) % 13);
+      const model = new CausalLM(modelConfig({ vocabSize: 16, contextLength: 16, dModel: 16, nLayers: 1, nHeads: 2, dFf: 32 }), { seed: 2 });
+      const t = new Trainer(model, causalLmObjective, new TokenWindows(ids, 16, 4, 1), { lr: 1e-3, maxSteps: 2 });
+      const writer = tensorboard(t, dir);
+      writer.close();
+      const r = await t.train();
+      assert.equal(r.steps, 2);
+      assert.equal(readEventFile(writer.file).length, 1, 'only the file-version event');
+      t.dispose();
+      model.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

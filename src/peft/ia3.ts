@@ -10,7 +10,7 @@ import type { CausalLM } from '../model/transformer';
 import type { HostTensor } from '../io/hf';
 import { Adapter, peft, resolveTargets } from './peft';
 import { withDefaults } from '../util/options';
-import { gpt2QkvPaths, hfModulePath, peftTargetModules } from './lora';
+import { gpt2QkvPaths, hfModuleMembers, hfModulePath, peftTargetModules } from './lora';
 import { ADAPTER_CONFIG_FILE, AdapterFile, registerAdapterLoader } from './io';
 
 /** Options of {@link addIa3} (PEFT's `IA3Config`). */
@@ -160,9 +160,8 @@ export class Ia3Adapter implements Adapter {
     for (const p of this.paths) {
       const key = `base_model.model.${hfModulePath(cfg, p)}.ia3_l`;
       if (out.has(key)) continue;
-      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-      if (qkv) {
-        const parts = gpt2QkvPaths(qkv[1]);
+      const parts = hfModuleMembers(cfg, p);
+      if (parts.length > 1) {
         const ff = parts.find((q) => this.feedforward.has(q));
         if (ff) throw new Error(`IA3 on GPT-2: ${ff} scales its input (feedforwardModules), but Hugging Face's GPT-2 computes q, k and v in one fused c_attn with one input, so PEFT has no file for it; scale its output instead`);
         const data = new Float32Array(parts.reduce((n, q) => n + this.base.width(q), 0)).fill(1);

@@ -23,7 +23,7 @@ import { readJson, writeJsonAtomic } from '../io/atomic';
 import { readSafetensors, SafeTensorEntry, writeSafetensors } from '../io/safetensors';
 import { recoverFolder } from '../io/recover';
 import { Adapter, peft, PeftType } from './peft';
-import { addLora, gpt2QkvPaths, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
+import { addLora, gpt2QkvPaths, hfModuleMembers, hfModulePath, LoraAdapter, LoraBias, LoraInit } from './lora';
 import { columnNorm } from './dora';
 
 /** File names PEFT's `save_pretrained` writes. */
@@ -323,8 +323,7 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
   const done = new Set<string>();
   for (const p of biasPaths) {
     if (done.has(p)) continue;
-    const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-    const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+    const paths = hfModuleMembers(cfg, p);
     const minusBase = (vs: tf.Tensor[]): [string, tf.Tensor][] =>
       vs.flatMap((v, j) => (biasPaths.includes(paths[j]) ? [[`${paths[j]}.bias_delta`, tf.sub(v, model.weight(`${paths[j]}.bias`))] as [string, tf.Tensor]] : []));
     needs.push(paths.length === 3

@@ -117,6 +117,12 @@ export function gpt2QkvPaths(i: number | string): string[] {
   return ['q', 'k', 'v'].map((x) => `layers.${i}.attn.${x}_proj`);
 }
 
+/** The tunelab paths written as layer `path`'s HF module: GPT-2's q/k/v of its block (the fused `c_attn`), else `[path]`. */
+export function hfModuleMembers(config: ModelConfig, path: string): string[] {
+  const qkv = config.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(path) : null;
+  return qkv ? gpt2QkvPaths(qkv[1]) : [path];
+}
+
 /** Escapes a module path for PEFT's regex keys (`rank_pattern`, `alpha_pattern`). */
 const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -286,8 +292,7 @@ export class LoraAdapter implements Adapter {
     const done = new Set<string>();
     for (const p of this.loraTargets) {
       if (done.has(p)) continue;
-      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-      const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+      const paths = hfModuleMembers(cfg, p);
       const m = tf.tidy(() => tf.concat(paths.map((q) => this.weights.get(`${q}.lora_magnitude_vector`) ?? columnNorm(model.weight(`${q}.weight`) as tf.Tensor2D))));
       out.set(`base_model.model.${hfModulePath(cfg, p)}.lora_magnitude_vector`, { shape: [...m.shape], data: (await m.data()) as Float32Array });
       m.dispose();
@@ -302,13 +307,12 @@ export class LoraAdapter implements Adapter {
     for (const p of this.loraTargets) {
       if (done.has(p)) continue;
       const key = `base_model.model.${hfModulePath(cfg, p)}`;
-      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-      if (!qkv) {
+      const all = hfModuleMembers(cfg, p);
+      if (all.length === 1) {
         out.set(`${key}.lora_A.weight`, transpose2d(await host(this.weights.get(`${p}.lora_A`)!)));
         out.set(`${key}.lora_B.weight`, transpose2d(await host(this.weights.get(`${p}.lora_B`)!)));
         continue;
       }
-      const all = gpt2QkvPaths(qkv[1]);
       const present = all.filter((q) => this.loraTargets.includes(q));
       const r = this.config.r;
       const [a, b] = tf.tidy(() => {
@@ -328,8 +332,7 @@ export class LoraAdapter implements Adapter {
     const doneBias = new Set<string>();
     for (const p of this.biasTargets) {
       if (doneBias.has(p)) continue;
-      const qkv = cfg.family === 'gpt2' ? /^layers\.(\d+)\.attn\.[qkv]_proj$/.exec(p) : null;
-      const paths = qkv ? gpt2QkvPaths(qkv[1]) : [p];
+      const paths = hfModuleMembers(cfg, p);
       const full = tf.tidy(() => tf.concat(paths.map((q) => {
         const d = this.weights.get(`${q}.bias_delta`);
         return d ? tf.add(model.weight(`${q}.bias`), d) : model.weight(`${q}.bias`);

@@ -105,7 +105,8 @@ export async function checkSeededRuns<R extends MethodRun>(train: (model: Causal
 
 /**
  * The suite a reference-free pair method (SimPO, ORPO) owes on a small model with the shipped tokenizer:
- * {@link checkSeededRuns} on 48 train and 12 held-out rows, 4 steps, evals at steps 0, 2 and 4.
+ * {@link checkSeededRuns} on 48 train and 12 held-out rows, 4 steps, evals at steps 0, 2 and 4; bad
+ * batchSize / maxLength refused.
  */
 export function describeSeededPairRuns<R extends MethodRun>(
   method: string, train: (model: CausalLM, tokenizer: Tokenizer, rows: PreferenceRow[], config: object, options: OnTrainer) => Promise<R>, names: readonly string[],
@@ -123,6 +124,18 @@ export function describeSeededPairRuns<R extends MethodRun>(
       const config = { maxSteps: 4, batchSize: 4, lr: 1e-2, seed: 7, evalRows: held, evalEvery: 2 };
       const r = await checkSeededRuns((m, options) => train(m, tok, rows, config, options), names, [0, 2, 4]);
       assert.equal(r.metrics.length, 4);
+    });
+
+    it('refuses a batchSize below 1 and a maxLength below 2, naming the method and the option', async () => {
+      const m = CausalLM.create(small, { seed: 3 });
+      try {
+        const run = (config: object) => train(m, tok, rows, { maxSteps: 1, ...config }, { onTrainer: () => {} });
+        await assert.rejects(run({ batchSize: 0 }), new RegExp(`^RangeError: ${method}: batchSize must be a positive integer \\(got 0\\)`));
+        await assert.rejects(run({ batchSize: 1.5 }), new RegExp(`^RangeError: ${method}: batchSize must be a positive integer`));
+        await assert.rejects(run({ maxLength: 1 }), new RegExp(`^RangeError: ${method}: maxLength must be an integer ≥ 2 \\(got 1\\)`));
+      } finally {
+        m.dispose();
+      }
     });
   });
 }

@@ -338,7 +338,10 @@ export function jinjaTemplate(source: string, options: Partial<JinjaTemplateOpti
       const segs: ChatSegment[] = [];
       let pos = 0;
       const assistants = messages.flatMap((m, i) => (m.role === 'assistant' ? [i] : []));
-      const hasMark = messages.some((m) => JSON.stringify(m).includes(genOpen) || JSON.stringify(m).includes(genClose));
+      const hasMark = messages.some((m) => {
+        const json = JSON.stringify(m);
+        return json.includes(genOpen) || json.includes(genClose);
+      });
       const tracked = marked && !hasMark ? generationSpans(run(messages, renderOptions.addGenerationPrompt === true, marked)) : undefined;
       if (marked && !hasMark && tracked?.text !== full) throw new Error(`${opts.name}: its {% generation %} blocks do not pair up or change the rendered text`);
       if (tracked) {

@@ -121,4 +121,12 @@ describe('data: the exported chat_template works with TRL assistant_only_loss', 
     const twice = "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% generation %}.{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}";
     assert.throws(() => jinjaTemplate(twice, { name: 'two-blocks' }).render(convo), /two-blocks: renders 4 \{% generation %\} blocks for 2 assistant messages/);
   });
+
+  it('content holding the private-use marks the renderer uses falls back to incremental rendering, same spans', () => {
+    const odd: ChatMessage[] = [{ role: 'user', content: 'a\uE000b' }, { role: 'assistant', content: 'c\uE001d' }];
+    const got = jinjaTemplate(chatmlJinja()).render(odd);
+    const want = chatmlTemplate.render(odd);
+    assert.equal(got.text, want.text);
+    assert.deepEqual(got.assistantSpans, want.assistantSpans);
+  });
 });

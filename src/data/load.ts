@@ -210,8 +210,7 @@ export function mapColumns(table: ColumnTable, mapping: ColumnMapping, source = 
   for (const f of FORMAT_FIELDS) {
     const c = m[f];
     if (c === undefined || c === f) continue;
-    const columns = dataColumns(table).join(', ');
-    if (!names.includes(c)) throw new DatasetError({ file: source, column: c, problem: `not found for option { ${f}: '${c}' } (columns: ${columns})` });
+    if (!names.includes(c)) throw new DatasetError({ file: source, column: c, problem: `not found for option { ${f}: '${c}' } (columns: ${dataColumns(table).join(', ')})` });
     if (renames[c] !== undefined) throw new DatasetError({ file: source, column: c, problem: `mapped twice ({ ${renames[c]}: '${c}' } and { ${f}: '${c}' })` });
     renames[c] = f;
   }

@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type { Command } from 'commander';
 import { KERNELSPEC_PLOTLY, installPlotly } from '../viz/plotly';
+import { packageRoot } from './resolve';
 
 /** Where a kernelspec goes. */
 export interface KernelSpecLocation {
@@ -78,7 +79,7 @@ export function installKernelSpec(opts: KernelSpecOptions = {}): { dir: string; 
     interrupt_mode: 'signal',
     // Charts name the kernelspec folder their plotly.js comes from.
     env: { TUNELAB_KERNEL_NAME: opts.name ?? 'tunelab' },
-    metadata: { tunelab: { root: path.resolve(__dirname, '..') } },
+    metadata: { tunelab: { root: packageRoot } },
   };
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'kernel.json'), `${JSON.stringify(spec, null, 2)}\n`);
@@ -128,7 +129,7 @@ export function listKernelSpecs(): FoundKernelSpec[] {
       let spec: KernelSpec;
       try { spec = JSON.parse(fs.readFileSync(path.join(dir, 'kernel.json'), 'utf8')) as KernelSpec; } catch { continue; }
       const argv = Array.isArray(spec.argv) ? spec.argv : [];
-      const tunelab = argv.some((a) => /[/\\](src|dist)[/\\]kernel\.[jt]s$/.test(a)) || spec.metadata?.tunelab !== undefined;
+      const tunelab = argv.some((a) => /[/\\](src|dist)[/\\]kernel([/\\]kernel)?\.[jt]s$/.test(a)) || spec.metadata?.tunelab !== undefined;
       const missing = argv.filter((a) => path.isAbsolute(a) && !fs.existsSync(a));
       const plotly = path.join(dir, KERNELSPEC_PLOTLY);
       if (tunelab && !fs.existsSync(plotly)) missing.push(plotly);

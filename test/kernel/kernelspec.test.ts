@@ -36,6 +36,7 @@ describe('kernel: kernelspec install, list, uninstall', () => {
     assert.equal(spec.argv[spec.argv.length - 1], '{connection_file}');
     assert.equal(spec.argv[spec.argv.length - 2], path.join(root, 'src', 'kernel', 'kernel.ts'));
     assert.ok(spec.argv.filter((a) => path.isAbsolute(a)).every((a) => fs.existsSync(a)), spec.argv.join(' '));
+    assert.deepEqual(spec.metadata, { tunelab: { root } }); // the package root, not src/
   });
 
   it('copies plotly.js into the kernelspec (served to charts) and names the kernelspec in the kernel\'s env', () => {
@@ -75,6 +76,16 @@ describe('kernel: kernelspec install, list, uninstall', () => {
       .filter((k) => k.name.startsWith('tunelab-')).sort((a, b) => a.name.localeCompare(b.name));
     assert.deepEqual(found.map((k) => [k.name, k.tunelab, k.missing.length]), [['tunelab-a', true, 0], ['tunelab-b', true, 1], ['tunelab-c', true, 1]]);
     assert.deepEqual(found[2].missing, [path.join(old, 'plotly.min.js')]);
+    // Told by its argv alone (src/kernel/kernel.ts, or src/kernel.ts of older installs), without the metadata.
+    const bare = installKernelSpec({ prefix, name: 'tunelab-d' }).dir;
+    for (const entry of [path.join(root, 'src', 'kernel', 'kernel.ts'), path.join(root, 'src', 'kernel.ts')]) {
+      const s = JSON.parse(fs.readFileSync(path.join(bare, 'kernel.json'), 'utf8'));
+      delete s.metadata;
+      s.argv[s.argv.length - 2] = entry;
+      fs.writeFileSync(path.join(bare, 'kernel.json'), JSON.stringify(s));
+      const d = withEnv({ JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'), JUPYTER_DATA_DIR: path.join(tmp, 'none') }, listKernelSpecs).find((k) => k.name === 'tunelab-d');
+      assert.equal(d?.tunelab, true, entry);
+    }
   });
 
   it('uninstall removes the folder and reports whether there was one', () => {

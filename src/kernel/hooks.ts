@@ -2,7 +2,11 @@
  * What the kernel offers the code it runs (cells, and tunelab's viz inside them): `clearOutput` and whole
  * mime bundles, on `globalThis` under one symbol, so that a notebook's own copy of tunelab finds them too.
  */
-import type { MimeBundle } from '../viz/display';
+/**
+ * One output: mime type → content, e.g. `{ 'text/html': '<b>hi</b>', 'text/plain': 'hi' }`. Text types
+ * hold strings; JSON types (`application/…+json`) hold the JSON value itself, as Jupyter's messages do.
+ */
+export type MimeBundle = Readonly<Record<string, string | object>>;
 
 /** Where the kernel puts its {@link KernelHooks} on `globalThis`. */
 export const hooksKey = Symbol.for('tunelab.kernel');

@@ -8,11 +8,8 @@ import { randomBytes } from 'crypto';
 import { inspect } from 'util';
 import { hooksKey, type KernelHooks } from '../kernel/hooks';
 
-/**
- * One output: mime type → content, e.g. `{ 'text/html': '<b>hi</b>', 'text/plain': 'hi' }`. Text types
- * hold strings; JSON types (`application/…+json`) hold the JSON value itself, as Jupyter's messages do.
- */
-export type MimeBundle = Readonly<Record<string, string | object>>;
+export type { MimeBundle } from '../kernel/hooks';
+import type { MimeBundle } from '../kernel/hooks';
 
 /**
  * The rich display protocol: an object with a method under this key returns its Jupyter mime bundle

@@ -1,0 +1,114 @@
+/**
+ * Confidence intervals of task scores.
+ *
+ * - Proportions (acc, acc_norm, exact_match, contains): the Wilson score interval. It is closed-form (no
+ *   seed), stays inside [0, 1] and keeps close to its nominal coverage for the small document counts and
+ *   the scores near 0 or 1 that small models on small tasks give, where the normal ("Wald") interval
+ *   collapses to a point (Brown, Cai & DasGupta 2001, "Interval Estimation for a Binomial Proportion").
+ * - Corpus-level ratios (perplexity, word/byte perplexity, bits per byte): a seeded percentile bootstrap
+ *   over documents, since they have no simple closed form (lm-eval bootstraps its non-mean metrics too).
+ */
+import { Rng } from '../../util/rng';
+
+/** A score's interval. */
+export interface Interval {
+  low: number;
+  high: number;
+}
+
+/** Standard normal CDF Φ(z) (Abramowitz & Stegun 7.1.26 for erf: |error| < 1.5e-7). */
+function normalCdf(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erf = 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * Math.exp(-x * x);
+  return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
+}
+
+/**
+ * The two-sided normal quantile z for a confidence level (0.95 → 1.95996), by bisection of Φ.
+ *
+ * @example
+ * normalQuantile(0.95); // ≈ 1.96
+ */
+export function normalQuantile(confidence: number): number {
+  checkConfidence(confidence);
+  const p = 0.5 + confidence / 2;
+  let lo = 0;
+  let hi = 10;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (normalCdf(mid) < p) lo = mid; else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+function checkConfidence(c: number): void {
+  if (!(c > 0 && c < 1)) throw new Error(`confidence must be in (0, 1) (got ${c})`);
+}
+
+/**
+ * Wilson score interval of `successes` out of `n`: (p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n).
+ *
+ * @example
+ * wilsonInterval(8, 10); // { low: 0.490, high: 0.943 }
+ */
+export function wilsonInterval(successes: number, n: number, confidence = 0.95): Interval {
+  if (!Number.isInteger(n) || n < 0 || !Number.isInteger(successes) || successes < 0 || successes > n) {
+    throw new Error(`wilsonInterval: need integers 0 ≤ successes ≤ n (got ${successes} of ${n})`);
+  }
+  if (n === 0) return { low: NaN, high: NaN };
+  const z = normalQuantile(confidence);
+  const p = successes / n;
+  const z2 = z * z;
+  const denom = 1 + z2 / n;
+  const center = (p + z2 / (2 * n)) / denom;
+  const half = (z / denom) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { low: Math.max(0, center - half), high: Math.min(1, center + half) };
+}
+
+/**
+ * Percentile bootstrap of a statistic over items: `iters` resamples with replacement (seeded), the
+ * statistic of each, and the (1 − confidence)/2 and (1 + confidence)/2 quantiles (linear interpolation).
+ *
+ * @example
+ * bootstrapInterval(docs, (s) => Math.exp(-sum(s.map((d) => d.ll)) / sum(s.map((d) => d.words))), { seed: 0 });
+ */
+export function bootstrapInterval<T>(items: readonly T[], statistic: (sample: readonly T[]) => number,
+  options: { iters?: number; seed?: number; confidence?: number } = {}): Interval {
+  const iters = options.iters ?? 1000;
+  const confidence = options.confidence ?? 0.95;
+  checkConfidence(confidence);
+  if (!Number.isInteger(iters) || iters < 1) throw new Error(`bootstrapInterval: iters must be a positive integer (got ${iters})`);
+  if (items.length === 0) return { low: NaN, high: NaN };
+  const rng = new Rng(options.seed ?? 0);
+  const stats: number[] = [];
+  const sample: T[] = new Array(items.length);
+  for (let b = 0; b < iters; b++) {
+    for (let i = 0; i < items.length; i++) sample[i] = items[rng.int(items.length)];
+    stats.push(statistic(sample));
+  }
+  stats.sort((a, b) => a - b);
+  return { low: quantile(stats, (1 - confidence) / 2), high: quantile(stats, (1 + confidence) / 2) };
+}
+
+/** Quantile q of sorted values, interpolating linearly between order statistics (numpy's default). */
+export function quantile(sorted: readonly number[], q: number): number {
+  const pos = q * (sorted.length - 1);
+  const i = Math.floor(pos);
+  const f = pos - i;
+  return i + 1 < sorted.length ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i];
+}
+
+/**
+ * Standard error of a mean, sample standard deviation / √n (lm-eval's `mean_stderr`); NaN below 2 items.
+ *
+ * @example
+ * meanStderr([1, 0, 1, 1]); // 0.25
+ */
+export function meanStderr(values: readonly number[]): number {
+  const n = values.length;
+  if (n < 2) return NaN;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const variance = values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1);
+  return Math.sqrt(variance / n);
+}

@@ -23,6 +23,8 @@ import { recoverFolder } from './recover';
 export async function hostParams(model: CausalLM): Promise<Map<string, HostTensor>> {
   const out = new Map<string, HostTensor>();
   for (const [p, { variable }] of model.params) out.set(p, { shape: variable.shape, data: (await variable.data()) as Float32Array });
+  // A quantized base is written as the float32 values it computes with.
+  for (const [p, q] of model.quantized) out.set(p, { shape: [...q.shape], data: q.dequantize() });
   return out;
 }
 

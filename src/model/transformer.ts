@@ -10,6 +10,8 @@ import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
 import { inspect } from 'util';
 import { mimeBundleKey } from '../viz/display';
 import { summaryBundle } from '../viz/summary';
+import type { QuantizedMatrix } from './quant';
+import { quantGather, quantMatMul } from './quant-ops';
 
 /** What a linear hook knows about the forward pass it runs in (adapter dropout needs both). */
 export interface LinearContext {
@@ -89,6 +91,11 @@ export class CausalLM {
    */
   readonly adapterParams = new Map<string, Parameter>();
   /**
+   * Frozen base weights stored quantized (int8 / NF4, see `./quant`), by path; such a path is no longer
+   * in `params`. `quantizeBase` fills it; projections decode on the fly in {@link linear}.
+   */
+  readonly quantized = new Map<string, QuantizedMatrix>();
+  /**
    * Hooks that PEFT methods install: linear layers by path, the input embedding, and the prefixes /
    * virtual tokens of prompt learning. Without hooks the forward pass runs no extra op.
    */
@@ -98,6 +105,8 @@ export class CausalLM {
     reservedPositions?: number;
   } = { linear: new Map() };
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
+  /** Every base parameter path in forward order, as the constructor created them. */
+  private readonly paramOrder: readonly string[];
 
   constructor(config: ModelConfig, options: { seed?: number } = {}) {
     requireEngine('CausalLM.create');
@@ -138,6 +147,7 @@ export class CausalLM {
     }
     norm('norm');
     if (!c.tieEmbeddings) lin('lm_head', c.dModel, c.vocabSize);
+    this.paramOrder = [...this.params.keys()];
     if (!gpt2) {
       const positions = Array.from({ length: c.contextLength }, (_, i) => i);
       this.rope = { ...ropeTables(positions, hd, c.ropeTheta), rotate: rotateHalfMatrix(hd) };
@@ -152,13 +162,23 @@ export class CausalLM {
   /** The variable at `path`; throws naming the path when absent. */
   weight(path: string): tf.Variable {
     const p = this.params.get(path);
+    const q = this.quantized.get(path);
+    if (q) throw new Error(`model parameter "${path}" is stored quantized (${q.format}) and frozen; dequantizeBase(model) restores float32 weights`);
     if (!p) throw new Error(`model has no parameter "${path}"`);
     return p.variable;
   }
 
+  /** Shape of the weight at `path`, float32 or quantized. */
+  weightShape(path: string): number[] {
+    const q = this.quantized.get(path);
+    return q ? [...q.shape] : this.weight(path).shape;
+  }
+
   /** Paths of every linear layer (without `.weight`), in forward order, e.g. `layers.0.attn.q_proj`. */
   linearPaths(): string[] {
-    return [...this.params.keys()].filter((k) => /(_proj|lm_head)\.weight$/.test(k)).map((k) => k.slice(0, -'.weight'.length));
+    // The constructor's order is the forward order; quantized paths keep their place in it.
+    return this.paramOrder.filter((k) => /(_proj|lm_head)\.weight$/.test(k) && (this.params.has(k) || this.quantized.has(k)))
+      .map((k) => k.slice(0, -'.weight'.length));
   }
 
   /** Marks parameters whose path matches as trainable or frozen; returns how many matched. */
@@ -180,7 +200,7 @@ export class CausalLM {
    */
   paramCount(trainableOnly = false): number {
     let n = 0;
-    if (!trainableOnly) for (const p of this.params.values()) n += p.variable.size;
+    if (!trainableOnly) for (const p of [...this.params.values(), ...this.quantized.values()]) n += 'variable' in p ? p.variable.size : p.size;
     else for (const p of [...this.params.values(), ...this.adapterParams.values()]) if (p.trainable) n += p.variable.size;
     return n;
   }
@@ -213,6 +233,12 @@ export class CausalLM {
       target.variable.assign(p.variable);
       target.trainable = p.trainable;
     }
+    // Quantized matrices are immutable: the copy shares them and drops its own float32 variables.
+    for (const [path, q] of this.quantized) {
+      copy.params.get(path)!.variable.dispose();
+      copy.params.delete(path);
+      copy.quantized.set(path, q);
+    }
     return copy;
   }
 
@@ -222,14 +248,17 @@ export class CausalLM {
    */
   flopsPerToken(seqLen = this.config.contextLength): number {
     const c = this.config;
-    const embedding = this.weight('embed_tokens.weight').size + (this.params.get('embed_positions.weight')?.variable.size ?? 0);
+    const embedding = this.weightShape('embed_tokens.weight').reduce((x, y) => x * y, 1) + (this.params.get('embed_positions.weight')?.variable.size ?? 0);
     const nonEmbedding = this.paramCount() - embedding - (c.tieEmbeddings ? 0 : c.vocabSize * c.dModel);
     return 2 * nonEmbedding + 2 * c.nLayers * seqLen * c.dModel + 2 * c.dModel * c.vocabSize;
   }
 
   /** Runs linear layer `path` on x (N, in), through its hook if one is installed. */
   linear(path: string, x: tf.Tensor2D, ctx: LinearContext = { training: false }): tf.Tensor2D {
-    const base = (input: tf.Tensor2D) => linear(input, this.weight(`${path}.weight`), this.params.get(`${path}.bias`)?.variable);
+    const q = this.quantized.get(`${path}.weight`);
+    const bias = this.params.get(`${path}.bias`)?.variable;
+    const base = q ? (input: tf.Tensor2D) => (bias ? tf.add(quantMatMul(input, q), bias) as tf.Tensor2D : quantMatMul(input, q))
+      : (input: tf.Tensor2D) => linear(input, this.weight(`${path}.weight`), bias);
     const hook = this.hooks.linear.get(path);
     return hook ? hook(x, base, path, ctx) : base(x);
   }
@@ -243,7 +272,8 @@ export class CausalLM {
 
   /** Token embeddings (B, T, d), through the embedding hook if one is installed. */
   embed(inputIds: tf.Tensor2D): tf.Tensor3D {
-    const x = tf.gather(this.weight('embed_tokens.weight'), inputIds) as tf.Tensor3D;
+    const q = this.quantized.get('embed_tokens.weight');
+    const x = (q ? quantGather(q, inputIds) : tf.gather(this.weight('embed_tokens.weight'), inputIds)) as tf.Tensor3D;
     return this.hooks.embedding ? this.hooks.embedding(x, inputIds) : x;
   }
 
@@ -251,6 +281,8 @@ export class CausalLM {
   head(h: tf.Tensor3D, ctx: LinearContext = { training: false, batch: h.shape[0] }): tf.Tensor3D {
     const [b, t, d] = h.shape;
     const h2 = tf.reshape(h, [b * t, d]) as tf.Tensor2D;
+    const q = this.config.tieEmbeddings ? this.quantized.get('embed_tokens.weight') : undefined;
+    if (q) return tf.reshape(quantMatMul(h2, q, true), [b, t, this.config.vocabSize]);
     const embeddings = this.weight('embed_tokens.weight') as tf.Tensor2D;
     // Tied head: h·Eᵀ. With few rows (decoding), E·hᵀ transposed back is far cheaper: the transposed
     // operand is then the small h, not the (vocab, d) table (wasm materialises transposes).

@@ -137,7 +137,7 @@ export class BottleneckAdapter implements Adapter {
     const weights = new Map<string, tf.Variable>();
     const m = this.size;
     targets.forEach((path, j) => {
-      const d = model.weight(`${path}.weight`).shape[1]!;
+      const d = model.weightShape(`${path}.weight`)[1];
       // AdapterHub's `mam_adapter` init (He et al.): down Kaiming-uniform with a = √5 (nn.Linear's
       // default, bound 1/√d), up and biases zero, so the adapter starts as an exact no-op yet its
       // up projection gets a useful gradient from the first step.

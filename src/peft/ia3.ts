@@ -70,11 +70,11 @@ export class Ia3Adapter implements Adapter {
     this.config = Object.freeze({ targetModules: copy(config.targetModules), feedforwardModules: copy(ff) });
     this.paths = paths;
     this.feedforward = new Set(ffPaths);
-    const widths = new Map(model.linearPaths().map((p) => [p, model.weight(`${p}.weight`).shape[1]!]));
+    const widths = new Map(model.linearPaths().map((p) => [p, model.weightShape(`${p}.weight`)[1]]));
     this.base = { config: model.config, linearPaths: model.linearPaths(), width: (p) => widths.get(p)! };
     const weights = new Map<string, tf.Variable>();
     for (const path of paths) {
-      const [inDim, outDim] = model.weight(`${path}.weight`).shape;
+      const [inDim, outDim] = model.weightShape(`${path}.weight`);
       const v = tf.tidy(() => tf.variable(tf.ones([this.feedforward.has(path) ? inDim : outDim]), true));
       this.vectors.set(path, v);
       weights.set(`${path}.ia3_l`, v);
@@ -290,7 +290,7 @@ export function loadIa3(model: CausalLM, file: AdapterFile, name: string): Ia3Ad
   for (const m of hit) {
     const paths = modules.get(m)!;
     const ff = ffHit.has(m);
-    const dims = paths.map((p) => model.weight(`${p}.weight`).shape as [number, number]);
+    const dims = paths.map((p) => model.weightShape(`${p}.weight`) as [number, number]);
     const shape = ff ? [1, dims[0][0]] : [dims.reduce((s, d) => s + d[1], 0), 1];
     const key = `base_model.model.${m}.ia3_l`;
     const what = `ia3_l of ${paths.join(', ')}, ${ff ? 'a feed-forward module: (1, in_features)' : '(out_features, 1)'}`;

@@ -262,7 +262,7 @@ function loadLora(model: CausalLM, file: AdapterFile, name: string): LoraAdapter
   const needs: Need[] = [];
   const split = (t: tf.Tensor, axis: number) => tf.split(t, 3, axis);
   for (const { m, rm, block, paths } of plan) {
-    const [inDim, outDim] = paths.length === 1 ? model.weight(`${paths[0]}.weight`).shape : [cfg.dModel, 3 * width];
+    const [inDim, outDim] = paths.length === 1 ? model.weightShape(`${paths[0]}.weight`) : [cfg.dModel, 3 * width];
     const of = (w: string) => `${w} of ${paths.join(', ')}`;
     const key = `base_model.model.${m}`;
     if (block) {

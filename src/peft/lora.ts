@@ -318,7 +318,7 @@ export class LoraAdapter implements Adapter {
       const [a, b] = tf.tidy(() => {
         const blocks = all.map((q) => {
           const j = present.indexOf(q);
-          const width = model.weight(`${q}.weight`).shape[1]!;
+          const width = model.weightShape(`${q}.weight`)[1];
           // Row block of x in Bᵀ: B_xᵀ [w, r] in column block j, zeros in the others.
           return tf.concat(present.map((_, jj) => (jj === j ? tf.transpose(this.weights.get(`${q}.lora_B`)!) : tf.zeros([width, r]))), 1);
         });
@@ -400,7 +400,7 @@ export function addLora(model: CausalLM, config: Partial<LoraConfig> = {}, name 
   const { lora, bias } = loraPaths(model, c);
   const tensors = new Map<string, tf.Tensor>();
   for (const p of lora) {
-    const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+    const [inDim, outDim] = model.weightShape(`${p}.weight`);
     const { a, b } = loraInitValues(inDim, outDim, c.r, c.initLoraWeights, new Rng(hashSeed(`${c.seed}:${name}:${p}`)));
     tensors.set(`${p}.lora_A`, tf.tensor2d(a, [inDim, c.r]));
     tensors.set(`${p}.lora_B`, tf.tensor2d(b, [c.r, outDim]));
@@ -598,7 +598,7 @@ export function addWeightedLora(model: CausalLM, names: readonly string[], weigh
   };
   tf.tidy(() => {
     for (const p of lora) {
-      const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+      const [inDim, outDim] = model.weightShape(`${p}.weight`);
       // An adapter that does not target p contributes zeros (its rank block stays empty under 'cat').
       const get = (a: LoraAdapter, k: 'lora_A' | 'lora_B') =>
         a.weights.get(`${p}.${k}`) ?? tf.zeros(k === 'lora_A' ? [inDim, a.config.r] : [a.config.r, outDim]);

@@ -299,7 +299,7 @@ export function addLoraMoe(model: CausalLM, config: Partial<LoraMoeConfig> = {},
   const n = c.experts;
   const tensors = new Map<string, tf.Tensor>();
   for (const p of targets) {
-    const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+    const [inDim, outDim] = model.weightShape(`${p}.weight`);
     for (let e = 0; e < n; e++) {
       // One stream per expert, so adding experts does not change the existing experts' initial values.
       const { a, b } = loraInitValues(inDim, outDim, c.r, true, new Rng(hashSeed(`${c.seed}:${name}:${p}:expert${e}`)));
@@ -432,7 +432,7 @@ export function loadLoraMoe(model: CausalLM, file: AdapterFile, name: string): L
 
   const needs = new Map<string, number[]>();
   for (const p of targets) {
-    const [inDim, outDim] = model.weight(`${p}.weight`).shape;
+    const [inDim, outDim] = model.weightShape(`${p}.weight`);
     for (let e = 0; e < experts; e++) {
       needs.set(`${p}.experts.${e}.lora_A`, [inDim, r]);
       needs.set(`${p}.experts.${e}.lora_B`, [r, outDim]);

@@ -104,7 +104,7 @@ export class AdapterRegistry {
   add<A extends Adapter>(name: string, adapter: A): A {
     const problem = !/^[A-Za-z0-9_-]+$/.test(name) ? `adapter name "${name}" must be letters, digits, _ or - (it becomes a file and key name)`
       : this.adapters.has(name) ? `adapter "${name}" already exists; remove it first or pick another name`
-        : adapter.targets.filter((t) => !this.model.params.has(`${t}.weight`)).map((t) => `adapter "${name}": model has no linear layer "${t}"`)[0];
+        : adapter.targets.filter((t) => !this.model.linearPaths().includes(t)).map((t) => `adapter "${name}": model has no linear layer "${t}"`)[0];
     if (problem) {
       // The registry owns the adapter from here: a refused one is freed, so callers need no cleanup.
       tf.dispose([...adapter.weights.values()]);

@@ -1,6 +1,7 @@
 /**
  * Catastrophic-forgetting tracking: loss and perplexity of named held-out sets (e.g. `general`,
- * `domain`) before training (the baseline, step 0) and at intervals during it, reported as curves for
+ * `domain`) before training (the baseline, step 0) and at intervals during it, optionally with task scores
+ * and their intervals beside them (`tasks`: forgetting in accuracy), reported as curves for
  * `viz.forgettingChart`, a forgetting score, learn-vs-forget points for `viz.paretoChart`, an arquero
  * table and a JSONL file.
  */
@@ -10,10 +11,13 @@ import * as aq from 'arquero';
 import type { ColumnTable } from 'arquero';
 import { writeFileAtomic } from '../io/atomic';
 import type { CausalLM } from '../model/transformer';
+import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { Trainer } from '../train/trainer';
 import { withDefaults } from '../util/options';
 import type { ForgettingSeries, ParetoPoint } from '../viz/charts';
 import { heldOutDefaults, heldOutLossSync, type HeldOut, type HeldOutOptions } from './metrics';
+import { evaluateTasks, type TaskEvalOptions } from './tasks/evaluate';
+import type { Task } from './tasks/task';
 
 /** One measurement of one set. */
 export interface ForgettingRow {
@@ -23,6 +27,25 @@ export interface ForgettingRow {
   set: string;
   loss: number;
   perplexity: number;
+}
+
+/** One task metric at one measurement, with its interval. */
+export interface TaskRow {
+  step: number;
+  tokens: number;
+  task: string;
+  metric: string;
+  value: number;
+  low: number;
+  high: number;
+}
+
+/** Tasks a tracker scores beside the held-out losses (forgetting in accuracy, not only in loss). */
+export interface TrackedTasks {
+  tasks: readonly Task<unknown>[];
+  tokenizer: Tokenizer;
+  /** Options of `evaluateTasks`, e.g. `{ limit: 100 }` to bound the cost of each measurement. */
+  options?: Partial<TaskEvalOptions>;
 }
 
 /** Options of a {@link ForgettingTracker}. */
@@ -35,6 +58,8 @@ export interface ForgettingOptions extends HeldOutOptions {
   targetSet: string;
   /** Run name, prefixing series names and Pareto labels (empty: none). */
   label: string;
+  /** Tasks scored at every measurement too (none by default). */
+  tasks?: TrackedTasks;
 }
 
 /**
@@ -79,9 +104,10 @@ export interface ForgettingScore {
 export class ForgettingTracker {
   readonly options: Readonly<ForgettingOptions>;
   private readonly data: ForgettingRow[] = [];
+  private readonly taskData: TaskRow[] = [];
 
   constructor(private readonly model: CausalLM, private readonly sets: Readonly<Record<string, HeldOut>>, options: Partial<ForgettingOptions> = {}) {
-    this.options = Object.freeze(withDefaults(forgettingDefaults, options, 'ForgettingTracker', ['tokens']));
+    this.options = Object.freeze(withDefaults(forgettingDefaults, options, 'ForgettingTracker', ['tokens', 'tasks']));
     if (Object.keys(sets).length === 0) throw new Error('ForgettingTracker: give at least one held-out set');
     if (!Number.isInteger(this.options.every) || this.options.every < 1) throw new Error(`ForgettingTracker: every must be a positive integer (got ${this.options.every})`);
   }
@@ -91,8 +117,19 @@ export class ForgettingTracker {
     return this.data.map((r) => ({ ...r }));
   }
 
-  /** Evaluates every set now and stores rows for (step, tokens seen). */
+  /** Task rows recorded so far (copies; empty without `tasks`). */
+  get taskRows(): TaskRow[] {
+    return this.taskData.map((r) => ({ ...r }));
+  }
+
+  /** Evaluates every set (and task) now and stores rows for (step, tokens seen). */
   record(step: number, tokensSeen: number): ForgettingRow[] {
+    const t = this.options.tasks;
+    if (t) {
+      for (const r of evaluateTasks(this.model, t.tokenizer, t.tasks, t.options)) {
+        for (const s of r.scores) this.taskData.push({ step, tokens: tokensSeen, task: r.task, metric: s.metric, value: s.value, low: s.low, high: s.high });
+      }
+    }
     const { seqLen, batchSize, tokens } = this.options; // the held-out measurement's own options
     const added = Object.entries(this.sets).map(([set, heldOut]): ForgettingRow => {
       const r = heldOutLossSync(this.model, heldOut, { seqLen, batchSize, tokens });
@@ -139,6 +176,25 @@ export class ForgettingTracker {
     return names.map((name) => {
       const rows = this.data.filter((r) => r.set === name).sort((a, b) => a.tokens - b.tokens || a.step - b.step);
       return { name: this.options.label ? `${this.options.label} ${name}` : name, tokens: rows.map((r) => r.tokens), metric: rows.map((r) => r[metric]) };
+    });
+  }
+
+  /**
+   * A task metric against tokens seen with its interval band, one series per tracked task (or only `task`),
+   * for `forgettingChart`.
+   *
+   * @example
+   * forgettingChart(tracker.taskCurves('acc'), { metricName: 'accuracy' }); // line + 95 % band per task
+   */
+  taskCurves(metric = 'acc', task?: string): ForgettingSeries[] {
+    const names = [...new Set(this.taskData.filter((r) => r.metric === metric && (task === undefined || r.task === task)).map((r) => r.task))];
+    if (names.length === 0) throw new Error(`ForgettingTracker.taskCurves: no task rows for metric "${metric}"${task === undefined ? '' : ` of task "${task}"`} (metrics: ${[...new Set(this.taskData.map((r) => r.metric))].join(', ') || 'none: track tasks with the tasks option'})`);
+    return names.map((name) => {
+      const rows = this.taskData.filter((r) => r.task === name && r.metric === metric).sort((a, b) => a.tokens - b.tokens || a.step - b.step);
+      return {
+        name: `${this.options.label ? `${this.options.label} ` : ''}${name} ${metric}`,
+        tokens: rows.map((r) => r.tokens), metric: rows.map((r) => r.value), low: rows.map((r) => r.low), high: rows.map((r) => r.high),
+      };
     });
   }
 

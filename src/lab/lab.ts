@@ -37,6 +37,8 @@ import { compareStrategies, type CompareMethod, type Comparison } from './compar
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
 import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
 import { configJson, finalLoss, RunLog, type RunRecord } from '../eval/runs';
+import { evaluateTasks, type TaskEvalOptions, type TaskResult } from '../eval/tasks/evaluate';
+import { isTasks, type Task } from '../eval/tasks/task';
 import { checkOptions } from '../util/options';
 import { tokenizeRows, tokenizeDefaults } from '../data/tokenize';
 import * as path from 'path';
@@ -64,10 +66,14 @@ export interface TrackConfig {
   every: number;
   /** Most windows of a document set measured (cost bound). */
   windows: number;
+  /** Tasks scored at every measurement too (forgetting in task accuracy, with intervals); see `eval/tasks`. */
+  tasks: readonly Task<unknown>[];
+  /** Most documents of each task scored per measurement (cost bound); null: all. */
+  taskLimit: number | null;
 }
 
 /** Every {@link TrackConfig} field, for the run-time option check of `track()`. */
-export const trackKeys: readonly (keyof TrackConfig)[] = Object.freeze(['sets', 'every', 'windows']);
+export const trackKeys: readonly (keyof TrackConfig)[] = Object.freeze(['sets', 'every', 'windows', 'tasks', 'taskLimit']);
 
 interface LabState {
   source: { name: string } | { run: Run<StageResult> };
@@ -373,7 +379,10 @@ export class Lab {
     const sets: Record<string, HeldOut> = { general: asSet(dataset('general', 'heldout'), 'general held-out set') };
     if (this.state.eval) sets.target = asSet(this.state.eval, 'eval data');
     for (const [name, data] of Object.entries(t.sets ?? {})) sets[name] = asSet(data, `tracked set "${name}"`);
-    const options: Partial<ForgettingOptions> = { every: t.every ?? 25, seqLen, tokens: tok, generalSet: 'general', targetSet: 'target' };
+    const options: Partial<ForgettingOptions> = {
+      every: t.every ?? 25, seqLen, tokens: tok, generalSet: 'general', targetSet: 'target',
+      ...(t.tasks?.length ? { tasks: { tasks: t.tasks, tokenizer: tok, options: { limit: t.taskLimit ?? null } } } : {}),
+    };
     return new ForgettingTracker(model, sets, options);
   }
 }
@@ -476,6 +485,34 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
     return series;
   }
 
+  /** Shows {@link taskForgettingSeries} as a chart: task scores with interval bands across stages. */
+  taskForgetting(metric = 'acc'): void {
+    forgettingChart(this.taskForgettingSeries(metric), { title: `${this.record.run}: task ${metric} across stages`, metricName: metric }).show();
+  }
+
+  /**
+   * Tracked task scores over the whole lineage against cumulative training tokens, with their intervals
+   * (needs `.track({ tasks })` on the stages).
+   */
+  taskForgettingSeries(metric = 'acc'): ForgettingSeries[] {
+    const series: ForgettingSeries[] = [];
+    let offset = 0;
+    for (const run of this.lineage()) {
+      for (const row of run.tracker?.taskRows.filter((r) => r.metric === metric).sort((a, b) => a.tokens - b.tokens) ?? []) {
+        const name = `${row.task} ${metric}`;
+        let s = series.find((x) => x.name === name);
+        if (!s) series.push((s = { name, tokens: [], metric: [], low: [], high: [] }));
+        (s.tokens as number[]).push(row.tokens + offset);
+        (s.metric as number[]).push(row.value);
+        (s.low as number[]).push(row.low);
+        (s.high as number[]).push(row.high);
+      }
+      offset += run.record.tokens;
+    }
+    if (series.length === 0) throw new Error(`run "${this.record.run}": no tracked task scores for "${metric}"; add .track({ tasks }) before training`);
+    return series;
+  }
+
   /** Every run of this run's log folder as an arquero table. */
   table() {
     return this.runLog.table();
@@ -496,8 +533,18 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
     return questions.map((q) => ({ run: this.record.run, question: q, answer: this.ask(q, options) }));
   }
 
-  /** Loss and perplexity on held-out documents or rows (completion-only for rows). */
-  async evaluate(data: LabData): Promise<LossResult> {
+  /**
+   * Loss and perplexity on held-out documents or rows (completion-only for rows); or, given tasks, their
+   * scores with intervals (lm-eval style, see `eval/tasks`).
+   *
+   * @example
+   * await run.evaluate(lab.dataset('general', 'heldout'));      // { loss, perplexity, tokens }
+   * showTable(taskTable(await run.evaluate(shippedTasks())));   // acc, acc_norm, perplexity … with 95 % intervals
+   */
+  async evaluate(data: LabData): Promise<LossResult>;
+  async evaluate(tasks: Task<unknown> | readonly Task<unknown>[], options?: Partial<TaskEvalOptions>): Promise<TaskResult[]>;
+  async evaluate(data: LabData | Task<unknown> | readonly Task<unknown>[], options: Partial<TaskEvalOptions> = {}): Promise<LossResult | TaskResult[]> {
+    if (isTasks(data)) return evaluateTasks(this.model, this.tokenizer, data, options);
     const seqLen = this.model.config.contextLength - this.model.reservedPositions();
     return heldOutLoss(this.model, heldOutSet(data, this.tokenizer, seqLen, 'evaluate data'), { seqLen, tokens: this.tokenizer });
   }

@@ -160,6 +160,18 @@ export interface ForgettingSeries {
   tokens: ArrayLike<number>;
   /** The metric at each measurement (e.g. general held-out loss). */
   metric: ArrayLike<number>;
+  /** Lower and upper interval bounds at each measurement (e.g. a task score's 95 % interval), drawn as a band. */
+  low?: ArrayLike<number>;
+  high?: ArrayLike<number>;
+}
+
+/** A shaded band between `low` and `high` over `x`: one closed polygon (Plotly `fill: 'toself'`). */
+function band(x: ArrayLike<number>, low: ArrayLike<number>, high: ArrayLike<number>, color: string, name: string): JsonObject {
+  const xs = nums(x);
+  return {
+    type: 'scatter', mode: 'lines', name: `${name} interval`, x: [...xs, ...[...xs].reverse()], y: [...nums(high), ...nums(low).reverse()],
+    fill: 'toself', fillcolor: color, opacity: 0.2, line: { color, width: 0 }, hoverinfo: 'skip', showlegend: false,
+  };
 }
 
 /** Options of {@link forgettingChart}. */
@@ -173,7 +185,8 @@ export interface ForgettingChartOptions extends ChartOptions {
 }
 
 /**
- * Forgetting curves: a general-domain metric against tokens seen, one line per run.
+ * Forgetting curves: a general-domain metric against tokens seen, one line per run (with a shaded
+ * interval band where a series has `low` and `high`).
  *
  * @example
  * forgettingChart([
@@ -182,10 +195,10 @@ export interface ForgettingChartOptions extends ChartOptions {
  * ], { baseline: 3.1 }).show();
  */
 export function forgettingChart(series: readonly ForgettingSeries[], opts: ForgettingChartOptions = {}): Chart {
-  const data: JsonObject[] = series.map((s, i) => ({
-    type: 'scatter', mode: 'lines+markers', name: plotlyText(s.name), x: nums(s.tokens), y: nums(s.metric),
-    line: { color: COLORS[i % COLORS.length] }, marker: { size: 5 },
-  }));
+  const data: JsonObject[] = series.flatMap((s, i) => [
+    ...(s.low && s.high ? [band(s.tokens, s.low, s.high, COLORS[i % COLORS.length], plotlyText(s.name))] : []),
+    { type: 'scatter', mode: 'lines+markers', name: plotlyText(s.name), x: nums(s.tokens), y: nums(s.metric), line: { color: COLORS[i % COLORS.length] }, marker: { size: 5 } },
+  ]);
   const shapes: JsonObject[] = opts.baseline === undefined ? [] : [
     { type: 'line', xref: 'paper', x0: 0, x1: 1, y0: opts.baseline, y1: opts.baseline, line: { color: '#555', dash: 'dash', width: 1 } },
   ];
@@ -297,6 +310,65 @@ export function paretoChart(points: readonly ParetoPoint[], opts: ParetoChartOpt
       height: opts.height ?? 460,
       xaxis: { title: { text: `${opts.targetName ?? 'target eval loss'} (${dir(better.target)})` } },
       yaxis: { title: { text: `${opts.generalName ?? 'general eval loss'} (${dir(better.general)})` } },
+    }),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Task scores
+// ---------------------------------------------------------------------------------------------------
+
+/** One score of one run on one task (`eval/tasks` `taskScoreRows` fits). */
+export interface ScorePoint {
+  run: string;
+  task: string;
+  metric: string;
+  value: number;
+  /** Interval bounds (e.g. 95 % Wilson or bootstrap). */
+  low: number;
+  high: number;
+}
+
+/** Options of {@link taskScoreChart}. */
+export interface TaskScoreChartOptions extends ChartOptions {
+  /** A dashed line at this value (e.g. chance accuracy 0.25 for four choices). */
+  chance?: number;
+  /** Y axis title (default `score`). */
+  metricName?: string;
+}
+
+/**
+ * Task scores with their intervals: one column per task and metric, one colour per run (a point and a
+ * whisker from low to high), so overlapping intervals are visible at a glance.
+ *
+ * @example
+ * taskScoreChart([...taskScoreRows(base, 'base'), ...taskScoreRows(tuned, 'tuned')].filter((r) => r.metric === 'acc'), { chance: 0.25 }).show();
+ */
+export function taskScoreChart(points: readonly ScorePoint[], opts: TaskScoreChartOptions = {}): Chart {
+  const columns = [...new Set(points.map((p) => `${p.task} ${p.metric}`))];
+  const runs = [...new Set(points.map((p) => p.run))];
+  const width = 0.6 / Math.max(1, runs.length);
+  const data: JsonObject[] = runs.flatMap((run, i) => {
+    const mine = points.filter((p) => p.run === run);
+    const x = mine.map((p) => columns.indexOf(`${p.task} ${p.metric}`) + (i - (runs.length - 1) / 2) * width);
+    const color = COLORS[i % COLORS.length];
+    return [
+      { type: 'scatter', mode: 'lines', name: `${plotlyText(run)} interval`, x: x.flatMap((v) => [v, v, null]), y: mine.flatMap((p) => [...nums([p.low, p.high]), null]),
+        line: { color, width: 2 }, hoverinfo: 'skip', showlegend: false },
+      { type: 'scatter', mode: 'markers', name: plotlyText(run || 'score'), x, y: nums(mine.map((p) => p.value)), marker: { size: 9, color },
+        text: mine.map((p) => `${plotlyText(p.task)} ${p.metric}: ${p.value.toFixed(3)} [${p.low.toFixed(3)}, ${p.high.toFixed(3)}]`), hovertemplate: '%{text}<extra></extra>' },
+    ];
+  });
+  const shapes: JsonObject[] = opts.chance === undefined ? [] : [
+    { type: 'line', xref: 'paper', x0: 0, x1: 1, y0: opts.chance, y1: opts.chance, line: { color: '#555', dash: 'dash', width: 1 } },
+  ];
+  return new Chart({
+    data,
+    layout: layout(opts.title ?? 'Task scores', {
+      height: opts.height ?? 420,
+      xaxis: { tickmode: 'array', tickvals: columns.map((_, i) => i), ticktext: columns.map(plotlyText), range: [-0.5, columns.length - 0.5] },
+      yaxis: { title: { text: opts.metricName ?? 'score' } },
+      shapes,
     }),
   });
 }

@@ -22,11 +22,11 @@ export { Chart, chartHtml, saveCharts, standaloneHtml } from './chart';
 export type { ChartSize, JsonObject, JsonValue, PlotSpec } from './chart';
 export {
   lossChart, smooth, thinIndices, forgettingChart, paretoFront, paretoChart, peftChart,
-  metricsChart, rewardAccuracyChart, scoreDistributionChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
+  taskScoreChart, metricsChart, rewardAccuracyChart, scoreDistributionChart, dpoChart, ppoChart, attentionHeatmap, tokenProbChart,
 } from './charts';
 export type {
   ChartOptions, StepPoint, EvalPoint, LossHistory, LossArrays, LossChartOptions, ForgettingSeries, ForgettingChartOptions,
-  ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, MetricRows, RewardAccuracy, ScoreDistributions, DpoRewards, PpoRun,
+  ScorePoint, TaskScoreChartOptions, ParetoPoint, ParetoDirections, ParetoChartOptions, PeftResult, MetricRows, RewardAccuracy, ScoreDistributions, DpoRewards, PpoRun,
   AttentionInput, TokenProb, TokenProbInput,
 } from './charts';
 export { LiveLossChart, liveLossChart, liveMetricsChart, progress } from './live';

@@ -404,6 +404,11 @@ export function chartSvg(spec: PlotSpec, opts: SvgOptions = {}): string {
             put(`<path d="${area}" fill="${esc(lineColor)}" fill-opacity="0.3" stroke="none"/>`);
           }
         }
+        if (t.fill === 'toself') {
+          // A closed band (e.g. an interval): the trace's points are its outline.
+          const ring = pts.filter((p): p is [number, number] => p !== undefined);
+          if (ring.length > 2) put(`<path d="M${ring.map(([px, py]) => `${fmt(px)},${fmt(py)}`).join('L')}Z" fill="${esc(String(t.fillcolor ?? lineColor))}" stroke="none"/>`);
+        }
         const dash = DASH[String(line.dash)] ? ` stroke-dasharray="${DASH[String(line.dash)]}"` : '';
         if (d) put(`<path d="${d}" fill="none" stroke="${esc(lineColor)}" stroke-width="${num(line.width, 2)}"${dash}/>`);
       }

@@ -83,7 +83,7 @@ describe('util/options', () => {
     assert.deepEqual(union(batchDefaults), fields<BatchConfig>({ batchSize: true, packing: true, seqLen: true, padToMultipleOf: true, overflow: true, appendEos: true, seed: true }));
     assert.deepEqual(union(generationEvalDefaults), fields<GenerationEvalOptions>({ maxNewTokens: true, seed: true, format: true, stopTokens: true }));
     assert.deepEqual(union(tokenizeDefaults), fields<TokenizeConfig>({ maxLength: true, truncation: true, completionOnlyLoss: true, assistantOnlyLoss: true, template: true, addBos: true, parseSpecial: true }));
-    assert.deepEqual(union(trackKeys), fields<TrackConfig>({ sets: true, every: true, windows: true }));
+    assert.deepEqual(union(trackKeys), fields<TrackConfig>({ sets: true, every: true, windows: true, tasks: true, taskLimit: true }));
     const mapping = { text: true, prompt: true, completion: true, chosen: true, rejected: true, messages: true } as const;
     const load = { format: true, badRows: true, provenance: true, json: true, separator: true, ...mapping } as const;
     assert.deepEqual(union(loadTableOptionKeys), fields<LoadTableOptions>(load));

@@ -1,8 +1,8 @@
 /**
  * Side-by-side comparison of fine-tuning strategies (full, frozen subset, every PEFT method) on the
  * same data, budget and seed: one table (trainable share, losses, forgetting, speed, memory, size on
- * disk) and one chart (params vs loss vs forgetting), as in "LoRA Learns Less and Forgets Less"
- * (arXiv 2405.09673).
+ * disk, weights held, where a QLoRA strategy shows what its quantized base saves) and one chart (params
+ * vs loss vs forgetting), as in "LoRA Learns Less and Forgets Less" (arXiv 2405.09673).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -11,6 +11,7 @@ import type { ColumnTable } from 'arquero';
 import { peft } from '../peft/peft';
 import { saveAdapter } from '../peft/io';
 import { saveModel } from '../io/checkpoint';
+import { weightBytes } from '../model/quant-model';
 import { peftChart, type PeftResult } from '../viz/charts';
 import type { CausalLM } from '../model/transformer';
 import type { RunLog, RunRecord } from '../eval/runs';
@@ -51,6 +52,8 @@ export interface ComparisonRow {
   wallSeconds: number;
   /** Peak tensor memory of one training step (MiB), from tfjs's profiler. */
   peakMiB: number | null;
+  /** Weights the trained model holds (MiB): its base, quantized ones at their packed size (QLoRA), plus adapters. */
+  weightMiB: number;
   /** What must be stored to use the result: the adapter folder, or the whole model for full / frozen. */
   diskMiB: number;
 }
@@ -117,6 +120,7 @@ export async function compareStrategies<L extends StrategyBuilder<R>, R extends 
       strategy: name, run: r.run, trainableParams: r.trainableParams, trainablePercent: r.trainablePercent,
       finalTrainLoss: r.finalTrainLoss, finalEvalLoss: r.finalEvalLoss, forgetting: r.forgettingDelta,
       tokensPerSec: r.tokensPerSec, wallSeconds: r.wallMs / 1000, peakMiB: peakBytes === null ? null : peakBytes / MiB,
+      weightMiB: (weightBytes(run.model).total + [...run.model.adapterParams.values()].reduce((s, p) => s + 4 * p.variable.size, 0)) / MiB,
       diskMiB: (adapters.length > 0 ? adapters.reduce((s, a) => s + folderBytes(path.join(dir, a)), 0) : folderBytes(dir)) / MiB,
     });
     runs.push(run);

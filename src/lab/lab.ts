@@ -22,6 +22,8 @@ import { ewc, l2sp, type EwcConfig, type L2spConfig, type Penalty } from '../tra
 import { tokenStream } from '../train/causal-lm';
 import type { Trainer, TrainResult } from '../train/trainer';
 import { addDora, addLora, loraDefaults, type LoraConfig } from '../peft/lora';
+import { quantizeBase, type QuantizeConfig } from '../model/quant-model';
+import type { QuantFormat } from '../model/quant';
 import { addIa3, type Ia3Config } from '../peft/ia3';
 import { addLoraMoe, loraMoeDefaults, type LoraMoeConfig } from '../peft/moe';
 import { addBottleneck, type BottleneckConfig } from '../peft/bottleneck';
@@ -87,6 +89,8 @@ interface LabState {
   name?: string;
   logDir: string;
   show: boolean;
+  /** Store the base's projections quantized before the strategy applies (`lab.base(…, { quantize })`). */
+  quantize?: Partial<QuantizeConfig>;
 }
 
 /** What every method's result has (a Run's `result` is the method's own type, e.g. `DpoResult`). */
@@ -152,6 +156,24 @@ export class Lab {
   /** DoRA: LoRA with `useDora` (a learned magnitude per output unit times the normalised direction; PEFT's defaults otherwise). */
   dora(config: Partial<Omit<LoraConfig, 'useDora'>> = {}): Lab {
     return this.adapter(`dora-r${config.r ?? loraDefaults.r}`, (m) => addDora(m, config));
+  }
+
+  /**
+   * QLoRA (Dettmers et al., arXiv 2305.14314): the base's projections stored NF4 (`bits: 4`) or int8
+   * (`bits: 8`) and decoded on the fly, LoRA trained on top in float32.
+   *
+   * @example
+   * lab.base('tiny-llama').data(rows).qlora({ r: 8, bits: 4 }).sft()
+   */
+  qlora(config: Partial<LoraConfig> & { bits?: 4 | 8 } & Partial<Omit<QuantizeConfig, 'format'>> = {}): Lab {
+    const { bits = 4, doubleQuant, embeddings, ...lora } = config;
+    if (bits !== 4 && bits !== 8) throw new Error(`qlora: bits must be 4 (NF4) or 8 (int8) (got ${JSON.stringify(bits)})`);
+    const format: QuantFormat = bits === 4 ? 'nf4' : 'int8';
+    return this.adapter(`qlora-${format}-r${lora.r ?? loraDefaults.r}`, (m) => {
+      if (m.quantized.size) throw new Error('qlora: the base is already quantized (lab.base(…, { quantize })); use .lora() on it');
+      quantizeBase(m, { format, ...(doubleQuant === undefined ? {} : { doubleQuant }), ...(embeddings === undefined ? {} : { embeddings }) });
+      return addLora(m, lora);
+    });
   }
 
   /** Mixture of LoRA experts with a learned router (per token by default). */
@@ -323,10 +345,12 @@ export class Lab {
   private async stage<R extends StageResult>(method: string, config: StageExtras,
     train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: (t: TrainerEventSource & Pick<Trainer<unknown>, 'on'>) => void; penalty?: Penalty }) => Promise<R>): Promise<Run<R>> {
     const s = this.state;
+    if (s.quantize && s.strategy.kind !== 'adapter') throw new Error(`${method}: a quantized base trains adapters only (its projections are frozen); pick .lora(), .ia3(), … instead of .${s.strategy.kind}()`);
     const start = 'run' in s.source
       ? { name: s.source.run.record.run, model: await mergedCopy(s.source.run.model), tokenizer: s.source.run.tokenizer }
       : await loadBase(s.source.name);
     const { model, tokenizer } = start;
+    if (s.quantize) quantizeBase(model, s.quantize);
     const strategy = applyStrategy(model, tokenizer, s.strategy);
     const size = trainableReport(model);
     const penalty = s.penalty?.kind === 'l2sp' ? l2sp(model, s.penalty.config)
@@ -588,9 +612,15 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
  * run.plot();
  */
 export const lab = {
-  /** Starts from a shipped base model by name, or a checkpoint folder by path. */
-  base(nameOrPath = 'tiny-llama'): Lab {
-    return new Lab({ source: { name: nameOrPath }, strategy: { kind: 'full' }, logDir: 'runs', show: true });
+  /**
+   * Starts from a shipped base model by name, or a checkpoint folder by path. `quantize` stores its
+   * projections int8 or NF4 for every stage (QLoRA-style: then train adapters on it), e.g.
+   * `lab.base('tiny-llama', { quantize: 'nf4' }).lora()`.
+   */
+  base(nameOrPath = 'tiny-llama', options: { quantize?: QuantFormat | Partial<QuantizeConfig> } = {}): Lab {
+    checkOptions(options, ['quantize'], 'lab.base');
+    const quantize = typeof options.quantize === 'string' ? { format: options.quantize } : options.quantize;
+    return new Lab({ source: { name: nameOrPath }, strategy: { kind: 'full' }, logDir: 'runs', show: true, ...(quantize ? { quantize } : {}) });
   },
   /** A shipped dataset split (documents or rows). */
   dataset,

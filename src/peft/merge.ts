@@ -11,11 +11,12 @@ import { peft, type PeftType } from './peft';
 import { loadAdapter, saveAdapter } from './io';
 import { mergeLora } from './lora';
 import { mergeIa3 } from './ia3';
+import { dequantizeBase } from '../model/quant-model';
 
 const foldable: readonly PeftType[] = ['LORA', 'IA3'];
 
 /**
- * Copies `model` (base weights, trainable flags) and folds its active LoRA / IA3 adapters into the copy,
+ * Copies `model` (base weights, trainable flags; a quantized base decoded to float32) and folds its active LoRA / IA3 adapters into the copy,
  * in the order they run. Other methods (prefix and prompt tuning, bottleneck adapters, mixtures) have no
  * weight-space form: they are named in the error.
  *
@@ -31,6 +32,8 @@ export async function mergedCopy(model: CausalLM): Promise<CausalLM> {
     throw new Error(`cannot fold adapter ${bad.map((n) => `"${n}" (${reg.get(n).peftType})`).join(', ')} into the weights: only LoRA and IA3 merge; save it with saveAdapter and keep training it on the same model`);
   }
   const copy = model.clone();
+  // A quantized base becomes the float32 values it computes with: adapters fold into those.
+  dequantizeBase(copy);
   if (active.length === 0) return copy;
   // Through the adapter files: the one exact, tested path from one model's adapters to another's.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunelab-merge-'));

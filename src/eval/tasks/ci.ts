@@ -16,30 +16,27 @@ export interface Interval {
   high: number;
 }
 
-/** Standard normal CDF Φ(z) (Abramowitz & Stegun 7.1.26 for erf: |error| < 1.5e-7). */
-function normalCdf(z: number): number {
-  const x = Math.abs(z) / Math.SQRT2;
-  const t = 1 / (1 + 0.3275911 * x);
-  const erf = 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * Math.exp(-x * x);
-  return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
-}
-
 /**
- * The two-sided normal quantile z for a confidence level (0.95 → 1.95996), by bisection of Φ.
+ * The two-sided normal quantile z for a confidence level (0.95 → 1.959964): Φ⁻¹((1 + confidence) / 2) by
+ * Acklam's rational approximation (relative error < 1.2e-9).
  *
  * @example
- * normalQuantile(0.95); // ≈ 1.96
+ * normalQuantile(0.95); // 1.959964
  */
 export function normalQuantile(confidence: number): number {
   checkConfidence(confidence);
-  const p = 0.5 + confidence / 2;
-  let lo = 0;
-  let hi = 10;
-  for (let i = 0; i < 60; i++) {
-    const mid = (lo + hi) / 2;
-    if (normalCdf(mid) < p) lo = mid; else hi = mid;
+  const p = 0.5 + confidence / 2; // in (0.5, 1)
+  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
+  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+  if (p <= 1 - 0.02425) {
+    const q = p - 0.5;
+    const r = q * q;
+    return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
   }
-  return (lo + hi) / 2;
+  const q = Math.sqrt(-2 * Math.log(1 - p));
+  return -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
 }
 
 function checkConfidence(c: number): void {

@@ -54,9 +54,13 @@ function proseParagraphs(doc: string): string[] {
   return doc.split('\n\n').filter((p) => !p.includes('\n') && p.length >= 100);
 }
 
-/** Sentences of a paragraph: split after . ! ? (and a closing quote or bracket) before a capital. */
+/**
+ * Sentences of a paragraph: split after . ! ? (and a closing quote or bracket) before a capital, but not
+ * after a title or common abbreviation ("Mr. Speaker").
+ */
 export function sentences(paragraph: string): string[] {
-  return paragraph.split(/(?<=[.!?]["'”’)]?)\s+(?=["'“‘(]?[A-Z])/).map((s) => s.trim()).filter((s) => s.length > 0);
+  return paragraph.split(/(?<!\b(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Gen|Gov|Sen|Rep|No|vs|etc)\.)(?<=[.!?]["'”’)]?)\s+(?=["'“‘(]?[A-Z])/)
+    .map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
 function titleOf(doc: string): string {

@@ -5,14 +5,18 @@
  *   gemm(buffer, aOffset, bOffset, cOffset, batch, batchA, batchB, m, n, k, transposeA, transposeB)
  *   setThreads(n) → n        threads() → n
  *   setIsa(name) → name      isa() → name        isas() → names this CPU supports, best first
+ *   the fused kernels of fused_napi.c (crossEntropy, gelu, rmsNorm, adamw, … and their gradients)
  */
 #include <node_api.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "fused.h"
 #include "gemm.h"
 #include "pool.h"
+
+int fused_register(napi_env env, napi_value exports);
 
 static const gemm_isa *current_isa;
 
@@ -144,6 +148,7 @@ static napi_value js_set_isa(napi_env env, napi_callback_info info) {
     return NULL;
   }
   current_isa = isa;
+  fused_set_isa(isa->name); /* the fused kernels exist for every ISA the GEMM has */
   return make_string(env, isa->name);
 }
 
@@ -164,7 +169,10 @@ static napi_value js_isas(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  if (!current_isa) current_isa = gemm_isa_best();
+  if (!current_isa) {
+    current_isa = gemm_isa_best();
+    fused_set_isa(current_isa->name);
+  }
   napi_property_descriptor props[] = {
       {"gemm", NULL, js_gemm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL},
@@ -174,6 +182,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"isas", NULL, js_isas, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (fused_register(env, exports) != 0) return NULL;
   return exports;
 }
 

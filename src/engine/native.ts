@@ -24,8 +24,19 @@ export type HeapGemm = (
   transposeA: number, transposeB: number,
 ) => void;
 
+/** The fused kernels of the addon (native/src/fused_napi.c), as fused.ts calls them. */
+export type FusedFunctionName =
+  | 'crossEntropy' | 'crossEntropyGrad' | 'gelu' | 'geluGrad' | 'swiglu' | 'swigluGrad' | 'rmsNorm' | 'rmsNormGrad'
+  | 'layerNorm' | 'layerNormGrad' | 'softmax' | 'softmaxGrad' | 'adamw';
+
+/**
+ * A fused kernel: `(heap, ...operandByteOffsets, rows, cols, ...options)`, in place in `heap`; throws a
+ * RangeError naming an operand that does not lie inside it.
+ */
+export type HeapFused = (heap: ArrayBuffer, ...args: number[]) => void;
+
 /** The addon's exports (native/src/addon.c). */
-export interface NativeAddon {
+export interface NativeAddon extends Record<FusedFunctionName, HeapFused> {
   gemm: HeapGemm;
   setThreads(threads: number): number;
   threads(): number;
@@ -45,6 +56,8 @@ export interface NativeInfo {
   isa?: NativeIsa;
   /** Threads of the native pool (1 when inactive: the wasm backend is single-threaded in Node). */
   threads: number;
+  /** Whether the fused kernels (cross-entropy, norms, activations, softmax, AdamW) run natively too. */
+  fused: boolean;
 }
 
 /** Options of {@link configureNative}; unset ones keep their environment default. */
@@ -55,6 +68,8 @@ export interface NativeOptions {
   threads?: number;
   /** Micro-kernel; default `TUNELAB_NATIVE_ISA` or 'auto' (the best this CPU supports). */
   isa?: NativeIsa | 'auto';
+  /** false keeps the GEMM but runs the rest of the step on tfjs's own ops; default: true unless `TUNELAB_FUSED=0`. */
+  fused?: boolean;
 }
 
 /** Where scripts/build-native.js writes the addon (from src/engine or dist/engine alike). */
@@ -67,7 +82,7 @@ let loadError: string | undefined;
 let settings: Required<NativeOptions> | undefined;
 /** Whether {@link startNative} has run (the wasm kernels are patched): later options apply at once. */
 let started = false;
-let info: NativeInfo = { active: false, reason: 'not started (the wasm engine starts it)', threads: 1 };
+let info: NativeInfo = { active: false, reason: 'not started (the wasm engine starts it)', threads: 1, fused: false };
 
 function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split('\n')[0];
@@ -107,6 +122,7 @@ function defaults(): Required<NativeOptions> {
     enabled: env.TUNELAB_NATIVE !== '0',
     threads: env.TUNELAB_THREADS ? positiveInt(Number(env.TUNELAB_THREADS), 'TUNELAB_THREADS', JSON.stringify(env.TUNELAB_THREADS)) : Math.max(1, cores),
     isa: env.TUNELAB_NATIVE_ISA ? isaName(env.TUNELAB_NATIVE_ISA, 'TUNELAB_NATIVE_ISA') : 'auto',
+    fused: env.TUNELAB_FUSED !== '0',
   };
 }
 
@@ -122,6 +138,7 @@ export function configureNative(options: NativeOptions = {}): NativeInfo {
     enabled: options.enabled ?? base.enabled,
     threads: options.threads ?? base.threads,
     isa: options.isa ?? base.isa,
+    fused: options.fused ?? base.fused,
   };
   return started ? startNative() : info;
 }
@@ -142,27 +159,37 @@ export function startNative(): NativeInfo {
   try {
     opts = settings ?? (settings = defaults());
   } catch (e) {
-    return (info = { active: false, reason: firstLine(e), threads: 1 });
+    return (info = { active: false, reason: firstLine(e), threads: 1, fused: false });
   }
   if (!opts.enabled) {
     const why = process.env.TUNELAB_NATIVE === '0' ? 'TUNELAB_NATIVE=0' : 'configureNative({ enabled: false })';
-    return (info = { active: false, reason: `native engine off (${why}); products run on XNNPACK`, threads: 1 });
+    return (info = { active: false, reason: `native engine off (${why}); products run on XNNPACK`, threads: 1, fused: false });
   }
   const lib = loadNativeAddon();
-  if (!lib) return (info = { active: false, reason: `${loadError}; products run on XNNPACK`, threads: 1 });
+  if (!lib) return (info = { active: false, reason: `${loadError}; products run on XNNPACK`, threads: 1, fused: false });
   try {
     const supported = lib.isas();
     const isa = lib.setIsa(opts.isa === 'auto' ? supported[0] : opts.isa);
     const threads = lib.setThreads(opts.threads);
-    return (info = { active: true, reason: `native GEMM: ${isa} kernels, ${threads} thread${threads > 1 ? 's' : ''}`, isa, threads });
+    // An addon built before the fused kernels existed has only the GEMM.
+    const fused = opts.fused && typeof lib.crossEntropy === 'function';
+    const what = fused ? 'native GEMM and fused kernels' : 'native GEMM';
+    const why = fused || !opts.fused ? '' : ' (fused kernels missing from this build: npm run build:native)';
+    const off = opts.fused ? '' : process.env.TUNELAB_FUSED === '0' ? ' (fused kernels off: TUNELAB_FUSED=0)' : ' (fused kernels off)';
+    return (info = { active: true, reason: `${what}: ${isa} kernels, ${threads} thread${threads > 1 ? 's' : ''}${why}${off}`, isa, threads, fused });
   } catch (e) {
-    return (info = { active: false, reason: `${firstLine(e)}; products run on XNNPACK`, threads: 1 });
+    return (info = { active: false, reason: `${firstLine(e)}; products run on XNNPACK`, threads: 1, fused: false });
   }
 }
 
 /** What the native engine does now. */
 export function nativeInfo(): NativeInfo {
   return { ...info };
+}
+
+/** The addon when its fused kernels are in use (fused.ts), else undefined. */
+export function fusedAddon(): NativeAddon | undefined {
+  return info.active && info.fused ? addon : undefined;
 }
 
 /** The GEMM the wasm BatchMatMul should call, or undefined when the native engine is off. */

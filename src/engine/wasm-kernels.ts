@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { DataId, DataType, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { registerFusedKernels } from './fused';
 import { nativeGemm, startNative } from './native';
 
 const BACKEND = 'wasm';
@@ -367,7 +368,8 @@ function register(config: KernelConfig): void {
  *
  * Call after `@tensorflow/tfjs-backend-wasm` is loaded (its stock BatchMatMul is kept as the fallback for
  * non-float32 inputs). Idempotent: a second call re-registers the same kernels and keeps the original
- * stock fallback. Also starts the native GEMM when its addon loads ({@link startNative}; `nativeInfo()`
+ * stock fallback. Also registers the fused kernels of fused.ts (`Tunelab*`, new kernels rather than patches:
+ * not in the returned list) and starts the native GEMM when its addon loads ({@link startNative}; `nativeInfo()`
  * says whether it runs and why not).
  *
  * @returns the kernel names registered for backend 'wasm'; empty when the wasm backend is not loaded.
@@ -375,6 +377,7 @@ function register(config: KernelConfig): void {
 export function patchWasmKernels(): string[] {
   if (!tf.getKernel(BATCH_MAT_MUL, BACKEND)) return [];
   startNative();
+  registerFusedKernels();
   for (const config of ours) {
     // Keep the first (stock) kernel as the fallback; a second call finds ours and keeps the stock one.
     const current = tf.getKernel(config.kernelName, BACKEND);

@@ -1,5 +1,6 @@
 /** Causal self-attention with grouped-query heads, RoPE, an optional KV cache and document masks. */
 import * as tf from '@tensorflow/tfjs';
+import { fusedOps, useFused } from '../engine/fused';
 import { applyRope, dropout } from './layers';
 
 /** Per-layer key/value cache for incremental decoding; k, v: (B, n_kv_heads, S, hd), kept outside tidy. */
@@ -104,8 +105,11 @@ export function scaledDotProductAttention(a: AttentionInputs, groups: number, ca
   // (its rows are few). Copying the cached k/v per head every decoding step cost more than the attention.
   const qg = groups === 1 ? q : (tf.reshape(q, [b, h / groups, groups * t, hd]) as tf.Tensor4D);
   const mask = groups === 1 || a.mask.shape[2] === 1 ? a.mask : tf.tile(a.mask, [1, 1, groups, 1]);
-  const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd)), mask);
-  const probs = dropout(tf.softmax(scores), a.dropoutRate, a.dropoutSeed);
+  const raw = tf.matMul(qg, k, false, true);
+  // Fused: softmax(scale·(q·kᵀ + mask)), the same as the composite's for a 0 / −1e9 mask (−1e9·scale is still −∞ to exp).
+  const probs = dropout(
+    useFused(raw, mask) ? fusedOps.softmax(tf.add(raw, mask), 1 / Math.sqrt(hd)) : tf.softmax(tf.add(tf.mul(raw, 1 / Math.sqrt(hd)), mask)),
+    a.dropoutRate, a.dropoutSeed);
   const out = tf.matMul(probs as tf.Tensor4D, v) as tf.Tensor4D;
   return groups === 1 ? out : (tf.reshape(out, [b, h, t, hd]) as tf.Tensor4D);
 }

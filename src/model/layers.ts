@@ -1,5 +1,10 @@
 /** Stateless building blocks of the transformer; weights are passed in, shapes are in comments. */
 import * as tf from '@tensorflow/tfjs';
+import { fusedOps, useFused } from '../engine/fused';
+
+/** Whether a norm weight/bias is one value per channel of x's last axis (what the fused kernels take). */
+const perChannel = (x: tf.Tensor, ...params: tf.Tensor[]): boolean =>
+  params.every((p) => p.rank === 1 && p.shape[0] === x.shape[x.rank - 1]);
 
 /** y = x·W (+ b) with W stored [in, out], so the forward product runs untransposed. x: (N, in). */
 export function linear(x: tf.Tensor2D, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor2D {
@@ -9,12 +14,14 @@ export function linear(x: tf.Tensor2D, weight: tf.Tensor, bias?: tf.Tensor): tf.
 
 /** RMSNorm (Zhang & Sennrich, arXiv 1910.07467): x / rms(x) · g over the last axis. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  if (useFused(x, weight) && perChannel(x, weight)) return fusedOps.rmsNorm(x, weight, eps);
   const ms = tf.mean(tf.square(x), -1, true);
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), weight);
 }
 
 /** LayerNorm (Ba et al., arXiv 1607.06450) over the last axis. */
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor {
+  if (useFused(x, weight, bias) && perChannel(x, weight, bias)) return fusedOps.layerNorm(x, weight, bias, eps);
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), weight), bias);
 }
@@ -24,13 +31,20 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
  * computed as the identical x·σ(2u), because Pow and Tanh are slow scalar loops on wasm (3x faster).
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (useFused(x)) return fusedOps.gelu(x);
   const c = 2 * Math.sqrt(2 / Math.PI);
   return tf.mul(x, tf.sigmoid(tf.mul(x, tf.add(c, tf.mul(c * 0.044715, tf.square(x))))));
 }
 
-/** SiLU / swish: x·σ(x), the gate of SwiGLU (Shazeer, arXiv 2002.05202). */
+/** SiLU / swish: x·σ(x), the gate of SwiGLU. */
 export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
+}
+
+/** SwiGLU's gated product (Shazeer, arXiv 2002.05202): silu(gate)·up, one fused kernel on the native engine. */
+export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  if (useFused(gate, up) && tf.util.arraysEqual(gate.shape, up.shape)) return fusedOps.swiglu(gate, up);
+  return tf.mul(silu(gate), up);
 }
 
 /**

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { requireEngine } from '../engine/backend';
 import { ModelConfig, headDim, modelConfig, validateConfig } from './config';
-import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, silu, dropout } from './layers';
+import { gelu, layerNorm, linear, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, dropout } from './layers';
 import { KVCache, attentionMask, scaledDotProductAttention } from './attention';
 import { inspect } from 'util';
 import { mimeBundleKey } from '../viz/display';
@@ -367,7 +367,7 @@ export class CausalLM {
       const m = tf.reshape(this.norm(`${p}.mlp_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
       const inner = c.family === 'gpt2'
         ? gelu(lin(`${p}.mlp.up_proj`, m))
-        : tf.mul(silu(lin(`${p}.mlp.gate_proj`, m)), lin(`${p}.mlp.up_proj`, m));
+        : swiglu(lin(`${p}.mlp.gate_proj`, m), lin(`${p}.mlp.up_proj`, m));
       const mlpOut = tf.reshape(lin(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
       x = tf.add(x, dropout(mlpOut, rate, nextSeed())) as tf.Tensor3D;
     }

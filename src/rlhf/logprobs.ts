@@ -4,15 +4,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
-import type { LmBatch } from '../train/causal-lm';
+import { tokenCrossEntropy, type LmBatch } from '../train/causal-lm';
 
-/** log π(targets[b, t] | inputs[b, ≤t]) for every position: (B, T). */
+/** log π(targets[b, t] | inputs[b, ≤t]) for every position: (B, T); 0 where a target is outside the vocabulary. */
 export function tokenLogProbs(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
-  return tf.tidy(() => {
-    // log-softmax at the target = logits[target] − logsumexp(logits): no (B, T, V) log-softmax kept for backprop.
-    const picked = tf.sum(tf.mul(logits, tf.oneHot(targets, logits.shape[2])), -1);
-    return tf.sub(picked, tf.logSumExp(logits, -1)) as tf.Tensor2D;
-  });
+  return tf.tidy(() => tf.neg(tokenCrossEntropy(logits, targets)) as tf.Tensor2D);
 }
 
 /** Per-row sums of masked token log-probs and the number of counted tokens. */

@@ -3,6 +3,7 @@
  * and the token-window batches it trains on.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedOps, useFused } from '../engine/fused';
 import { CausalLM } from '../model/transformer';
 import { EpochOrder } from '../util/epochs';
 import type { BatchSource, Objective } from './types';
@@ -21,16 +22,31 @@ export interface LmBatch {
 }
 
 /**
+ * −log softmax(logits)[target] at every position: logits (B, T, V), targets (B, T) int32 → (B, T).
+ * A target outside [0, V) gives 0 (it selects nothing). On the native engine one fused kernel computes it
+ * and its gradient, with no (B, T, V) log-softmax written out.
+ */
+export function tokenCrossEntropy(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [b, t, vocab] = logits.shape;
+    if (useFused(logits) && targets.dtype === 'int32') {
+      return tf.reshape(fusedOps.crossEntropy(tf.reshape(logits, [b * t, vocab]), tf.reshape(targets, [b * t])), [b, t]) as tf.Tensor2D;
+    }
+    // logsumexp − logits[target]: the one-hot picks nothing for an out-of-range target, so its lse is dropped too.
+    const onehot = tf.oneHot(targets, vocab);
+    const picked = tf.sum(tf.mul(logits, onehot), -1);
+    return tf.mul(tf.sub(tf.logSumExp(logits, -1), picked), tf.sum(onehot, -1)) as tf.Tensor2D;
+  });
+}
+
+/**
  * Mean of −log p(target) over positions where `lossMask` is 1. logits (B, T, V), targets (B, T) int32,
  * lossMask (B, T) float. A batch with an empty mask gives 0 (no division by zero).
  */
 export function maskedCrossEntropy(logits: tf.Tensor3D, targets: tf.Tensor2D, lossMask: tf.Tensor2D): tf.Scalar {
   return tf.tidy(() => {
-    const vocab = logits.shape[2];
-    const logp = tf.logSoftmax(logits);
-    const picked = tf.sum(tf.mul(logp, tf.oneHot(targets, vocab)), -1); // (B, T)
-    const total = tf.sum(tf.mul(picked, lossMask));
-    return tf.neg(tf.div(total, tf.maximum(tf.sum(lossMask), 1))) as tf.Scalar;
+    const total = tf.sum(tf.mul(tokenCrossEntropy(logits, targets), lossMask));
+    return tf.div(total, tf.maximum(tf.sum(lossMask), 1)) as tf.Scalar;
   });
 }
 

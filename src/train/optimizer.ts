@@ -3,6 +3,7 @@
  * p ← p − lr·(m̂/(√v̂ + ε) + λ·p), where decay applies only to matrices (not norms, biases, embeddings).
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedOps, useFused } from '../engine/fused';
 import { withDefaults } from '../util/options';
 
 /** AdamW hyper-parameters; defaults are Hugging Face `TrainingArguments`' (β = 0.9/0.999, ε = 1e-8, λ = 0). */
@@ -52,10 +53,19 @@ export class AdamW {
         if (!g) continue;
         const m = this.m.get(path)!;
         const v = this.v.get(path)!;
+        const decay = weightDecay > 0 && decays(path, p) ? weightDecay : 0;
+        if (useFused(p, g, m, v)) {
+          // One pass on the native engine: the same update, 3 reads and 3 writes per element.
+          const [pNew, mNew, vNew] = fusedOps.adamw(p, g, m, v, { lr, beta1, beta2, eps, weightDecay: decay, biasCorrection1: c1, biasCorrection2: c2 });
+          m.assign(mNew);
+          v.assign(vNew);
+          p.assign(pNew);
+          continue;
+        }
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-        if (weightDecay > 0 && decays(path, p)) update = tf.add(update, tf.mul(p, weightDecay));
+        if (decay > 0) update = tf.add(update, tf.mul(p, decay));
         p.assign(tf.sub(p, tf.mul(update, lr)));
       }
     });

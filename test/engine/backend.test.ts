@@ -56,7 +56,7 @@ describe('engine/backend', function () {
     assert.equal(tf.getBackend(), 'wasm');
     // Products run on the native GEMM's pool when its addon is built, else single-threaded XNNPACK.
     assert.equal(wasm.threads, wasm.native?.active ? wasm.native.threads : 1);
-    assert.match(wasm.native?.reason ?? '', wasm.native?.active ? /native GEMM: \w+ kernels/ : /products run on XNNPACK/);
+    assert.match(wasm.native?.reason ?? '', wasm.native?.active ? /native GEMM( and fused kernels)?: \w+ kernels/ : /products run on XNNPACK/);
     assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
     assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
     assert.equal(engine(), wasm);

@@ -97,13 +97,18 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
     assert.throws(() => configureNative({ isa: 'sse9' as NativeIsa }), /unknown ISA "sse9"/);
   });
 
-  it('follows TUNELAB_NATIVE, TUNELAB_THREADS and TUNELAB_NATIVE_ISA, and says why it is off', () => {
+  it('follows TUNELAB_NATIVE, TUNELAB_THREADS, TUNELAB_NATIVE_ISA and TUNELAB_FUSED, and says why it is off', () => {
     const saved = { ...process.env };
     try {
       Object.assign(process.env, { TUNELAB_NATIVE: '0' });
-      assert.deepEqual(resetNative(), { active: false, reason: 'native engine off (TUNELAB_NATIVE=0); products run on XNNPACK', threads: 1 });
+      assert.deepEqual(resetNative(), { active: false, reason: 'native engine off (TUNELAB_NATIVE=0); products run on XNNPACK', threads: 1, fused: false });
       Object.assign(process.env, { TUNELAB_NATIVE: '1', TUNELAB_THREADS: '3', TUNELAB_NATIVE_ISA: 'generic' });
-      assert.deepEqual(resetNative(), { active: true, reason: 'native GEMM: generic kernels, 3 threads', isa: 'generic', threads: 3 });
+      assert.deepEqual(resetNative(), { active: true, reason: 'native GEMM and fused kernels: generic kernels, 3 threads', isa: 'generic', threads: 3, fused: true });
+      Object.assign(process.env, { TUNELAB_FUSED: '0' });
+      assert.deepEqual(resetNative(), {
+        active: true, reason: 'native GEMM: generic kernels, 3 threads (fused kernels off: TUNELAB_FUSED=0)', isa: 'generic', threads: 3, fused: false,
+      });
+      delete process.env.TUNELAB_FUSED;
       Object.assign(process.env, { TUNELAB_THREADS: 'many' });
       const bad = resetNative();
       assert.equal(bad.active, false);

@@ -9,6 +9,7 @@ export * from './chat';
 export * from './tokenize';
 export * from './batches';
 export * from './columns';
+export * from './distill';
 /**
  * arquero, the table library behind `Corpus` (tunelab depends on it), re-exported so that notebooks and
  * scripts in any folder can use it without installing it: `import { aq } from 'tunelab'`.

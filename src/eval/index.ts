@@ -3,6 +3,9 @@ export * from './metrics';
 export * from './forgetting';
 export * from './runs';
 export { tensorboard } from './tensorboard';
+export * from './bias';
+export * from './drift';
+export * from './rouge';
 export {
   Task, task, taskKinds, isTasks, taskFromTable, evaluateTasks, taskEvalDefaults, taskScoreRows, taskTable, countWords, countBytes,
   loglikelihoods, rollingLoglikelihoods, greedyUntil, encodePair, requestDefaults,

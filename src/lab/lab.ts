@@ -53,6 +53,8 @@ import { summaryBundle } from '../viz/summary';
 import { inspect } from 'util';
 import { progress, liveLossChart, liveMetricsChart, type TrainerEventSource } from '../viz/live';
 import { lossChart, forgettingChart, type ForgettingSeries } from '../viz/charts';
+import { labDistill, labDrift, runBias } from './audit';
+import type { BiasProbe, BiasReport } from '../eval/bias';
 
 /** What a stage trains: every weight, a frozen subset, or an adapter a PEFT method attaches. */
 export type Strategy =
@@ -574,6 +576,17 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
   }
 
   /**
+   * Bias amplification: this run's model against the model it started from on a probe (default: pronouns
+   * after a role), beside the skew of `data`, the run's fine-tuning data (see `biasReport`).
+   *
+   * @example
+   * (await run.bias(lab.dataset('instructions'))).plot().show();
+   */
+  bias(data: LabData, probe?: BiasProbe, options: { tolerance?: number; batchSize?: number } = {}): Promise<BiasReport> {
+    return runBias(this, data, probe, options);
+  }
+
+  /**
    * Saves what the run trained: with adapters, each in PEFT's layout (`dir`, or `dir/<name>` for
    * several), plus `dir/base` (the model they were trained on) when the run continued an earlier stage;
    * otherwise the model and tokenizer as an HF-layout checkpoint folder.
@@ -628,4 +641,8 @@ export const lab = {
   runs(dir = 'runs'): RunLog {
     return new RunLog(dir);
   },
+  /** Drift of saved versions (of the named runs, or given) on dated sets; see `labDrift`. */
+  drift: labDrift,
+  /** Self-instruct data from a teacher (a `Teacher`, a run or a base model); see `labDistill`. */
+  distill: labDistill,
 };

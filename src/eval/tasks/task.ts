@@ -56,7 +56,9 @@ export class Task<D = Record<string, unknown>> {
   readonly until: readonly string[];
   readonly maxNewTokens: number;
   readonly description: string;
-  private readonly spec: TaskSpec<D>;
+  // Typed loosely so a Task<Doc> is a Task<unknown>: the document type only flows out (docs), never in.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private readonly spec: TaskSpec<any>;
 
   /** @internal use {@link task} */
   constructor(spec: TaskSpec<D>) {

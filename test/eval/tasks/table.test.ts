@@ -41,7 +41,7 @@ describe('eval/tasks/table', () => {
     assert.throws(() => task({ name: 'a', kind: 'multiple_choice', docs, prompt: (d) => d.t, target: () => 0 }), /task "a": a multiple_choice task needs choices/);
     assert.throws(() => task({ name: 'a', kind: 'ranking' as never, docs, prompt: (d) => d.t, target: () => 0 }), /task "a": kind must be one of multiple_choice, loglikelihood, generate_until, loglikelihood_rolling/);
     assert.throws(() => task({ name: 'a', kind: 'loglikelihood', docs: [], prompt: (d) => d, target: () => 'x' }), /task "a": docs must be a non-empty array/);
-    assert.throws(() => task({ name: 'a', kind: 'loglikelihood', docs, prompt: (d) => d.t, target: () => 'x', promt: 1 } as never), /task "a": unknown field "promt"/);
+    assert.throws(() => task({ name: 'a', kind: 'loglikelihood', docs, prompt: (d: { t: string }) => d.t, target: () => 'x', promt: 1 } as never), /task "a": unknown field "promt"/);
     const t = task({ name: 'a', kind: 'loglikelihood', docs, prompt: (d) => d.t, target: () => '' });
     assert.throws(() => t.text(0), /task "a", document 0: target must be a non-empty string for loglikelihood, got ""/);
     assert.equal(t.limit(5), t);

@@ -1,6 +1,7 @@
 /**
  * PPO's arithmetic, as pure functions (exported for tests and for readers): KL-shaped per-token rewards,
- * generalised advantage estimation, whitening, and the clipped policy and value losses.
+ * generalised advantage estimation, whitening, and the clipped policy and value losses; and the group
+ * advantages of GRPO and RLOO.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -51,7 +52,59 @@ export function shapeRewards(logprobs: readonly number[], refLogprobs: readonly 
   return { rewards, kl };
 }
 
-function maskedMean(x: tf.Tensor, mask: tf.Tensor): tf.Scalar {
+/** How rewards become advantages within each group of completions of one prompt (GRPO, RLOO). */
+export interface GroupAdvantageOptions {
+  /**
+   * Baseline subtracted from each reward: the group mean (GRPO, arXiv 2402.03300) or the mean of the
+   * other G − 1 rewards of the group (RLOO, arXiv 2402.14740: r_i − (Σ_j r_j − r_i)/(G − 1)).
+   */
+  baseline: 'mean' | 'leave-one-out';
+  /**
+   * Divide by the rewards' std (unbiased): of the group (`'group'`, TRL's default), of the whole batch
+   * (`'batch'`), or not at all (`'none'`: Dr. GRPO, arXiv 2503.20783 §3.1, which shows the per-group std
+   * over-weights questions that are nearly always or never solved).
+   */
+  scaleRewards: 'group' | 'batch' | 'none';
+}
+
+/** Per-group mean and std (unbiased) of rewards laid out group by group (G consecutive per prompt). */
+export function groupStats(rewards: readonly number[], groupSize: number): { mean: number[]; std: number[] } {
+  if (!(Number.isInteger(groupSize) && groupSize >= 1)) throw new Error(`groupStats: groupSize must be an integer ≥ 1 (got ${groupSize})`);
+  if (rewards.length % groupSize !== 0) throw new Error(`groupStats: ${rewards.length} rewards do not split into groups of ${groupSize}`);
+  const mean: number[] = [];
+  const std: number[] = [];
+  for (let g = 0; g < rewards.length; g += groupSize) {
+    const xs = rewards.slice(g, g + groupSize);
+    const m = xs.reduce((a, b) => a + b, 0) / groupSize;
+    mean.push(m);
+    std.push(groupSize > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (groupSize - 1)) : 0);
+  }
+  return { mean, std };
+}
+
+/**
+ * One advantage per completion, from rewards laid out group by group (G consecutive per prompt):
+ * (r − baseline) / (std + 1e-4) with TRL's 1e-4, or r − baseline when `scaleRewards` is 'none'.
+ *
+ * @example
+ * groupAdvantages([1, 0, 0, 1], 2, { baseline: 'mean', scaleRewards: 'none' });          // [0.5, -0.5, -0.5, 0.5]
+ * groupAdvantages([1, 0, 0], 3, { baseline: 'leave-one-out', scaleRewards: 'none' });    // [1, -0.5, -0.5]
+ */
+export function groupAdvantages(rewards: readonly number[], groupSize: number, o: GroupAdvantageOptions): number[] {
+  const { mean, std } = groupStats(rewards, groupSize);
+  if (o.baseline === 'leave-one-out' && groupSize < 2) throw new Error('groupAdvantages: the leave-one-out baseline needs groups of at least 2 completions');
+  const batchStd = o.scaleRewards === 'batch' ? groupStats(rewards, rewards.length).std[0] : 0;
+  return rewards.map((r, i) => {
+    const g = Math.floor(i / groupSize);
+    // r − mean of the others = G/(G − 1)·(r − group mean).
+    const centred = o.baseline === 'mean' ? r - mean[g] : (groupSize / (groupSize - 1)) * (r - mean[g]);
+    if (o.scaleRewards === 'none') return centred;
+    return centred / ((o.scaleRewards === 'group' ? std[g] : batchStd) + 1e-4);
+  });
+}
+
+/** Σ mask·x / max(Σ mask, 1): a mean over the masked (response) positions. */
+export function maskedMean(x: tf.Tensor, mask: tf.Tensor): tf.Scalar {
   return tf.div(tf.sum(tf.mul(x, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
 }
 

@@ -10,3 +10,7 @@ export * from './preference';
 export * from './simpo';
 export * from './orpo';
 export * from './kto';
+export * from './reference';
+export * from './grpo';
+export * from './rloo';
+export * from './tasks';

@@ -57,7 +57,7 @@ describe('engine/backend', function () {
     // Products run on the native GEMM's pool when its addon is built, else single-threaded XNNPACK.
     assert.equal(wasm.threads, wasm.native?.active ? wasm.native.threads : 1);
     assert.match(wasm.native?.reason ?? '', wasm.native?.active ? /native GEMM( and fused kernels)?: \w+ kernels/ : /products run on XNNPACK/);
-    assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
+    assert.deepEqual(wasm.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity', 'GatherV2']);
     assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
     assert.equal(engine(), wasm);
     // Asking again for the running backend returns the same report without restarting.
@@ -96,7 +96,7 @@ describe('engine/backend', function () {
     assert.equal(tf.getBackend(), 'wasm');
     assert.deepEqual(info.skipped.map((s) => s.backend), ['tensorflow-gpu', 'tensorflow']);
     for (const s of info.skipped) assert.match(s.reason, /tfjs-node/);
-    assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
+    assert.deepEqual(info.patchedKernels, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity', 'GatherV2']);
   });
 
   it('a broken tfjs-node binding (installed without its libtensorflow) is skipped, not fatal', function () {

@@ -122,7 +122,7 @@ describe('engine/wasm-kernels', function () {
 
   describe('registration', () => {
     it('registers tunelab kernels for wasm and reports their names', () => {
-      assert.deepEqual(patched, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity']);
+      assert.deepEqual(patched, ['BatchMatMul', 'UnsortedSegmentSum', 'Sum', 'Identity', 'GatherV2']);
       assert.equal(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc, batchMatMulConfig.kernelFunc);
       assert.equal(tf.getKernel('UnsortedSegmentSum', 'wasm')?.kernelFunc, unsortedSegmentSumConfig.kernelFunc);
     });
@@ -403,6 +403,32 @@ describe('engine/wasm-kernels', function () {
       assert.equal(tf.memory().numTensors, tensors);
       assert.equal(backend.numDataIds(), dataIds);
       tf.dispose([table, ids]);
+    });
+  });
+
+  describe('GatherV2', () => {
+    it('matches cpu along axis 0 (embedding lookups, repeated ids, int32 rows, rank-3 tables) and other axes', async () => {
+      const table = randomValues(7 * 3 * 2, 31);
+      const run = () => {
+        const ids = tf.tensor2d([[6, 0, 6], [2, 2, 1]], [2, 3], 'int32');
+        const x = tf.tensor3d(table, [7, 3, 2]);
+        return [tf.gather(x, ids), tf.gather(tf.tensor2d(table, [14, 3]).toInt(), ids), tf.gather(x, tf.tensor1d([2, 0], 'int32'), 1), tf.gather(tf.tensor1d(table.slice(0, 7)), tf.scalar(3, 'int32'))];
+      };
+      assertClose(await runOn('wasm', run), await runOn('cpu', run), 0, 'gather');
+      // The embedding gradient (UnsortedSegmentSum) still flows through it.
+      const grad = () => [tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, tf.tensor1d([1, 1, 4], 'int32')), tf.tensor2d(randomValues(6, 3), [3, 2]))))(tf.ones([5, 2]))];
+      assertClose(await runOn('wasm', grad), await runOn('cpu', grad), 1e-6, 'gather gradient');
+    });
+
+    it('refuses an index outside the table with the stock message, leaking nothing', async () => {
+      await tf.setBackend('wasm');
+      const x = tf.ones([4, 2]);
+      const before = tf.memory().numTensors;
+      const ids = tf.tensor1d([0, 4], 'int32');
+      assert.throws(() => tf.gather(x, ids), /GatherV2: the index value 4 is not in \[0, 3\]/);
+      ids.dispose();
+      assert.equal(tf.memory().numTensors, before);
+      x.dispose();
     });
   });
 

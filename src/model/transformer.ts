@@ -281,14 +281,13 @@ export class CausalLM {
   head(h: tf.Tensor3D, ctx: LinearContext = { training: false, batch: h.shape[0] }): tf.Tensor3D {
     const [b, t, d] = h.shape;
     const h2 = tf.reshape(h, [b * t, d]) as tf.Tensor2D;
-    const q = this.config.tieEmbeddings ? this.quantized.get('embed_tokens.weight') : undefined;
-    if (q) return tf.reshape(quantMatMul(h2, q, true), [b, t, this.config.vocabSize]);
-    const embeddings = this.weight('embed_tokens.weight') as tf.Tensor2D;
+    const q = this.quantized.get('embed_tokens.weight');
     // Tied head: h·Eᵀ. With few rows (decoding), E·hᵀ transposed back is far cheaper: the transposed
     // operand is then the small h, not the (vocab, d) table (wasm materialises transposes).
+    const tied = (embeddings: tf.Tensor2D) => (b * t < 16 ? tf.transpose(tf.matMul(embeddings, h2, false, true)) as tf.Tensor2D
+      : tf.matMul(h2, embeddings, false, true));
     const logits = !this.config.tieEmbeddings ? this.linear('lm_head', h2, ctx)
-      : b * t < 16 ? tf.transpose(tf.matMul(embeddings, h2, false, true)) as tf.Tensor2D
-        : tf.matMul(h2, embeddings, false, true);
+      : q ? quantMatMul(h2, q, true) : tied(this.weight('embed_tokens.weight') as tf.Tensor2D);
     return tf.reshape(logits, [b, t, this.config.vocabSize]);
   }
 

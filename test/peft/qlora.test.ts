@@ -35,9 +35,9 @@ async function train(model: CausalLM, steps: number): Promise<{ losses: number[]
 describe('peft/qlora: adapters on a quantized frozen base', () => {
   before(engineReady);
 
-  for (const fam of [llama, gpt2]) {
+  for (const fam of [llama, gpt2, { ...llama, tieEmbeddings: false }]) {
     for (const cfg of formats) {
-      it(`${fam.family} ${JSON.stringify(cfg)}: the quantized forward equals the float32 forward of the decoded weights; frees the float32 variables`, () => {
+      it(`${fam.family}${fam.tieEmbeddings === false ? ' (untied head)' : ''} ${JSON.stringify(cfg)}: the quantized forward equals the float32 forward of the decoded weights; frees the float32 variables`, () => {
         const m = CausalLM.create(fam, { seed: 2 });
         const f32Bytes = weightBytes(m).total;
         const before = tf.memory().numBytes;

@@ -17,7 +17,7 @@ describe('lab: run.evaluate(tasks) and .track({ tasks })', () => {
       .track({ every: 2, windows: 2, tasks: [tasks[0]], taskLimit: 8 }).pretrain({ maxSteps: 4, seqLen: 32, batchSize: 2 });
     const scored = await run.evaluate(tasks, { bootstrapIters: 50 });
     assert.deepEqual(scored, evaluateTasks(run.model, run.tokenizer, tasks, { bootstrapIters: 50 }));
-    assert.deepEqual(scored.map((r) => r.scores.map((s) => s.metric)), [['acc', 'acc_norm'], ['acc', 'perplexity']]);
+    assert.deepEqual(scored.map((r) => r.scores.map((s) => s.metric)), [['acc', 'acc_norm', 'acc_mutual_info'], ['acc', 'perplexity']]);
     const loss = await run.evaluate(lab.dataset('general', 'heldout').slice(0, 1));
     assert.ok(Number.isFinite(loss.loss), 'data still gives loss and perplexity');
 

@@ -36,7 +36,7 @@ export const taskEvalDefaults: Readonly<TaskEvalOptions> = Object.freeze({
 
 /** One metric of one task. */
 export interface TaskScore {
-  /** lm-eval's metric name: `acc`, `acc_norm`, `perplexity`, `exact_match`, `contains`, `word_perplexity`, … */
+  /** lm-eval's metric name: `acc`, `acc_norm`, `acc_mutual_info`, `perplexity`, `exact_match`, `contains`, `word_perplexity`, … */
   metric: string;
   value: number;
   /** Interval bounds at `confidence`. */
@@ -60,6 +60,9 @@ export interface DocResult {
   gold?: number;
   pred?: number;
   predNorm?: number;
+  /** `multiple_choice` with `mutualInfo`: each choice's log-likelihood after an empty context, and argmax of lls − these. */
+  unconditional?: number[];
+  predMutualInfo?: number;
   /** `loglikelihood`: every target token was the argmax. */
   isGreedy?: boolean;
   /** `generate_until`: the greedy continuation and the target. */
@@ -118,14 +121,23 @@ function multipleChoice(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: Ta
   const choices = t.docs.map((_, i) => t.choices(i));
   const requests = choices.flatMap((cs, i) => cs.map((c) => ({ context: t.prompt(i), continuation: t.delimiter + c })));
   const lls = loglikelihoods(model, tok, requests, o).map((r) => r.ll);
+  // lm-eval's unconditional request is ("", choice): no prompt and no delimiter.
+  const free = t.mutualInfo ? loglikelihoods(model, tok, choices.flat().map((c) => ({ context: '', continuation: c })), o).map((r) => r.ll) : [];
   let at = 0;
   const docs = choices.map((cs, i): DocResult => {
-    const ll = lls.slice(at, (at += cs.length));
-    return { doc: i, lls: ll, gold: t.gold(i, cs), pred: argmax(ll), predNorm: argmax(ll.map((x, j) => x / cs[j].length)) };
+    const from = at;
+    const ll = lls.slice(from, (at += cs.length));
+    const d: DocResult = { doc: i, lls: ll, gold: t.gold(i, cs), pred: argmax(ll), predNorm: argmax(ll.map((x, j) => x / cs[j].length)) };
+    if (!t.mutualInfo) return d;
+    const unconditional = free.slice(from, at);
+    return { ...d, unconditional, predMutualInfo: argmax(ll.map((x, j) => x - unconditional[j])) };
   });
   return {
     task: t.name, kind: t.kind, docs,
-    scores: [proportion('acc', docs.map((d) => d.pred === d.gold), o.confidence), proportion('acc_norm', docs.map((d) => d.predNorm === d.gold), o.confidence)],
+    scores: [
+      proportion('acc', docs.map((d) => d.pred === d.gold), o.confidence), proportion('acc_norm', docs.map((d) => d.predNorm === d.gold), o.confidence),
+      ...(t.mutualInfo ? [proportion('acc_mutual_info', docs.map((d) => d.predMutualInfo === d.gold), o.confidence)] : []),
+    ],
   };
 }
 

@@ -11,11 +11,12 @@
  * - {@link realContinuationTask} (HellaSwag-style, arXiv 1905.07830): one or two sentences of general
  *   English and four candidate next sentences: the real one and three sentences drawn from other documents,
  *   of similar length (0.67–1.5 × the real one's characters) so length alone does not give it away.
- *   Scored by `acc` and `acc_norm`.
+ *   Scored by `acc`, `acc_norm` and `acc_mutual_info` (which discounts how likely a sentence is anyway).
  * - {@link domainCompletionTask}: a line of a Bash or Python example from the domain held-out split (lines of
  *   multi-line blocks, 24–100 characters, not comments), cut at the space nearest its middle; the context is up
  *   to four preceding lines of the block plus the line's first half; the choices are the real second half and
- *   the second halves of three lines from other documents (0.5–2 × its length). Scored by `acc` and `acc_norm`.
+ *   the second halves of three lines from other documents (0.5–2 × its length). Scored by `acc`, `acc_norm` and
+ *   `acc_mutual_info`.
  */
 import { dataset } from '../../lab/data';
 import { Rng } from '../../util/rng';
@@ -155,7 +156,7 @@ export function realContinuationTask(options: Partial<ShippedTaskOptions> = {}):
   }
   return task<ChoiceDoc>({
     name: 'real_continuation', kind: 'multiple_choice', docs,
-    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label,
+    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label, mutualInfo: true,
     description: 'HellaSwag-style: the real next sentence of a general held-out passage among three from other documents',
   });
 }
@@ -195,7 +196,7 @@ export function domainCompletionTask(options: Partial<ShippedTaskOptions> = {}):
   }
   return task<ChoiceDoc>({
     name: 'domain_completion', kind: 'multiple_choice', docs,
-    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label,
+    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label, mutualInfo: true,
     description: 'which snippet completes a line of a Bash / Python example (domain held-out split)',
   });
 }

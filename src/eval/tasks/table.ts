@@ -27,10 +27,11 @@ export interface TableTaskConfig {
   delimiter?: string;
   until?: readonly string[];
   maxNewTokens?: number;
+  mutualInfo?: boolean;
   description?: string;
 }
 
-const configKeys = ['name', 'kind', 'prompt', 'choices', 'target', 'delimiter', 'until', 'maxNewTokens', 'description'];
+const configKeys = ['name', 'kind', 'prompt', 'choices', 'target', 'delimiter', 'until', 'maxNewTokens', 'mutualInfo', 'description'];
 
 /**
  * A task whose documents are the rows of an arquero table (or plain row objects). Columns are checked

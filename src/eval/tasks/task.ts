@@ -5,7 +5,9 @@
  *
  * - `multiple_choice`: log-likelihood of `delimiter + choice` after the prompt for every choice; `acc` is
  *   right when the gold choice has the highest log-likelihood, `acc_norm` when it has the highest
- *   log-likelihood per character of the choice (lm-eval: `argmax(lls / [len(c) for c in choices])`).
+ *   log-likelihood per character of the choice (lm-eval: `argmax(lls / [len(c) for c in choices])`); with
+ *   `mutualInfo`, `acc_mutual_info` when it has the highest log-likelihood less its log-likelihood with no
+ *   context (lm-eval scores the choice after an empty context: `("", choice)`).
  * - `loglikelihood`: log-likelihood of `delimiter + target` (LAMBADA); `acc` is right when every target
  *   token is the argmax (lm-eval's `is_greedy`), `perplexity` is exp(−mean log-likelihood) over documents.
  * - `generate_until`: greedy continuation of the prompt, cut at the first `until` string; `exact_match` and
@@ -40,6 +42,8 @@ export interface TaskSpec<D = Record<string, unknown>> {
   until?: readonly string[];
   /** `generate_until`: most new tokens (default 32). */
   maxNewTokens?: number;
+  /** `multiple_choice`: also score `acc_mutual_info` (one more request per choice, without the prompt). */
+  mutualInfo?: boolean;
   /** One line on what the task measures and how it was built. */
   description?: string;
 }
@@ -55,6 +59,7 @@ export class Task<D = Record<string, unknown>> {
   readonly delimiter: string;
   readonly until: readonly string[];
   readonly maxNewTokens: number;
+  readonly mutualInfo: boolean;
   readonly description: string;
   // Typed loosely so a Task<Doc> is a Task<unknown>: the document type only flows out (docs), never in.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -69,6 +74,7 @@ export class Task<D = Record<string, unknown>> {
     this.delimiter = spec.delimiter ?? ' ';
     this.until = Object.freeze([...(spec.until ?? ['\n\n'])]);
     this.maxNewTokens = spec.maxNewTokens ?? 32;
+    this.mutualInfo = spec.mutualInfo ?? false;
     this.description = spec.description ?? '';
   }
 
@@ -130,7 +136,7 @@ function describe(x: unknown): string {
   return s === undefined ? String(x) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-const specKeys = ['name', 'kind', 'docs', 'prompt', 'choices', 'target', 'delimiter', 'until', 'maxNewTokens', 'description'];
+const specKeys = ['name', 'kind', 'docs', 'prompt', 'choices', 'target', 'delimiter', 'until', 'maxNewTokens', 'mutualInfo', 'description'];
 
 /**
  * Checks a task spec and returns the {@link Task}. Errors name the task and the field.
@@ -154,6 +160,7 @@ export function task<D>(spec: TaskSpec<D>): Task<D> {
   if (spec.kind !== 'multiple_choice' && spec.choices !== undefined) throw new Error(`${where}: choices apply to multiple_choice tasks only (kind ${spec.kind})`);
   if (spec.delimiter !== undefined && typeof spec.delimiter !== 'string') throw new Error(`${where}: delimiter must be a string`);
   if (spec.until !== undefined && (!Array.isArray(spec.until) || spec.until.some((u) => typeof u !== 'string' || u.length === 0))) throw new Error(`${where}: until must be an array of non-empty strings`);
+  if (spec.mutualInfo !== undefined && (typeof spec.mutualInfo !== 'boolean' || (spec.mutualInfo && spec.kind !== 'multiple_choice'))) throw new Error(`${where}: mutualInfo is a boolean for multiple_choice tasks`);
   if (spec.maxNewTokens !== undefined && (!Number.isInteger(spec.maxNewTokens) || spec.maxNewTokens < 1)) throw new Error(`${where}: maxNewTokens must be a positive integer (got ${spec.maxNewTokens})`);
   return new Task(spec);
 }

@@ -54,17 +54,18 @@ describe('eval/tasks/evaluate', () => {
     });
   });
 
-  it('multiple_choice: acc is the argmax of log-likelihood, acc_norm of log-likelihood per character (lm-eval)', () => {
+  it('multiple_choice: acc is the argmax of log-likelihood, acc_norm of log-likelihood per character, acc_mutual_info of ll − ll without context (lm-eval)', () => {
     const docs = [
       { q: 'the cat sat on', options: ['the mat', 'dawn'], gold: 0 },
       // One token against many: the sum favours "a", the per-character mean favours the long choice.
       { q: 'birds', options: ['a', 'sing at dawn the sea is deep and wide'], gold: 1 },
       { q: 'a dog ran in', options: ['the park', 'the sea', 'wide'], gold: 2 },
     ];
-    const t = task({ name: 'mc', kind: 'multiple_choice', docs, prompt: (d) => d.q, choices: (d) => d.options, target: (d) => d.gold });
+    const t = task({ name: 'mc', kind: 'multiple_choice', docs, prompt: (d) => d.q, choices: (d) => d.options, target: (d) => d.gold, mutualInfo: true });
     const [r] = evaluateTasks(model, tok, [t]);
     let acc = 0;
     let accNorm = 0;
+    let accMi = 0;
     docs.forEach((d, i) => {
       const ctx = tok.encode(d.q);
       const lls = d.options.map((c) => {
@@ -77,14 +78,22 @@ describe('eval/tasks/evaluate', () => {
       const predNorm = norm.indexOf(Math.max(...norm));
       assert.equal(r.docs[i].pred, pred);
       assert.equal(r.docs[i].predNorm, predNorm);
+      // Unconditional: the choice alone (no delimiter) after the prefix token, as lm-eval's ("", choice).
+      const free = d.options.map((c) => handLl([eos(), ...tok.encode(c)], 1).ll);
+      free.forEach((ll, j) => close(r.docs[i].unconditional![j], ll, 1e-4, `doc ${i} unconditional ${j}`));
+      const mi = lls.map((ll, j) => ll - free[j]);
+      const predMi = mi.indexOf(Math.max(...mi));
+      assert.equal(r.docs[i].predMutualInfo, predMi);
       acc += Number(pred === d.gold);
       accNorm += Number(predNorm === d.gold);
+      accMi += Number(predMi === d.gold);
     });
     assert.equal(r.docs[1].pred, 0, 'the sum picks the one-token choice');
     assert.equal(r.docs[1].predNorm, 1, 'the per-character mean picks the long choice');
     const byName = Object.fromEntries(r.scores.map((s) => [s.metric, s]));
     assert.equal(byName.acc.value, acc / 3);
     assert.equal(byName.acc_norm.value, accNorm / 3);
+    assert.equal(byName.acc_mutual_info.value, accMi / 3);
     assert.deepEqual({ low: byName.acc.low, high: byName.acc.high }, wilsonInterval(acc, 3));
     assert.equal(byName.acc.interval, 'wilson');
     assert.equal(byName.acc.n, 3);

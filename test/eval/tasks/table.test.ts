@@ -46,5 +46,6 @@ describe('eval/tasks/table', () => {
     assert.throws(() => t.text(0), /task "a", document 0: target must be a non-empty string for loglikelihood, got ""/);
     assert.equal(t.limit(5), t);
     assert.throws(() => t.limit(0), /limit must be a positive integer or null/);
+    assert.throws(() => task({ name: 'a', kind: 'loglikelihood', docs, prompt: (d) => d.t, target: () => 'x', mutualInfo: true }), /task "a": mutualInfo is a boolean for multiple_choice tasks/);
   });
 });

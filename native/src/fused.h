@@ -34,6 +34,8 @@ typedef enum {
   FUSED_ADAMW,              /* p: param, grad, m, v, param', m', v'; s: lr, β1, β2, ε, λ, 1−β1ᵗ, 1−β2ᵗ */
   FUSED_SOFTMAX,            /* p: x[R,C], y; s: scale — y = softmax(scale·x) per row */
   FUSED_SOFTMAX_GRAD,       /* p: y, dy, dx; s: scale — dx = scale·y·(dy − Σ dy·y) */
+  FUSED_ROPE,               /* p: x[R,hd], cos, sin, y; s: T, H, batched tables (0/1) — rotate-half RoPE */
+  FUSED_ROPE_GRAD,          /* p: dy, cos, sin, dx; s: as FUSED_ROPE */
   FUSED_COUNT
 } fused_op;
 

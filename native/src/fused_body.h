@@ -289,6 +289,40 @@ FB void fb_adamw(const fused_args *a, long i0, long i1) {
   fb_adamw_loop(a->p[0], a->p[1], a->p[2], a->p[3], a->p[4], a->p[5], a->p[6], i0, i1, a->s);
 }
 
+/* ---- RoPE, rotate-half layout: y = x·cos + rotate_half(x)·sin, rotate_half(x) = (−x₂, x₁) ---- */
+
+/*
+ * Rows are (b, h, t) of x viewed as [B·H·T, hd]; the tables are [T, hd] shared by every batch row, or
+ * [B, T, hd] (positions per row) when s[2] is 1. s[0] = T and s[1] = H are whole numbers held as floats.
+ */
+FB long fb_rope_table_row(const fused_args *a, long r) {
+  const long t = (long)a->s[0], h = (long)a->s[1];
+  return (a->s[2] != 0.0f ? (r / (h * t)) * t : 0) + r % t;
+}
+
+FB void fb_rope(const fused_args *a, long r0, long r1) {
+  const long hd = a->cols, half = hd / 2;
+  for (long r = r0; r < r1; r++) {
+    const float *x = a->p[0] + r * hd;
+    const float *c = a->p[1] + fb_rope_table_row(a, r) * hd, *s = a->p[2] + fb_rope_table_row(a, r) * hd;
+    float *y = a->p[3] + r * hd;
+    for (long j = 0; j < half; j++) y[j] = x[j] * c[j] - x[j + half] * s[j];
+    for (long j = half; j < hd; j++) y[j] = x[j] * c[j] + x[j - half] * s[j];
+  }
+}
+
+/* The transpose: dx_j = dy_j·cos_j + dy_{j+h}·sin_{j+h} below the half, dy_j·cos_j − dy_{j−h}·sin_{j−h} above. */
+FB void fb_rope_grad(const fused_args *a, long r0, long r1) {
+  const long hd = a->cols, half = hd / 2;
+  for (long r = r0; r < r1; r++) {
+    const float *dy = a->p[0] + r * hd;
+    const float *c = a->p[1] + fb_rope_table_row(a, r) * hd, *s = a->p[2] + fb_rope_table_row(a, r) * hd;
+    float *dx = a->p[3] + r * hd;
+    for (long j = 0; j < half; j++) dx[j] = dy[j] * c[j] + dy[j + half] * s[j + half];
+    for (long j = half; j < hd; j++) dx[j] = dy[j] * c[j] - dy[j - half] * s[j - half];
+  }
+}
+
 /* The table of one ISA; `T` is the target attribute (empty for the generic build). */
 #define FUSED_DEFINE_ISA(NAME, T)                                                                      \
   T static void NAME##_ce(const fused_args *a, long b, long e) { fb_cross_entropy(a, b, e); }           \
@@ -304,10 +338,12 @@ FB void fb_adamw(const fused_args *a, long i0, long i1) {
   T static void NAME##_adamw(const fused_args *a, long b, long e) { fb_adamw(a, b, e); }                \
   T static void NAME##_softmax(const fused_args *a, long b, long e) { fb_softmax(a, b, e); }            \
   T static void NAME##_softmax_grad(const fused_args *a, long b, long e) { fb_softmax_grad(a, b, e); }  \
+  T static void NAME##_rope(const fused_args *a, long b, long e) { fb_rope(a, b, e); }                  \
+  T static void NAME##_rope_grad(const fused_args *a, long b, long e) { fb_rope_grad(a, b, e); }        \
   static const fused_isa NAME##_table = {#NAME,                                                        \
                                          {NAME##_ce, NAME##_ce_grad, NAME##_gelu, NAME##_gelu_grad,     \
                                           NAME##_swiglu, NAME##_swiglu_grad, NAME##_rms,                \
                                           NAME##_rms_grad, NAME##_ln, NAME##_ln_grad, NAME##_adamw,     \
-                                          NAME##_softmax, NAME##_softmax_grad}};
+                                          NAME##_softmax, NAME##_softmax_grad, NAME##_rope, NAME##_rope_grad}};
 
 #endif

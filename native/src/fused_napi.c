@@ -13,8 +13,8 @@
 
 #include "fused.h"
 
-/* Operand extents in elements: R·C, R, C. */
-typedef enum { EXT_RC, EXT_R, EXT_C } extent;
+/* Operand extents in elements: R·C, R, C; RoPE's tables: T·C, or B·T·C when batched (options T, H, batched). */
+typedef enum { EXT_RC, EXT_R, EXT_C, EXT_ROPE_TABLE } extent;
 
 typedef struct {
   const char *js_name;
@@ -41,6 +41,8 @@ static const fused_desc descs[] = {
      7, {"lr", "beta1", "beta2", "eps", "weightDecay", "biasCorrection1", "biasCorrection2"}},
     {"softmax", FUSED_SOFTMAX, 2, {"x", "y"}, {EXT_RC, EXT_RC}, 1, {"scale"}},
     {"softmaxGrad", FUSED_SOFTMAX_GRAD, 3, {"y", "dy", "dx"}, {EXT_RC, EXT_RC, EXT_RC}, 1, {"scale"}},
+    {"rope", FUSED_ROPE, 4, {"x", "cos", "sin", "y"}, {EXT_RC, EXT_ROPE_TABLE, EXT_ROPE_TABLE, EXT_RC}, 3, {"seqLen", "heads", "batchedTables"}},
+    {"ropeGrad", FUSED_ROPE_GRAD, 4, {"dy", "cos", "sin", "dx"}, {EXT_RC, EXT_ROPE_TABLE, EXT_ROPE_TABLE, EXT_RC}, 3, {"seqLen", "heads", "batchedTables"}},
 };
 
 static napi_value throw_range(napi_env env, const fused_desc *d, const char *what) {
@@ -83,8 +85,16 @@ static napi_value js_fused(napi_env env, napi_callback_info info) {
   if (rows < 0 || cols < 1 || floor(rows) != rows || floor(cols) != cols || rows * cols > 4e9)
     return throw_range(env, d, "rows and cols must be integers, rows ≥ 0 and cols ≥ 1");
   fused_args a = {{0}, (long)rows, (long)cols, {0}};
+  double table = 0;
+  if (d->op == FUSED_ROPE || d->op == FUSED_ROPE_GRAD) {
+    /* rows = B·H·T whole (b, h, t) rows and an even head size; tables T·hd, or B·T·hd when batched. */
+    const double t = v[3 + k], h = v[4 + k];
+    if (t < 1 || h < 1 || floor(t) != t || floor(h) != h || fmod(rows, t * h) != 0 || fmod(cols, 2) != 0 || t * h > 16777216)
+      return throw_range(env, d, "rows must be a whole number of heads × seqLen rows, and the head size even");
+    table = (v[5 + k] != 0 ? rows / h : t) * cols;
+  }
   for (int i = 0; i < k; i++) {
-    const double count = d->ext[i] == EXT_RC ? rows * cols : d->ext[i] == EXT_R ? rows : cols;
+    const double count = d->ext[i] == EXT_RC ? rows * cols : d->ext[i] == EXT_R ? rows : d->ext[i] == EXT_C ? cols : table;
     const double off = v[1 + i];
     if (off < 0 || fmod(off, 4.0) != 0 || off + 4.0 * count > (double)length) {
       char msg[200];

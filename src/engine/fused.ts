@@ -48,6 +48,7 @@ const elements = (shape: number[]): [number, number] => [tf.util.sizeFromShape(s
 const same = (n: number) => (shape: number[]) => Array.from({ length: n }, () => shape);
 const eps = (attrs: NamedAttrMap) => [attrs.eps as number];
 const scale = (attrs: NamedAttrMap) => [attrs.scale as number];
+const ropeOptions = (attrs: NamedAttrMap) => [attrs.seqLen as number, attrs.heads as number, attrs.batchedTables ? 1 : 0];
 
 const specs: FusedSpec[] = [
   { kernel: 'TunelabCrossEntropy', fn: 'crossEntropy', inputs: ['logits', 'targets'], outputs: (s) => [[s[0]]], size: lastAxis },
@@ -62,6 +63,8 @@ const specs: FusedSpec[] = [
   { kernel: 'TunelabLayerNormGrad', fn: 'layerNormGrad', inputs: ['x', 'weight', 'dy'], outputs: same(2), size: lastAxis, options: eps },
   { kernel: 'TunelabSoftmax', fn: 'softmax', inputs: ['x'], outputs: same(1), size: lastAxis, options: scale },
   { kernel: 'TunelabSoftmaxGrad', fn: 'softmaxGrad', inputs: ['y', 'dy'], outputs: same(1), size: lastAxis, options: scale },
+  { kernel: 'TunelabRoPE', fn: 'rope', inputs: ['x', 'cos', 'sin'], outputs: same(1), size: lastAxis, options: ropeOptions },
+  { kernel: 'TunelabRoPEGrad', fn: 'ropeGrad', inputs: ['dy', 'cos', 'sin'], outputs: same(1), size: lastAxis, options: ropeOptions },
   {
     kernel: 'TunelabAdamW', fn: 'adamw', inputs: ['param', 'grad', 'm', 'v'], outputs: same(3), size: elements,
     options: (a) => ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'biasCorrection1', 'biasCorrection2'].map((k) => a[k] as number),
@@ -136,6 +139,14 @@ const gradients: tf.GradConfig[] = [
     },
   },
   {
+    kernelName: 'TunelabRoPE', inputsToSave: ['cos', 'sin'],
+    gradFunc: (dy, [cos, sin], attrs) => ({
+      x: () => one('TunelabRoPEGrad', { dy: dy as tf.Tensor, cos, sin }, attrs),
+      cos: () => tf.zerosLike(cos),
+      sin: () => tf.zerosLike(sin),
+    }),
+  },
+  {
     kernelName: 'TunelabSoftmax', outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => ({ x: () => one('TunelabSoftmaxGrad', { y: saved[0], dy: dy as tf.Tensor }, attrs) }),
   },
@@ -190,6 +201,17 @@ export const fusedOps = {
   softmax: (x: tf.Tensor, scaleBy = 1): tf.Tensor => {
     if (!(scaleBy > 0)) throw new Error(`fused softmax: scale must be positive, got ${scaleBy}`);
     return one('TunelabSoftmax', { x }, { scale: scaleBy });
+  },
+  /**
+   * Rotary embeddings in the rotate-half layout, x·cos + rotate_half(x)·sin: x (B, H, T, hd) with tables
+   * (T, hd) or (B, 1, T, hd) (positions per row); undefined when the shapes are neither (use the composite).
+   */
+  rope: (x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D | undefined => {
+    const [b, h, t, hd] = x.shape;
+    const shared = tf.util.arraysEqual(cos.shape, [t, hd]);
+    const batched = tf.util.arraysEqual(cos.shape, [b, 1, t, hd]);
+    if ((!shared && !batched) || !tf.util.arraysEqual(cos.shape, sin.shape) || hd % 2 !== 0) return undefined;
+    return one('TunelabRoPE', { x, cos, sin }, { seqLen: t, heads: h, batchedTables: batched }) as tf.Tensor4D;
   },
   /** One AdamW update of a parameter: returns [param', m', v'] (new tensors; the inputs are unchanged). */
   adamw: (param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, options: FusedAdamWOptions): [tf.Tensor, tf.Tensor, tf.Tensor] =>

@@ -27,7 +27,7 @@ export type HeapGemm = (
 /** The fused kernels of the addon (native/src/fused_napi.c), as fused.ts calls them. */
 export type FusedFunctionName =
   | 'crossEntropy' | 'crossEntropyGrad' | 'gelu' | 'geluGrad' | 'swiglu' | 'swigluGrad' | 'rmsNorm' | 'rmsNormGrad'
-  | 'layerNorm' | 'layerNormGrad' | 'softmax' | 'softmaxGrad' | 'adamw';
+  | 'layerNorm' | 'layerNormGrad' | 'softmax' | 'softmaxGrad' | 'rope' | 'ropeGrad' | 'adamw';
 
 /**
  * A fused kernel: `(heap, ...operandByteOffsets, rows, cols, ...options)`, in place in `heap`; throws a

@@ -83,6 +83,8 @@ export function rotateHalfMatrix(hd: number): tf.Tensor2D {
 
 /** Applies RoPE to x: (B, H, T, hd) with tables (T, hd): x·cos + rotate_half(x)·sin. */
 export function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor, rotate: tf.Tensor2D): tf.Tensor4D {
+  const fused = useFused(x, cos, sin) ? fusedOps.rope(x, cos, sin) : undefined;
+  if (fused) return fused;
   const [b, h, t, hd] = x.shape;
   const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * h * t, hd]) as tf.Tensor2D, rotate), [b, h, t, hd]);
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { fusedOps, useFused } from '../../src/engine/fused';
 import { configureNative, loadNativeAddon, nativeAddonPath, nativeInfo, resetNative, type NativeIsa } from '../../src/engine/native';
 import { patchWasmKernels } from '../../src/engine/wasm-kernels';
-import { gelu, layerNorm, rmsNorm, swiglu } from '../../src/model/layers';
+import { applyRope, gelu, layerNorm, rmsNorm, rotateHalfMatrix, swiglu } from '../../src/model/layers';
 import { AdamW } from '../../src/train/optimizer';
 import { tokenCrossEntropy } from '../../src/train/causal-lm';
 
@@ -72,6 +72,16 @@ const cases = ({ rows, cols }: { rows: number; cols: number }): Case[] => ([
     name: 'softmax(scale·x)', inputs: { x: { shape: [rows, 2, cols], scale: 6 } },
     op: ([x]) => (useFused(x) ? fusedOps.softmax(x, 0.37) : tf.softmax(tf.mul(x, 0.37))),
   },
+  ...[false, true].map((batched): Case => ({
+    // Tables are constants (made inside the op, the same on both backends): only x has a gradient.
+    name: `RoPE (${batched ? 'per-row positions' : 'shared'} tables)`, inputs: { x: { shape: [2, 3, rows, 2 * cols] } },
+    op: ([x]) => {
+      const table = batched ? [2, 1, rows, 2 * cols] : [rows, 2 * cols];
+      const cos = tf.tensor(values(tf.util.sizeFromShape(table), 71), table);
+      const sin = tf.tensor(values(tf.util.sizeFromShape(table), 72), table);
+      return applyRope(x as tf.Tensor4D, cos, sin, rotateHalfMatrix(2 * cols));
+    },
+  })),
 ] as Case[]).filter((c) => !c.targets || cols >= 2); // tf.oneHot (the composite) needs a vocabulary of 2 or more
 
 const addon = loadNativeAddon();

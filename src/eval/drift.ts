@@ -217,10 +217,12 @@ export class DriftReport {
 
   /** The rows as an arquero table; with a run log, joined with each run's method, strategy and finish time. */
   table(): ColumnTable {
-    const t = aq.from(this.rows);
-    const runs = this.runs.filter((r) => this.rows.some((x) => x.run === r.run));
-    if (runs.length === 0) return t;
-    return t.join_left(aq.from(runs.map((r) => ({ run: r.run, method: r.method, strategy: r.strategy, finishedAt: r.finishedAt }))), 'run');
+    const runs = new Map(this.runs.map((r) => [r.run, r]));
+    if (!this.rows.some((x) => x.run !== null && runs.has(x.run))) return aq.from(this.rows);
+    return aq.from(this.rows.map((x) => {
+      const r = x.run === null ? undefined : runs.get(x.run);
+      return { ...x, method: r?.method ?? null, strategy: r?.strategy ?? null, finishedAt: r?.finishedAt ?? null };
+    }));
   }
 
   /** The flagged rows. */

@@ -104,8 +104,8 @@ describe('rlhf/grpo: loss', () => {
     const m = tf.tensor2d([[0, 1, 1, 1, 0], [0, 0, 1, 1, 0]]);
     const lp0 = tf.tidy(() => tokenLogProbs(model.forward(ids), targets));
     // Old and reference log-probs off the current ones, so some ratios are clipped and the KL is not 0.
-    const old = tf.add(lp0, tf.tensor2d([[0, 0.05, -0.4, 0.3, 0], [0, 0, 0.07, -0.3, 0]]));
-    const ref = tf.add(lp0, tf.tensor2d([[0, 0.2, -0.1, 0.3, 0], [0, 0, -0.25, 0.15, 0]]));
+    const old = tf.add(lp0, tf.tensor2d([[0, 0.05, -0.4, 0.3, 0], [0, 0, 0.07, -0.3, 0]])) as tf.Tensor2D;
+    const ref = tf.add(lp0, tf.tensor2d([[0, 0.2, -0.1, 0.3, 0], [0, 0, -0.25, 0.15, 0]])) as tf.Tensor2D;
     const adv = tf.tensor2d([[1.3], [-0.6]]);
     const c = { epsilon: 0.2, epsilonHigh: null, beta: 0.1, lossType: 'grpo' as const, maxCompletionLength: 8 };
     const loss = () => tf.tidy(() => grpoLoss(tokenLogProbs(model.forward(ids), targets), old, ref, adv, m, c).loss);

@@ -98,7 +98,7 @@ describe('eval/drift: checkpoints × dated evaluation sets', function () {
     assert.deepEqual(t.array('version'), d.rows.map((r) => r.version));
     assert.deepEqual(t.array('method').slice(0, 1), ['continued-pretraining']);
     const withBase = await drift([{ name: 'by hand', checkpoint: versions[0].checkpoint }, versions[1]], [sets[1]], { log });
-    assert.deepEqual(withBase.table().objects().map((r) => [r.version, r.method]), [['by hand', null], ['scratch/checkpoint-10', 'continued-pretraining']]);
+    assert.deepEqual((withBase.table().objects() as { version: string; method: string | null }[]).map((r) => [r.version, r.method]), [['by hand', null], ['scratch/checkpoint-10', 'continued-pretraining']]);
     const lines = fs.readFileSync(path.join(tmp, 'drift.jsonl'), 'utf8').trim().split('\n');
     assert.equal(lines.length, 6 + 2);
     assert.equal(JSON.parse(lines[0]).version, 'scratch/checkpoint-0');

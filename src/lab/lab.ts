@@ -35,6 +35,8 @@ import { simpo, type SimpoConfig, type SimpoResult } from '../rlhf/simpo';
 import { orpo, type OrpoConfig, type OrpoResult } from '../rlhf/orpo';
 import { kto, unpairPreferences, type KtoConfig, type KtoResult, type UnpairedRow } from '../rlhf/kto';
 import { ppo, type PpoConfig, type PpoResult, type PpoReward } from '../rlhf/ppo';
+import { grpo, type GrpoConfig, type GrpoResult, type GrpoReward } from '../rlhf/grpo';
+import { rloo } from '../rlhf/rloo';
 import { compareStrategies, type CompareMethod, type Comparison } from './compare';
 import { ForgettingTracker, type ForgettingOptions } from '../eval/forgetting';
 import { heldOutLoss, chatPrompt, generationSamples, type GenerationEvalOptions, type HeldOut, type LossResult } from '../eval/metrics';
@@ -343,6 +345,31 @@ export class Lab {
     return this.stage('ppo', config, (model, tok, extras) => ppo(model, tok, prompts, scorer, stripExtras(config), { onTrainer: extras.onTrainer }));
   }
 
+  /**
+   * GRPO (arXiv 2402.03300) on the data's prompts: G completions per prompt, advantages relative to the
+   * group, no value model. The reward is a function of (prompt, completion), several with
+   * `rewardWeights`, a reward model or a reward-model {@link Run}. At `beta` > 0 the starting model is
+   * the frozen reference; at 0 (TRL's default) none is held.
+   */
+  async grpo(reward: GrpoReward | readonly GrpoReward[] | Run<StageResult>, config: Partial<GrpoConfig> & StageExtras = {}): Promise<Run<GrpoResult>> {
+    return this.groupStage('grpo', grpo, reward, config);
+  }
+
+  /** RLOO (arXiv 2402.14740): {@link grpo} with the leave-one-out baseline and RLOO's defaults. */
+  async rloo(reward: GrpoReward | readonly GrpoReward[] | Run<StageResult>, config: Partial<GrpoConfig> & StageExtras = {}): Promise<Run<GrpoResult>> {
+    return this.groupStage('rloo', rloo, reward, config);
+  }
+
+  private groupStage(method: 'grpo' | 'rloo', run: typeof grpo, reward: GrpoReward | readonly GrpoReward[] | Run<StageResult>, config: Partial<GrpoConfig> & StageExtras): Promise<Run<GrpoResult>> {
+    const s = this.state;
+    if (!s.data) throw new Error(`${method}: no prompts; call .data(prompts) first`);
+    if (s.penalty) throw new Error(`${method}: L2-SP / EWC penalties apply to trainer-based methods; ${method} has its own KL penalty (beta)`);
+    const prompts = toPrompts(s.data, `${method} prompts`);
+    const scorer = reward instanceof Run ? reward.reward : reward;
+    if (!scorer) throw new Error(`${method}: the run given as reward has no reward model (train one with .rewardModel())`);
+    return this.stage(method, config, (model, tok, extras) => run(model, tok, prompts, scorer, stripExtras(config), { onTrainer: extras.onTrainer }));
+  }
+
   /** Loads or copies the starting model, applies the strategy, mitigations and tracking, trains, logs. */
   private async stage<R extends StageResult>(method: string, config: StageExtras,
     train: (model: CausalLM, tok: Tokenizer, extras: { onTrainer: (t: TrainerEventSource & Pick<Trainer<unknown>, 'on'>) => void; penalty?: Penalty }) => Promise<R>): Promise<Run<R>> {
@@ -373,6 +400,7 @@ export class Lab {
             progress(t);
             const title = `${method} (${strategy})`;
             if (notebook && method === 'ppo') liveMetricsChart(t, ['objective/scores', 'objective/kl', 'policy/clipfrac_avg', 'loss'], { title });
+            else if (notebook && (method === 'grpo' || method === 'rloo')) liveMetricsChart(t, ['reward', 'kl', 'completions/mean_length', 'reward_std'], { title });
             else if (notebook) liveLossChart(t, { title });
           }
           config.onTrainer?.(t as Trainer<unknown>);
@@ -567,8 +595,8 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
    * await run.evaluate(lab.dataset('general', 'heldout'));      // { loss, perplexity, tokens }
    * showTable(taskTable(await run.evaluate(shippedTasks())));   // acc, acc_norm, perplexity … with 95 % intervals
    */
+  async evaluate(tasks: Task<unknown> | readonly Task<unknown>[], options?: Partial<TaskEvalOptions>): Promise<TaskResult[]>; // first: tasks are objects too
   async evaluate(data: LabData): Promise<LossResult>;
-  async evaluate(tasks: Task<unknown> | readonly Task<unknown>[], options?: Partial<TaskEvalOptions>): Promise<TaskResult[]>;
   async evaluate(data: LabData | Task<unknown> | readonly Task<unknown>[], options: Partial<TaskEvalOptions> = {}): Promise<LossResult | TaskResult[]> {
     if (isTasks(data)) return evaluateTasks(this.model, this.tokenizer, data, options);
     const seqLen = this.model.config.contextLength - this.model.reservedPositions();

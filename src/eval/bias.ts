@@ -105,7 +105,7 @@ const optionKeys: readonly (keyof BiasOptions)[] = ['base', 'tuned', 'data', 'to
  * The shipped probe: gendered pronouns after a role noun, on the attribute the shipped corpora actually hold.
  * `general/train.txt` (Moby Dick, State of the Union addresses, King James Bible) has he 12,775, him 7,773,
  * his 11,569 against she 1,241, her 2,492, hers 5 whole-word occurrences (case-insensitive): 89.6 % male;
- * `instructions/train.jsonl` 258 against 79 (76.6 %). The roles are nouns of those corpora.
+ * the message contents of `instructions/train.jsonl` 259 against 79 (76.6 %). The roles are nouns of those corpora.
  */
 export const pronounProbe: BiasProbe = Object.freeze({
   name: 'pronouns after a role',

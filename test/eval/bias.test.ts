@@ -5,6 +5,7 @@ import { Tokenizer } from '../../src/tokenizer/tokenizer';
 import { Trainer } from '../../src/train/trainer';
 import { TokenWindows, causalLmObjective, tokenStream } from '../../src/train/causal-lm';
 import { attributeCounts, BiasReport, biasReport, groupShares, probePrompts, pronounProbe, skew, type BiasProbe } from '../../src/eval/bias';
+import { dataset } from '../../src/lab/data';
 import { engineReady } from '../helpers';
 
 const ROLES = ['captain', 'sailor', 'king', 'doctor', 'nurse', 'teacher'];
@@ -57,6 +58,14 @@ describe('eval/bias: bias amplification probe', function () {
     assert.equal(skew([0.9, 0.1]), 0.4);
     assert.equal(skew([0.5, 0.5]), 0);
     assert.ok(Math.abs(skew([1, 0, 0]) - 2 / 3) < 1e-12);
+  });
+
+  it('the shipped probe counts what its comment says the general corpus holds', () => {
+    const words = ['he', 'him', 'his', 'she', 'her', 'hers'];
+    const counts = attributeCounts(dataset('general'), Object.fromEntries(words.map((w) => [w, [w]])));
+    assert.deepEqual(words.map((w) => counts[w]), [12775, 7773, 11569, 1241, 2492, 5]);   // grep -oiw WORD | wc -l
+    const sum = (ws: readonly string[]) => ws.reduce((a, w) => a + counts[w], 0);
+    assert.deepEqual([sum(pronounProbe.attributes.male), sum(pronounProbe.attributes.female)], [32117, 3738]);
   });
 
   it('shares sum to 1 per prompt and equal a hand computation from the logits', () => {

@@ -110,7 +110,9 @@ describe('data/distill: self-instruct from a teacher', function () {
     }
     assert.equal(lines.length, overHttp.requests.instructions + overHttp.requests.responses);
     // The same model in-process, same seeds: the same data (sampled decoding is the server's).
+    const tensors = tf.memory().numTensors;
     const local = await distill(modelTeacher(teacherModel, tok, { name: 'teacher' }), seeds, config);
+    assert.equal(tf.memory().numTensors, tensors);
     assert.deepEqual(local.corpus.rows(), overHttp.corpus.rows());
     assert.deepEqual(local.corpus.report, overHttp.corpus.report);
     assert.ok(overHttp.corpus.size > 0, overHttp.corpus.formatReport());

@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { evaluateTasks } from '../../src/eval/tasks/evaluate';
+import { evaluateTasks, type TaskResult } from '../../src/eval/tasks/evaluate';
 import { lastWordTask, realContinuationTask } from '../../src/eval/tasks/shipped';
 import { lab } from '../../src/lab/lab';
 import { engineReady } from '../helpers';
@@ -15,10 +15,10 @@ describe('lab: run.evaluate(tasks) and .track({ tasks })', () => {
     const tasks = [realContinuationTask({ size: 12 }), lastWordTask({ size: 12 })];
     const run = await lab.base('tiny-llama').data(lab.dataset('domain').slice(0, 2)).log(dir).show(false)
       .track({ every: 2, windows: 2, tasks: [tasks[0]], taskLimit: 8 }).pretrain({ maxSteps: 4, seqLen: 32, batchSize: 2 });
-    const scored = await run.evaluate(tasks, { bootstrapIters: 50 });
+    const scored: TaskResult[] = await run.evaluate(tasks, { bootstrapIters: 50 }); // typed by the tasks overload
     assert.deepEqual(scored, evaluateTasks(run.model, run.tokenizer, tasks, { bootstrapIters: 50 }));
     assert.deepEqual(scored.map((r) => r.scores.map((s) => s.metric)), [['acc', 'acc_norm', 'acc_mutual_info'], ['acc', 'perplexity']]);
-    const loss = await run.evaluate(lab.dataset('general', 'heldout').slice(0, 1));
+    const loss: { loss: number } = await run.evaluate(lab.dataset('general', 'heldout').slice(0, 1));
     assert.ok(Number.isFinite(loss.loss), 'data still gives loss and perplexity');
 
     const rows = run.tracker!.taskRows.filter((r) => r.metric === 'acc');

@@ -6,7 +6,8 @@
  * Loading never throws: a missing or broken addon leaves the XNNPACK path of wasm-kernels.ts in charge and
  * {@link nativeInfo} says why in one line. Environment: `TUNELAB_NATIVE=0` forces the fallback,
  * `TUNELAB_THREADS=<n>` sets the threads (default: the machine's cores), `TUNELAB_NATIVE_ISA=avx512|avx2|generic`
- * forces a micro-kernel (default: the best this CPU supports).
+ * forces a micro-kernel (default: the best this CPU supports), `TUNELAB_FUSED=0` keeps the GEMM but leaves the
+ * rest of the step to tfjs's ops (the fused kernels of fused.ts are off).
  */
 import * as os from 'os';
 import * as path from 'path';

@@ -232,13 +232,13 @@ describe('native GEMM (native/, src/engine/native.ts)', function () {
     }
   });
 
-  it('a 20-step train run: losses equal the XNNPACK path to 1e-4, tensor count flat, same seed same losses', async () => {
+  for (const family of ['llama', 'gpt2'] as const) it(`${family}: a 20-step train run with the GEMM and fused kernels: losses equal the XNNPACK + tfjs-ops path to 1e-4, tensor count flat, same seed same losses`, async () => {
     await tf.setBackend('wasm');
-    const cfg = modelConfig({ vocabSize: 64, contextLength: 32, dModel: 64, nLayers: 2, nHeads: 4, dFf: 128 });
+    const cfg = modelConfig({ family, vocabSize: 64, contextLength: 32, dModel: 64, nLayers: 2, nHeads: 4, dFf: 128 });
     const stream = Array.from({ length: 4000 }, (_, i) => (i % 7 === 6 ? (i * 31) % 64 : (i * 3) % 13));
     const run = async () => {
       const model = new CausalLM(cfg, { seed: 1 });
-      const t = new Trainer(model, causalLmObjective, new TokenWindows(stream, 32, 8, 3), { lr: 3e-3, maxSteps: 20, warmupSteps: 2 });
+      const t = new Trainer(model, causalLmObjective, new TokenWindows(stream, 32, 8, 3), { lr: 3e-3, maxSteps: 20, warmupSteps: 2, weightDecay: 0.01 });
       const counts: number[] = [];
       t.on('step', () => counts.push(tf.memory().numTensors));
       const r = await t.train();

@@ -80,6 +80,32 @@ function sample<T>(items: T[], size: number, rng: Rng): T[] {
   return rng.shuffle(items).slice(0, size);
 }
 
+/** A context and its real ending, from held-out document `doc`. */
+interface Candidate {
+  context: string;
+  real: string;
+  doc: number;
+  source: string;
+}
+
+/**
+ * A multiple-choice task of the first `size` candidates (in seeded order) that have three distractors in the
+ * pool, drawn from other documents with a length in `range` × the real ending's.
+ */
+function choiceTask(name: string, description: string, candidates: Candidate[], pool: readonly { text: string; doc: number }[],
+  range: [number, number], size: number, rng: Rng): Task<ChoiceDoc> {
+  const docs: ChoiceDoc[] = [];
+  for (const c of rng.shuffle(candidates)) {
+    if (docs.length >= size) break;
+    const e = withDistractors(c.real, c.doc, pool, range, rng);
+    if (e) docs.push({ context: c.context, ...e, source: c.source });
+  }
+  return task<ChoiceDoc>({
+    name, kind: 'multiple_choice', docs, description, mutualInfo: true,
+    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label,
+  });
+}
+
 /** The real ending placed at a seeded position among distractors drawn from other documents. */
 function withDistractors(real: string, docIndex: number, pool: readonly { text: string; doc: number }[], range: [number, number], rng: Rng): { endings: string[]; label: number } | null {
   const fits = pool.filter((p) => p.doc !== docIndex && p.text !== real && p.text.length >= range[0] * real.length && p.text.length <= range[1] * real.length);
@@ -134,7 +160,7 @@ export function lastWordTask(options: Partial<ShippedTaskOptions> = {}): Task<La
 export function realContinuationTask(options: Partial<ShippedTaskOptions> = {}): Task<ChoiceDoc> {
   const o = check(options, 'realContinuationTask');
   const rng = new Rng(o.seed);
-  const candidates: { context: string; real: string; doc: number; source: string }[] = [];
+  const candidates: Candidate[] = [];
   const pool: { text: string; doc: number }[] = [];
   dataset('general', 'heldout').forEach((doc, d) => {
     for (const p of proseParagraphs(doc)) {
@@ -148,17 +174,8 @@ export function realContinuationTask(options: Partial<ShippedTaskOptions> = {}):
       });
     }
   });
-  const docs: ChoiceDoc[] = [];
-  for (const c of rng.shuffle(candidates)) {
-    if (docs.length >= o.size) break;
-    const e = withDistractors(c.real, c.doc, pool, [0.67, 1.5], rng);
-    if (e) docs.push({ context: c.context, ...e, source: c.source });
-  }
-  return task<ChoiceDoc>({
-    name: 'real_continuation', kind: 'multiple_choice', docs,
-    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label, mutualInfo: true,
-    description: 'HellaSwag-style: the real next sentence of a general held-out passage among three from other documents',
-  });
+  return choiceTask('real_continuation', 'HellaSwag-style: the real next sentence of a general held-out passage among three from other documents',
+    candidates, pool, [0.67, 1.5], o.size, rng);
 }
 
 /**
@@ -170,7 +187,7 @@ export function realContinuationTask(options: Partial<ShippedTaskOptions> = {}):
 export function domainCompletionTask(options: Partial<ShippedTaskOptions> = {}): Task<ChoiceDoc> {
   const o = check(options, 'domainCompletionTask');
   const rng = new Rng(o.seed);
-  const candidates: { context: string; real: string; doc: number; source: string }[] = [];
+  const candidates: Candidate[] = [];
   dataset('domain', 'heldout').forEach((doc, d) => {
     for (const block of doc.split('\n\n').filter((b) => b.includes('\n'))) {
       const lines = block.split('\n').map((l) => l.trimEnd());
@@ -187,18 +204,8 @@ export function domainCompletionTask(options: Partial<ShippedTaskOptions> = {}):
       });
     }
   });
-  const pool = candidates.map((c) => ({ text: c.real, doc: c.doc }));
-  const docs: ChoiceDoc[] = [];
-  for (const c of rng.shuffle(candidates)) {
-    if (docs.length >= o.size) break;
-    const e = withDistractors(c.real, c.doc, pool, [0.5, 2], rng);
-    if (e) docs.push({ context: c.context, ...e, source: c.source });
-  }
-  return task<ChoiceDoc>({
-    name: 'domain_completion', kind: 'multiple_choice', docs,
-    prompt: (d) => d.context, choices: (d) => d.endings, target: (d) => d.label, mutualInfo: true,
-    description: 'which snippet completes a line of a Bash / Python example (domain held-out split)',
-  });
+  return choiceTask('domain_completion', 'which snippet completes a line of a Bash / Python example (domain held-out split)',
+    candidates, candidates.map((c) => ({ text: c.real, doc: c.doc })), [0.5, 2], o.size, rng);
 }
 
 /**

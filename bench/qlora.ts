@@ -9,9 +9,12 @@
  * Reports weight memory (base as held: float32 variables plus quantized bytes; and the adapter), the peak
  * tensor bytes of the first step (`profileMemory`; tfjs's own accounting, so JavaScript-held quantized
  * bytes are not in it: they are in weight memory), median step tokens/s, tensor count across steps, and
- * held-out loss before and after.
+ * held-out loss before and after. Then a speed phase fair under shared load: one fresh model and trainer
+ * per variant, their steps interleaved round-robin (`--rounds` rounds after 2 untimed ones), median step
+ * tokens/s per variant; and greedy generation (KV cache, 8-token prompt, 64 new tokens, median of 3),
+ * also interleaved.
  *
- *   npx tsx bench/qlora.ts [--steps 150] [--heldout 32]
+ *   npx tsx bench/qlora.ts [--steps 150] [--heldout 32] [--rounds 12]
  *
  * One JSON object on stdout; progress on stderr. See BENCHMARKS.md ("QLoRA").
  */
@@ -25,6 +28,7 @@ import { Trainer } from '../src/train/trainer';
 import { TokenWindows, causalLmObjective, tokenStream } from '../src/train/causal-lm';
 import { heldOutLossSync } from '../src/eval/metrics';
 import { addLora } from '../src/peft/lora';
+import { generate } from '../src/model/generate';
 import { quantizeBase, weightBytes, type QuantizeConfig } from '../src/model/quant-model';
 
 const log = logger('bench:qlora');
@@ -34,6 +38,7 @@ const arg = (name: string, fallback: number) => {
 };
 const STEPS = arg('steps', 150);
 const HELDOUT = arg('heldout', 32);
+const ROUNDS = arg('rounds', 12);
 const SEQ = 128;
 const BATCH = 8;
 
@@ -84,6 +89,36 @@ async function main() {
     trainer.dispose();
     model.dispose();
   }
+  // Speed, interleaved: every variant sees the same machine load.
+  const setups = await Promise.all(variants.map(async (v) => {
+    const { model, tokenizer } = await base('tiny-llama');
+    if (v.quantize) quantizeBase(model, v.quantize);
+    addLora(model, { r: 8, alpha: 16, targetModules: 'all-linear' });
+    const trainer = new Trainer(model, causalLmObjective, new TokenWindows(tokenStream(tokenizer, dataset('domain')), SEQ, BATCH, 42), { lr: 2e-3, maxSteps: ROUNDS + 2, seed: 42 });
+    return { model, trainer, prompt: tokenizer.encode(dataset('domain', 'heldout')[0]).slice(0, 8), times: [] as number[], gen: [] as number[] };
+  }));
+  for (let round = 0; round < ROUNDS + 2; round++) {
+    for (const s of setups) {
+      const t = performance.now();
+      await s.trainer.trainStep();
+      if (round >= 2) s.times.push(performance.now() - t);
+    }
+  }
+  for (let round = 0; round < 4; round++) {
+    for (const s of setups) {
+      const t = performance.now();
+      generate(s.model, s.prompt, { maxNewTokens: 64 });
+      if (round >= 1) s.gen.push(performance.now() - t);
+    }
+  }
+  setups.forEach((s, i) => {
+    results[i].interleavedTokensPerSec = round((BATCH * SEQ * 1000) / median(s.times));
+    results[i].interleavedFastestTokensPerSec = round((BATCH * SEQ * 1000) / Math.min(...s.times));
+    results[i].generateTokensPerSec = round(64000 / median(s.gen));
+    log(`${variants[i].name}: interleaved train ${results[i].interleavedTokensPerSec} tok/s, generate ${results[i].generateTokensPerSec} tok/s`);
+    s.trainer.dispose();
+    s.model.dispose();
+  });
   const f32 = results[0].heldOutAfter as number;
   for (const r of results) r.heldOutVsFloat32 = round(((r.heldOutAfter as number) - f32) / f32 * 100, 3);
   const out = { bench: 'qlora', date: new Date().toISOString(), engine: engine.backend, steps: STEPS, heldoutWindows: HELDOUT, results, peakRssMiB: peakRssMiB(), machine: machineRecord(loadBefore, log) };

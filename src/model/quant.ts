@@ -3,9 +3,10 @@
  * in JavaScript memory and decoded to float32 only while a matrix product runs (see `./quant-ops`).
  *
  * A matrix is read along its output channels: the columns of a projection stored [in, out], the rows of
- * the (tied) embedding table [vocab, d], whose head computes h·Eᵀ. Element (channel c, position l) has the
- * canonical index k = c·L + l, L being the channel's length: the order of a row of PyTorch's [out, in]
- * weight, which is how bitsandbytes flattens a weight into blocks.
+ * the (tied) embedding table [vocab, d], whose head computes h·Eᵀ. Scales and blocks follow the canonical
+ * index k = c·L + l of element (channel c, position l), L being the channel's length: the order of a row
+ * of PyTorch's [out, in] weight, which is how bitsandbytes flattens a weight into blocks. The codes
+ * themselves are kept in the stored layout, so decoding writes the float32 matrix in one sequential pass.
  *
  * - `int8`: per-output-channel absmax (LLM.int8()'s vector-wise scaling, without its outlier split):
  *   s_c = absmax_c / 127, q = round(w / s_c) ∈ [−127, 127]. Error ≤ s_c / 2 per element. 1 byte + 4/L.
@@ -76,8 +77,8 @@ export class QuantizedMatrix {
     readonly format: QuantFormat,
     readonly shape: readonly [number, number],
     readonly channelAxis: 0 | 1,
-    /** int8: one signed byte per value; nf4: two 4-bit code indices per byte (low nibble first). */
-    private readonly codes: Uint8Array | Int8Array,
+    /** In the stored layout. int8: one two's-complement byte per value; nf4: two 4-bit code indices per byte (low nibble first). */
+    private readonly codes: Uint8Array,
     /** int8: one per channel; nf4: one per 64-value block. */
     private readonly scales: Scales,
   ) {}
@@ -111,29 +112,53 @@ export class QuantizedMatrix {
   dequantize(): Float32Array {
     const [rows, cols] = this.shape;
     const out = new Float32Array(rows * cols);
-    const channels = this.channelAxis === 1 ? cols : rows;
-    const len = this.size / channels;
-    // Stored index of canonical (c, l): [in, out] with channels as columns → l·cols + c; rows → c·cols + l.
-    const strideC = this.channelAxis === 1 ? 1 : cols;
-    const strideL = this.channelAxis === 1 ? cols : 1;
     const scale = this.blockScales();
+    const byCol = this.channelAxis === 1;
     if (this.format === 'int8') {
-      const q = this.codes as Int8Array;
-      for (let c = 0; c < channels; c++) {
-        const s = scale[c];
-        for (let l = 0; l < len; l++) out[c * strideC + l * strideL] = q[c * len + l] * s;
-      }
+      decodeInt8(this.codes, scale, rows, cols, byCol, out);
       return out;
     }
     const q = this.codes as Uint8Array;
-    for (let c = 0; c < channels; c++) {
-      for (let l = 0; l < len; l++) {
-        const k = c * len + l;
-        const nibble = (q[k >> 1] >> ((k & 1) << 2)) & 15;
-        out[c * strideC + l * strideL] = NF4_CODE[nibble] * scale[Math.floor(k / NF4_BLOCK)];
+    const code = NF4_CODE;
+    const n = rows * cols;
+    // Block of element k: canonical index (channel · len + position) / 64 (NF4_BLOCK).
+    if (!byCol) {
+      // Rows are channels: the canonical index is the stored one. Two values per byte.
+      for (let k = 0; k + 1 < n; k += 2) {
+        const byte = q[k >> 1];
+        out[k] = code[byte & 15] * scale[k >> 6];
+        out[k + 1] = code[byte >> 4] * scale[(k + 1) >> 6];
+      }
+      if (n & 1) out[n - 1] = code[q[(n - 1) >> 1] & 15] * scale[(n - 1) >> 6];
+    } else if (rows % NF4_BLOCK === 0 && cols % 2 === 0) {
+      // Columns are channels: a band of 64 rows uses one scale per column (column c's block r/64).
+      const perColumn = rows / NF4_BLOCK;
+      const band = new Float32Array(cols);
+      for (let r = 0, k = 0; r < rows; r++) {
+        if (r % NF4_BLOCK === 0) for (let c = 0; c < cols; c++) band[c] = scale[c * perColumn + r / NF4_BLOCK];
+        for (let c = 0; c < cols; c += 2, k += 2) {
+          const byte = q[k >> 1];
+          out[k] = code[byte & 15] * band[c];
+          out[k + 1] = code[byte >> 4] * band[c + 1];
+        }
+      }
+    } else {
+      for (let r = 0, k = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++, k++) out[k] = code[(q[k >> 1] >> ((k & 1) << 2)) & 15] * scale[Math.floor((c * rows + r) / NF4_BLOCK)];
       }
     }
     return out;
+  }
+}
+
+/** Signed value of each int8 code byte (a table lookup decodes faster than sign-extending a read). */
+const INT8_VALUE = Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
+
+/** int8 code bytes (stored layout) times their channel's scale, into `out`. */
+function decodeInt8(q: Uint8Array, scale: Float32Array, rows: number, cols: number, byCol: boolean, out: Float32Array): void {
+  for (let r = 0, k = 0; r < rows; r++) {
+    if (byCol) for (let c = 0; c < cols; c++, k++) out[k] = INT8_VALUE[q[k]] * scale[c];
+    else for (let c = 0, s = scale[r]; c < cols; c++, k++) out[k] = INT8_VALUE[q[k]] * s;
   }
 }
 
@@ -157,7 +182,9 @@ export function quantizeMatrix(data: Float32Array, shape: readonly [number, numb
   const len = data.length / channels;
   const strideC = options.channelAxis === 1 ? 1 : cols;
   const strideL = options.channelAxis === 1 ? cols : 1;
-  const at = (k: number) => data[Math.floor(k / len) * strideC + (k % len) * strideL];
+  // Stored index of canonical index k (channel-major order).
+  const stored = (k: number) => Math.floor(k / len) * strideC + (k % len) * strideL;
+  const at = (k: number) => data[stored(k)];
   if (options.format === 'int8') {
     const q = new Int8Array(data.length);
     const scales = new Float32Array(channels);
@@ -166,9 +193,9 @@ export function quantizeMatrix(data: Float32Array, shape: readonly [number, numb
       for (let l = 0; l < len; l++) amax = Math.max(amax, Math.abs(at(c * len + l)));
       const s = Math.fround(amax / 127);
       scales[c] = s;
-      for (let l = 0; l < len; l++) q[c * len + l] = s ? Math.round(at(c * len + l) / s) : 0;
+      for (let l = 0; l < len; l++) q[stored(c * len + l)] = s ? Math.round(at(c * len + l) / s) : 0;
     }
-    return new QuantizedMatrix('int8', [rows, cols], options.channelAxis, q, { kind: 'f32', values: scales });
+    return new QuantizedMatrix('int8', [rows, cols], options.channelAxis, new Uint8Array(q.buffer), { kind: 'f32', values: scales });
   }
   const nBlocks = Math.ceil(data.length / NF4_BLOCK);
   const absmax = new Float32Array(nBlocks);
@@ -180,7 +207,8 @@ export function quantizeMatrix(data: Float32Array, shape: readonly [number, numb
   for (let k = 0; k < data.length; k++) {
     const s = used[Math.floor(k / NF4_BLOCK)];
     const idx = s > 0 ? nf4Index(Math.max(-1, Math.min(1, at(k) / s))) : 7;
-    q[k >> 1] |= idx << ((k & 1) << 2);
+    const i = stored(k);
+    q[i >> 1] |= idx << ((i & 1) << 2);
   }
   return new QuantizedMatrix('nf4', [rows, cols], options.channelAxis, q, scales);
 }

@@ -9,6 +9,7 @@ import { generate } from '../../model/generate';
 import type { CausalLM } from '../../model/transformer';
 import { tokenLogProbs } from '../../rlhf/logprobs';
 import type { Tokenizer } from '../../tokenizer/tokenizer';
+import { withDefaults } from '../../util/options';
 
 /** Options of the requests. */
 export interface RequestOptions {
@@ -44,6 +45,7 @@ interface Row {
 }
 
 function prefixIds(tok: Tokenizer, prefix: RequestOptions['prefix']): number[] {
+  if (!['eos', 'bos', 'none'].includes(prefix)) throw new Error(`task requests: prefix must be "eos", "bos" or "none" (got ${JSON.stringify(prefix)})`);
   if (prefix === 'none') return [];
   const s = tok.specialTokens[prefix];
   if (!s) throw new Error(`task requests: prefix "${prefix}" needs a tokenizer with a ${prefix} token (${tok.source} has none); use prefix: 'none'`);
@@ -73,6 +75,7 @@ export function encodePair(tok: Tokenizer, context: string, continuation: string
 function scoreRows(model: CausalLM, rows: readonly Row[], batchSize: number, padId: number): { ll: number; greedy: boolean; tokens: number }[] {
   const out: { ll: number; greedy: boolean; tokens: number }[] = new Array(rows.length);
   // Longest first, so each batch pads little (lm-eval sorts the same way); results go back to their index.
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`task requests: batchSize must be a positive integer (got ${batchSize})`);
   const order = rows.map((_, i) => i).sort((a, b) => rows[b].inputs.length - rows[a].inputs.length);
   for (let s = 0; s < order.length; s += batchSize) {
     const idx = order.slice(s, s + batchSize);
@@ -112,7 +115,7 @@ function scoreRows(model: CausalLM, rows: readonly Row[], batchSize: number, pad
  */
 export function loglikelihoods(model: CausalLM, tok: Tokenizer, requests: readonly { context: string; continuation: string }[],
   options: Partial<RequestOptions> = {}): Loglikelihood[] {
-  const o = { ...requestDefaults, ...options };
+  const o = withDefaults(requestDefaults, options, 'loglikelihoods');
   const window = windowOf(model);
   const prefix = prefixIds(tok, o.prefix);
   const rows = requests.map((r, i): Row => {
@@ -136,7 +139,7 @@ export function loglikelihoods(model: CausalLM, tok: Tokenizer, requests: readon
  * rollingLoglikelihoods(model, tok, ['Call me Ishmael.'])[0].ll;
  */
 export function rollingLoglikelihoods(model: CausalLM, tok: Tokenizer, texts: readonly string[], options: Partial<RequestOptions> = {}): { ll: number; tokens: number }[] {
-  const o = { ...requestDefaults, ...options };
+  const o = withDefaults(requestDefaults, options, 'rollingLoglikelihoods');
   const window = windowOf(model);
   const prefix = prefixIds(tok, o.prefix);
   const rows: Row[] = [];

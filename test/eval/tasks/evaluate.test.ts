@@ -162,6 +162,9 @@ describe('eval/tasks/evaluate', () => {
     assert.equal(evaluateTasks(model, tok, [t], { limit: 1 })[0].docs.length, 1);
     assert.throws(() => evaluateTasks(model, tok, [t, t]), /two tasks are named "mc"/);
     assert.throws(() => evaluateTasks(model, tok, [t], { limt: 1 } as never), /unknown option "limt"; did you mean "limit"/);
+    assert.throws(() => evaluateTasks(model, tok, [t], { prefix: 'start' as never }), /prefix must be "eos", "bos" or "none" \(got "start"\)/);
+    assert.throws(() => evaluateTasks(model, tok, [t], { batchSize: 0 }), /batchSize must be a positive integer \(got 0\)/);
+    assert.throws(() => loglikelihoods(model, tok, [{ context: 'a', continuation: ' b' }], { batch: 2 } as never), /loglikelihoods: unknown option "batch"/);
     const r = evaluateTasks(model, tok, [t]);
     const rows = taskScoreRows(r, 'base');
     assert.deepEqual(rows.map((x) => [x.run, x.task, x.metric]), [['base', 'mc', 'acc'], ['base', 'mc', 'acc_norm']]);

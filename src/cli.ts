@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tunelab` command line: the terminal side of the library.
- *   tunelab info | train | generate <model> | eval <model> | serve <model>
+ *   tunelab info | train | generate <model> | eval <model> | serve <model> | build-native
  * Wrong arguments print usage and exit 2; runtime errors print one line and exit 1 (no stack traces).
  */
 import * as fs from 'fs';
@@ -25,6 +25,7 @@ import { TerminalProgress, formatDuration } from './viz/progress';
 import { registerKernelCommand } from './kernel/spec';
 import { registerServeCommand } from './serve/cli';
 import { registerDoctorCommand } from './io/doctor-cli';
+import { buildNativeHint, registerBuildNativeCommand } from './cli-build-native';
 
 const version: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
@@ -250,9 +251,10 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
     .action(async (o: { backend?: string; json?: boolean }) => {
       const e = await startEngine(o.backend);
       const v = { tunelab: version, node: process.version, ...e };
+      const hint = buildNativeHint(e.native);
       print(!!o.json, v, [`tunelab ${version} (node ${process.version})`, `backend: ${e.backend} (tfjs ${e.tfjsVersion}, ${e.threads} thread${e.threads > 1 ? 's' : ''})`,
         ...e.skipped.map((s) => `  skipped ${s.backend}: ${s.reason}`), `patched kernels: ${e.patchedKernels.join(', ') || 'none'}`,
-        ...(e.native ? [`native GEMM: ${e.native.reason}`] : [])].join('\n'));
+        ...(e.native ? [`native GEMM: ${e.native.reason}`] : []), ...(hint ? [hint] : [])].join('\n'));
     });
   p.command('train').description('train a causal LM on a text file or folder, from scratch or --from a saved model')
     .requiredOption('--data <path>', 'text file, folder of .txt/.md files, or .csv/.tsv/.json/.jsonl with a "text" column')
@@ -312,6 +314,7 @@ export function program(argv: readonly string[] = process.argv.slice(2)): Comman
   registerKernelCommand(p);
   registerServeCommand(p);
   registerDoctorCommand(p);
+  registerBuildNativeCommand(p);
   return p;
 }
 

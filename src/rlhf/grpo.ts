@@ -180,9 +180,10 @@ export function grpoLoss(
 
 /**
  * Metrics of one GRPO step: TRL's names, plus the fields of {@link StepMetrics} so progress bars and
- * charts follow. Per-reward means and stds come as `rewards/<name>/mean` and `rewards/<name>/std`.
+ * charts follow (`metricsChart(result.history, ['reward', 'kl'])`). Per-reward means and stds come as
+ * `rewards/<name>/mean` and `rewards/<name>/std`.
  */
-export interface GrpoStepMetrics extends StepMetrics {
+export type GrpoStepMetrics = Plain<StepMetrics> & {
   /** Mean weighted reward over the batch's completions. */
   reward: number;
   /** Mean over groups of the reward's std within the group. */
@@ -205,7 +206,10 @@ export interface GrpoStepMetrics extends StepMetrics {
   /** Prompt and completion tokens so far (TRL `num_tokens`). */
   num_tokens: number;
   [perReward: `rewards/${string}`]: number;
-}
+};
+
+/** An interface as a plain object type, so rows pass as `Record<string, unknown>` (`metricsChart`). */
+type Plain<T> = { [K in keyof T]: T[K] };
 
 /** One completion kept for inspection. */
 export interface GrpoSample {

@@ -78,6 +78,7 @@ export function loadWeightsInto(model: CausalLM, dir: string): void {
   const { tensors } = readShardedSafetensors(dir);
   const source = path.join(dir, fs.existsSync(path.join(dir, 'model.safetensors.index.json')) ? 'model.safetensors.index.json' : 'model.safetensors');
   const expected = new Map([...model.params].map(([p, { variable }]) => [p, variable.shape]));
+  for (const [p, q] of model.quantized) expected.set(p, [...q.shape]);
   const get = (name: string): HostTensor | undefined => {
     const entry = tensors.get(name);
     if (!entry) return undefined;
@@ -87,7 +88,8 @@ export function loadWeightsInto(model: CausalLM, dir: string): void {
   };
   const params = fromHfTensors(model.config, expected, [...tensors.keys()], get, source);
   tf.tidy(() => {
-    for (const [p, t] of params) model.weight(p).assign(tf.tensor(t.data, t.shape));
+    // A quantized base stays as it is: its frozen weights were saved as their decoded values (resume).
+    for (const [p, t] of params) if (!model.quantized.has(p)) model.weight(p).assign(tf.tensor(t.data, t.shape));
   });
 }
 

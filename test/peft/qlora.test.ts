@@ -11,7 +11,7 @@ import { addLora, addDora } from '../../src/peft/lora';
 import { addIa3 } from '../../src/peft/ia3';
 import { addBottleneck } from '../../src/peft/bottleneck';
 import { loadAdapter, saveAdapter } from '../../src/peft/io';
-import { loadModel, saveModel } from '../../src/io/checkpoint';
+import { checkpointWriter, loadModel, resumeFrom, saveModel } from '../../src/io/checkpoint';
 import { heldOutLossSync } from '../../src/eval/metrics';
 import { base } from '../../src/lab/base';
 import { dataset } from '../../src/lab/data';
@@ -141,6 +141,29 @@ describe('peft/qlora: adapters on a quantized frozen base', () => {
       loadAdapter(loaded, path.join(dir, 'adapter'));
       assert.ok(maxAbsDiff(logitsOf(loaded), want) < 1e-4);
       [start, m, again, loaded].forEach((x) => x.dispose());
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a QLoRA run resumes from its checkpoint to the losses of an uninterrupted run', async () => {
+    const dir = tmp();
+    try {
+      const start = await pretrained(llama);
+      const make = () => {
+        const m = start.clone();
+        quantizeBase(m, { format: 'nf4' });
+        addLora(m, { r: 4, targetModules: 'all-linear' });
+        return new Trainer(m, causalLmObjective, new TokenWindows(task(2000), 16, 8, 5),
+          { lr: 1e-2, maxSteps: 6, seed: 3, checkpointEvery: 3, outDir: dir }, { checkpoints: checkpointWriter() });
+      };
+      const whole = make();
+      const losses = (await whole.train()).history.map((h) => h.loss);
+      const resumed = make();
+      resumeFrom(resumed as Trainer<unknown>, path.join(dir, 'checkpoint-3'));
+      assert.deepEqual((await resumed.train()).history.map((h) => h.loss), losses, 'same losses, step for step');
+      for (const t of [whole, resumed]) { t.dispose(); t.model.dispose(); }
+      start.dispose();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -333,41 +333,43 @@ export interface ScorePoint {
 export interface TaskScoreChartOptions extends ChartOptions {
   /** A dashed line at this value (e.g. chance accuracy 0.25 for four choices). */
   chance?: number;
-  /** Y axis title (default `score`). */
+  /** Score axis title (default `score`). */
   metricName?: string;
 }
 
 /**
- * Task scores with their intervals: one column per task and metric, one colour per run (a point and a
- * whisker from low to high), so overlapping intervals are visible at a glance.
+ * Task scores with their intervals as a forest plot: one row per task and metric (first at the top), one
+ * colour per run (a point and a whisker from low to high), so overlapping intervals are visible at a glance.
  *
  * @example
  * taskScoreChart([...taskScoreRows(base, 'base'), ...taskScoreRows(tuned, 'tuned')].filter((r) => r.metric === 'acc'), { chance: 0.25 }).show();
  */
 export function taskScoreChart(points: readonly ScorePoint[], opts: TaskScoreChartOptions = {}): Chart {
-  const columns = [...new Set(points.map((p) => `${p.task} ${p.metric}`))];
+  const rows = [...new Set(points.map((p) => `${p.task} ${p.metric}`))];
   const runs = [...new Set(points.map((p) => p.run))];
   const width = 0.6 / Math.max(1, runs.length);
   const data: JsonObject[] = runs.flatMap((run, i) => {
     const mine = points.filter((p) => p.run === run);
-    const x = mine.map((p) => columns.indexOf(`${p.task} ${p.metric}`) + (i - (runs.length - 1) / 2) * width);
+    const y = mine.map((p) => rows.indexOf(`${p.task} ${p.metric}`) + (i - (runs.length - 1) / 2) * width);
     const color = COLORS[i % COLORS.length];
     return [
-      { type: 'scatter', mode: 'lines', name: `${plotlyText(run)} interval`, x: x.flatMap((v) => [v, v, null]), y: mine.flatMap((p) => [...nums([p.low, p.high]), null]),
+      { type: 'scatter', mode: 'lines', name: `${plotlyText(run)} interval`, x: mine.flatMap((p) => [...nums([p.low, p.high]), null]), y: y.flatMap((v) => [v, v, null]),
         line: { color, width: 2 }, hoverinfo: 'skip', showlegend: false },
-      { type: 'scatter', mode: 'markers', name: plotlyText(run || 'score'), x, y: nums(mine.map((p) => p.value)), marker: { size: 9, color },
+      { type: 'scatter', mode: 'markers', name: plotlyText(run || 'score'), x: nums(mine.map((p) => p.value)), y, marker: { size: 9, color },
         text: mine.map((p) => `${plotlyText(p.task)} ${p.metric}: ${p.value.toFixed(3)} [${p.low.toFixed(3)}, ${p.high.toFixed(3)}]`), hovertemplate: '%{text}<extra></extra>' },
     ];
   });
   const shapes: JsonObject[] = opts.chance === undefined ? [] : [
-    { type: 'line', xref: 'paper', x0: 0, x1: 1, y0: opts.chance, y1: opts.chance, line: { color: '#555', dash: 'dash', width: 1 } },
+    { type: 'line', yref: 'paper', y0: 0, y1: 1, x0: opts.chance, x1: opts.chance, line: { color: '#555', dash: 'dash', width: 1 } },
   ];
+  const longest = Math.max(0, ...rows.map((r) => r.length));
   return new Chart({
     data,
     layout: layout(opts.title ?? 'Task scores', {
-      height: opts.height ?? 420,
-      xaxis: { tickmode: 'array', tickvals: columns.map((_, i) => i), ticktext: columns.map(plotlyText), range: [-0.5, columns.length - 0.5] },
-      yaxis: { title: { text: opts.metricName ?? 'score' } },
+      height: opts.height ?? Math.max(260, 120 + 48 * rows.length),
+      margin: { l: Math.min(320, 20 + 7 * longest), r: 30, t: 50, b: 50 },
+      yaxis: { tickmode: 'array', tickvals: rows.map((_, i) => i), ticktext: rows.map(plotlyText), range: [rows.length - 0.5, -0.5] },
+      xaxis: { title: { text: opts.metricName ?? 'score' } },
       shapes,
     }),
   });

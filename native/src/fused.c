@@ -4,6 +4,8 @@
  */
 #include "fused.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fused_body.h"
@@ -63,4 +65,41 @@ void fused_run(fused_op op, const fused_args *a) {
   const long ntasks = (total + step - 1) / step;
   const int serial = pool_threads() == 1 || total * width < FUSED_PARALLEL_MIN || ntasks == 1;
   pool_run(fused_task, &job, (int)ntasks, serial);
+}
+
+typedef struct {
+  const float **ptr;
+  long *len;
+  double *partial;
+  float (*dot)(const float *, const float *, long);
+} squares_job;
+
+static void squares_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const squares_job *job = ctx;
+  job->partial[task] = job->dot(job->ptr[task], job->ptr[task], job->len[task]);
+}
+
+double fused_sum_squares(const float *const *arrays, const long *counts, int n) {
+  long chunks = 0;
+  for (int i = 0; i < n; i++) chunks += (counts[i] + FUSED_CHUNK - 1) / FUSED_CHUNK;
+  if (chunks == 0) return 0.0;
+  squares_job job = {malloc(sizeof(float *) * chunks), malloc(sizeof(long) * chunks), malloc(sizeof(double) * chunks), current->dot};
+  double total = NAN;
+  if (job.ptr && job.len && job.partial) {
+    long c = 0, elements = 0;
+    for (int i = 0; i < n; i++)
+      for (long at = 0; at < counts[i]; at += FUSED_CHUNK, c++) {
+        job.ptr[c] = arrays[i] + at;
+        job.len[c] = counts[i] - at < FUSED_CHUNK ? counts[i] - at : FUSED_CHUNK;
+        elements += job.len[c];
+      }
+    pool_run(squares_task, &job, (int)chunks, pool_threads() == 1 || elements < FUSED_PARALLEL_MIN);
+    total = 0.0;
+    for (long i = 0; i < chunks; i++) total += job.partial[i];
+  }
+  free(job.ptr);
+  free(job.len);
+  free(job.partial);
+  return total;
 }

@@ -31,7 +31,7 @@ typedef enum {
   FUSED_RMS_NORM_GRAD,      /* p: x, w, dy, dx, dy·x̂ (for dw); s: eps */
   FUSED_LAYER_NORM,         /* p: x, w, b, y; s: eps */
   FUSED_LAYER_NORM_GRAD,    /* p: x, w, dy, dx, dy·x̂; s: eps */
-  FUSED_ADAMW,              /* p: param, grad, m, v, param', m', v'; s: lr, β1, β2, ε, λ, 1−β1ᵗ, 1−β2ᵗ */
+  FUSED_ADAMW,              /* p: param, grad, m, v, param', m', v'; s: lr, β1, β2, ε, λ, 1−β1ᵗ, 1−β2ᵗ, g scale */
   FUSED_SOFTMAX,            /* p: x[R,C], y; s: scale — y = softmax(scale·x) per row */
   FUSED_SOFTMAX_GRAD,       /* p: y, dy, dx; s: scale — dx = scale·y·(dy − Σ dy·y) */
   FUSED_ROPE,               /* p: x[R,hd], cos, sin, y; s: T, H, batched tables (0/1) — rotate-half RoPE */
@@ -46,6 +46,8 @@ int fused_by_rows(fused_op op);
 typedef struct {
   const char *name;
   fused_body_fn body[FUSED_COUNT];
+  /* Σ a·b over n floats with the row reductions' fixed order. */
+  float (*dot)(const float *a, const float *b, long n);
 } fused_isa;
 
 extern const fused_isa fused_isa_generic;
@@ -57,5 +59,12 @@ int fused_set_isa(const char *name);
 
 /* Runs one op over the whole call on the thread pool. */
 void fused_run(fused_op op, const fused_args *a);
+
+/*
+ * Σ x² over every element of n arrays (the squared global norm of a set of gradients), in double: fixed
+ * chunks of each array are summed in float on the pool, then added in order. Returns NaN when a buffer
+ * cannot be allocated.
+ */
+double fused_sum_squares(const float *const *arrays, const long *counts, int n);
 
 #endif

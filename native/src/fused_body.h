@@ -269,15 +269,16 @@ FB void fb_layer_norm_grad(const fused_args *a, long r0, long r1) {
   }
 }
 
-/* ---- AdamW: m, v moments, bias-corrected step, decoupled decay (s: lr, β1, β2, ε, λ, c1, c2) ---- */
+/* ---- AdamW: m, v moments, bias-corrected step, decoupled decay (s: lr, β1, β2, ε, λ, c1, c2, grad scale) ---- */
 
 /* Restrict parameters (not locals): GCC keeps them through inlining, so the loop needs no alias checks. */
 FB void fb_adamw_loop(const float *restrict p, const float *restrict g, const float *restrict m, const float *restrict v,
                       float *restrict po, float *restrict mo, float *restrict vo, long i0, long i1, const float *s) {
-  const float lr = s[0], b1 = s[1], b2 = s[2], eps = s[3], wd = s[4], c1 = s[5], c2 = s[6];
+  const float lr = s[0], b1 = s[1], b2 = s[2], eps = s[3], wd = s[4], c1 = s[5], c2 = s[6], scale = s[7];
   for (long i = i0; i < i1; i++) {
-    const float mi = m[i] * b1 + g[i] * (1.0f - b1);
-    const float vi = v[i] * b2 + g[i] * g[i] * (1.0f - b2);
+    const float gi = g[i] * scale; /* gradient clipping's factor (1 when not clipped) */
+    const float mi = m[i] * b1 + gi * (1.0f - b1);
+    const float vi = v[i] * b2 + gi * gi * (1.0f - b2);
     const float update = (mi / c1) / (sqrtf(vi / c2) + eps) + p[i] * wd;
     mo[i] = mi;
     vo[i] = vi;
@@ -340,10 +341,12 @@ FB void fb_rope_grad(const fused_args *a, long r0, long r1) {
   T static void NAME##_softmax_grad(const fused_args *a, long b, long e) { fb_softmax_grad(a, b, e); }  \
   T static void NAME##_rope(const fused_args *a, long b, long e) { fb_rope(a, b, e); }                  \
   T static void NAME##_rope_grad(const fused_args *a, long b, long e) { fb_rope_grad(a, b, e); }        \
+  T static float NAME##_dot(const float *a, const float *b, long n) { return fb_row_dot(a, b, n); }     \
   static const fused_isa NAME##_table = {#NAME,                                                        \
                                          {NAME##_ce, NAME##_ce_grad, NAME##_gelu, NAME##_gelu_grad,     \
                                           NAME##_swiglu, NAME##_swiglu_grad, NAME##_rms,                \
                                           NAME##_rms_grad, NAME##_ln, NAME##_ln_grad, NAME##_adamw,     \
-                                          NAME##_softmax, NAME##_softmax_grad, NAME##_rope, NAME##_rope_grad}};
+                                          NAME##_softmax, NAME##_softmax_grad, NAME##_rope, NAME##_rope_grad}, \
+                                         NAME##_dot};
 
 #endif

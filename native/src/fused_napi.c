@@ -10,6 +10,7 @@
 #include <node_api.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "fused.h"
 
@@ -38,7 +39,7 @@ static const fused_desc descs[] = {
     {"layerNorm", FUSED_LAYER_NORM, 4, {"x", "weight", "bias", "y"}, {EXT_RC, EXT_C, EXT_C, EXT_RC}, 1, {"eps"}},
     {"layerNormGrad", FUSED_LAYER_NORM_GRAD, 5, {"x", "weight", "dy", "dx", "dyXhat"}, {EXT_RC, EXT_C, EXT_RC, EXT_RC, EXT_RC}, 1, {"eps"}},
     {"adamw", FUSED_ADAMW, 7, {"param", "grad", "m", "v", "paramOut", "mOut", "vOut"}, {EXT_R, EXT_R, EXT_R, EXT_R, EXT_R, EXT_R, EXT_R},
-     7, {"lr", "beta1", "beta2", "eps", "weightDecay", "biasCorrection1", "biasCorrection2"}},
+     8, {"lr", "beta1", "beta2", "eps", "weightDecay", "biasCorrection1", "biasCorrection2", "gradScale"}},
     {"softmax", FUSED_SOFTMAX, 2, {"x", "y"}, {EXT_RC, EXT_RC}, 1, {"scale"}},
     {"softmaxGrad", FUSED_SOFTMAX_GRAD, 3, {"y", "dy", "dx"}, {EXT_RC, EXT_RC, EXT_RC}, 1, {"scale"}},
     {"rope", FUSED_ROPE, 4, {"x", "cos", "sin", "y"}, {EXT_RC, EXT_ROPE_TABLE, EXT_ROPE_TABLE, EXT_RC}, 3, {"seqLen", "heads", "batchedTables"}},
@@ -109,6 +110,55 @@ static napi_value js_fused(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * sumSquares(buffer, offsets, counts) → Σ x² over each (byte offset, float count) array in buffer, as a
+ * double: the squared global norm of a set of gradients in one call.
+ */
+static napi_value js_sum_squares(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  size_t argc = 3;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, NULL, "tunelab_native.sumSquares: expected (buffer, offsets, counts)");
+    return NULL;
+  }
+  bool is_ab = false;
+  void *data;
+  size_t length;
+  uint32_t n = 0, n2 = 0;
+  napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (!is_ab || napi_get_arraybuffer_info(env, argv[0], &data, &length) != napi_ok ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || napi_get_array_length(env, argv[2], &n2) != napi_ok || n != n2) {
+    napi_throw_type_error(env, NULL, "tunelab_native.sumSquares: expected an ArrayBuffer and two arrays of equal length");
+    return NULL;
+  }
+  const float **arrays = malloc(sizeof(float *) * (n ? n : 1));
+  long *counts = malloc(sizeof(long) * (n ? n : 1));
+  napi_value result = NULL;
+  if (!arrays || !counts) {
+    napi_throw_error(env, NULL, "tunelab_native.sumSquares: out of memory");
+    goto done;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value ov, cv;
+    double off, count;
+    if (napi_get_element(env, argv[1], i, &ov) != napi_ok || napi_get_element(env, argv[2], i, &cv) != napi_ok ||
+        napi_get_value_double(env, ov, &off) != napi_ok || napi_get_value_double(env, cv, &count) != napi_ok ||
+        !(off >= 0) || !(count >= 0) || fmod(off, 4.0) != 0 || floor(count) != count || off + 4.0 * count > (double)length) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "tunelab_native.sumSquares: array %u is not a whole float array inside the %zu-byte buffer", i, length);
+      napi_throw_range_error(env, NULL, msg);
+      goto done;
+    }
+    arrays[i] = (const float *)((const char *)data + (size_t)off);
+    counts[i] = (long)count;
+  }
+  napi_create_double(env, fused_sum_squares(arrays, counts, (int)n), &result);
+done:
+  free(arrays);
+  free(counts);
+  return result;
+}
+
 /* Adds the fused functions to the addon's exports; returns 0 or -1. */
 int fused_register(napi_env env, napi_value exports) {
   for (size_t i = 0; i < sizeof descs / sizeof descs[0]; i++) {
@@ -117,5 +167,9 @@ int fused_register(napi_env env, napi_value exports) {
         napi_set_named_property(env, exports, descs[i].js_name, fn) != napi_ok)
       return -1;
   }
+  napi_value fn;
+  if (napi_create_function(env, "sumSquares", NAPI_AUTO_LENGTH, js_sum_squares, NULL, &fn) != napi_ok ||
+      napi_set_named_property(env, exports, "sumSquares", fn) != napi_ok)
+    return -1;
   return 0;
 }

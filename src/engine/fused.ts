@@ -67,7 +67,7 @@ const specs: FusedSpec[] = [
   { kernel: 'TunelabRoPEGrad', fn: 'ropeGrad', inputs: ['dy', 'cos', 'sin'], outputs: same(1), size: lastAxis, options: ropeOptions },
   {
     kernel: 'TunelabAdamW', fn: 'adamw', inputs: ['param', 'grad', 'm', 'v'], outputs: same(3), size: elements,
-    options: (a) => ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'biasCorrection1', 'biasCorrection2'].map((k) => a[k] as number),
+    options: (a) => ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'biasCorrection1', 'biasCorrection2', 'gradScale'].map((k) => a[k] as number),
   },
 ];
 
@@ -182,6 +182,8 @@ export interface FusedAdamWOptions {
   weightDecay: number;
   biasCorrection1: number;
   biasCorrection2: number;
+  /** Factor on the gradient first (gradient clipping's; 1 for none). */
+  gradScale: number;
 }
 
 /** The fused ops; call only when {@link useFused} is true (they throw otherwise). */
@@ -212,6 +214,18 @@ export const fusedOps = {
     const batched = tf.util.arraysEqual(cos.shape, [b, 1, t, hd]);
     if ((!shared && !batched) || !tf.util.arraysEqual(cos.shape, sin.shape) || hd % 2 !== 0) return undefined;
     return one('TunelabRoPE', { x, cos, sin }, { seqLen: t, heads: h, batchedTables: batched }) as tf.Tensor4D;
+  },
+  /** Σ x² over every element of float32 tensors, in double: the squared global norm in one native call. */
+  sumSquares: (tensors: readonly tf.Tensor[]): number => {
+    const lib = fusedAddon();
+    if (!lib) throw new Error('fused sumSquares: the native engine is not active (check useFused() first)');
+    const backend = tf.backend() as unknown as WasmBackend;
+    const offsets = tensors.map((t) => {
+      const data = backend.dataIdMap.get(t.dataId);
+      if (!data) throw new Error(`fused sumSquares: tensor [${t.shape}] is not on the wasm backend`);
+      return data.memoryOffset;
+    });
+    return lib.sumSquares(backend.wasm.HEAPF32.buffer as ArrayBuffer, offsets, tensors.map((t) => t.size));
   },
   /** One AdamW update of a parameter: returns [param', m', v'] (new tensors; the inputs are unchanged). */
   adamw: (param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, options: FusedAdamWOptions): [tf.Tensor, tf.Tensor, tf.Tensor] =>

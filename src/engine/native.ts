@@ -38,6 +38,8 @@ export type HeapFused = (heap: ArrayBuffer, ...args: number[]) => void;
 
 /** The addon's exports (native/src/addon.c). */
 export interface NativeAddon extends Record<FusedFunctionName, HeapFused> {
+  /** Σ x² over each (byte offset, float count) array of `heap`, in double (fused_napi.c). */
+  sumSquares(heap: ArrayBuffer, offsets: number[], counts: number[]): number;
   gemm: HeapGemm;
   setThreads(threads: number): number;
   threads(): number;

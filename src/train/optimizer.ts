@@ -41,27 +41,31 @@ export class AdamW {
     }
   }
 
-  /** Applies one update with learning rate `lr`; `grads` holds a gradient per parameter path. */
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * Applies one update with learning rate `lr`; `grads` holds a gradient per parameter path, multiplied by
+   * `gradScale` first (gradient clipping's factor, {@link clipScale}).
+   */
+  apply(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     const { beta1, beta2, eps, weightDecay } = this.options;
     this.step++;
     const c1 = 1 - Math.pow(beta1, this.step);
     const c2 = 1 - Math.pow(beta2, this.step);
     tf.tidy(() => {
       for (const [path, p] of this.params) {
-        const g = grads.get(path);
-        if (!g) continue;
+        const raw = grads.get(path);
+        if (!raw) continue;
         const m = this.m.get(path)!;
         const v = this.v.get(path)!;
         const decay = weightDecay > 0 && decays(path, p) ? weightDecay : 0;
-        if (useFused(p, g, m, v)) {
+        if (useFused(p, raw, m, v)) {
           // One pass on the native engine: the same update, 3 reads and 3 writes per element.
-          const [pNew, mNew, vNew] = fusedOps.adamw(p, g, m, v, { lr, beta1, beta2, eps, weightDecay: decay, biasCorrection1: c1, biasCorrection2: c2 });
+          const [pNew, mNew, vNew] = fusedOps.adamw(p, raw, m, v, { lr, beta1, beta2, eps, weightDecay: decay, biasCorrection1: c1, biasCorrection2: c2, gradScale });
           m.assign(mNew);
           v.assign(vNew);
           p.assign(pNew);
           continue;
         }
+        const g = gradScale === 1 ? raw : tf.mul(raw, gradScale);
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
@@ -101,6 +105,24 @@ export class AdamW {
     this.m.clear();
     this.v.clear();
   }
+}
+
+/**
+ * The global L2 norm of gradients, as a number: one native pass over all of them on the native engine, else
+ * √Σ sum(g²) in tfjs ops (read back asynchronously). NaN or ∞ passes through for the caller to report.
+ */
+export async function globalNorm(grads: readonly tf.Tensor[]): Promise<number> {
+  if (grads.length === 0) return 0;
+  if (useFused(...grads)) return Math.sqrt(fusedOps.sumSquares(grads));
+  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
+  const value = (await norm.data())[0];
+  norm.dispose();
+  return value;
+}
+
+/** PyTorch's `clip_grad_norm_` factor: min(1, maxNorm / (norm + 1e-6)); 1 when `maxNorm` is 0 (no clipping). */
+export function clipScale(norm: number, maxNorm: number): number {
+  return maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
 }
 
 /**

@@ -6,7 +6,7 @@
 import { basename } from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
-import { AdamW, clipByGlobalNorm } from './optimizer';
+import { AdamW, clipScale, globalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import { Emitter } from '../util/events';
 import { withDefaults } from '../util/options';
@@ -240,22 +240,18 @@ export class Trainer<B> implements Stoppable {
     const loss = lossSum / k;
     const accumulated = sum!;
     // Gradients in the order of `params` (variableGrads keys them by variable name).
-    const [norm, ...clipped] = tf.tidy((): tf.Tensor[] => {
-      const mean = vars.map((v) => (k > 1 ? tf.div(accumulated[v.name], k) : accumulated[v.name]));
-      const { norm: gnorm, clipped: out } = clipByGlobalNorm(mean, this.config.maxGradNorm);
-      return [gnorm, ...out];
-    });
-    tf.dispose(Object.values(accumulated));
-    const gradNorm = (await norm.data())[0];
-    norm.dispose();
+    const mean = k > 1 ? tf.tidy(() => vars.map((v) => tf.div(accumulated[v.name], k))) : vars.map((v) => accumulated[v.name]);
+    if (k > 1) tf.dispose(Object.values(accumulated));
+    const gradNorm = await globalNorm(mean);
     const fail = !Number.isFinite(loss) ? { v: loss, what: 'loss' as const } : !Number.isFinite(gradNorm) ? { v: gradNorm, what: 'gradient norm' as const } : undefined;
     if (fail) {
-      tf.dispose(clipped);
+      tf.dispose(mean);
       throw new NonFiniteLossError(this.step + 1, fail.v, fail.what, this.lastCheckpoint);
     }
-    const grads = new Map([...params.keys()].map((path, i) => [path, clipped[i]]));
-    this.optimizer.apply(grads, this.lr);
-    tf.dispose(clipped);
+    const grads = new Map([...params.keys()].map((path, i) => [path, mean[i]]));
+    // Clipping is a factor on every gradient, applied inside the update (PyTorch's clip_grad_norm_ semantics).
+    this.optimizer.apply(grads, this.lr, clipScale(gradNorm, this.config.maxGradNorm));
+    tf.dispose(mean);
     this.step++;
     this.tokens += tokens;
     return { loss, gradNorm, tokens, ...(penalty && { penalty: penaltySum / k }) };

@@ -6,7 +6,7 @@ import { fusedOps, useFused } from '../../src/engine/fused';
 import { configureNative, loadNativeAddon, nativeAddonPath, nativeInfo, resetNative, type NativeIsa } from '../../src/engine/native';
 import { patchWasmKernels } from '../../src/engine/wasm-kernels';
 import { applyRope, gelu, layerNorm, rmsNorm, rotateHalfMatrix, swiglu } from '../../src/model/layers';
-import { AdamW } from '../../src/train/optimizer';
+import { AdamW, globalNorm } from '../../src/train/optimizer';
 import { tokenCrossEntropy } from '../../src/train/causal-lm';
 
 /** Deterministic values in [-scale, scale): failures reproduce from the printed case alone. */
@@ -149,7 +149,27 @@ describe('fused kernels (native/src/fused*.c, src/engine/fused.ts)', function ()
     tf.dispose([logits, targets]);
   });
 
-  it('AdamW steps equal the composite update (weight decay on matrices only), with no tensor left behind', async () => {
+  it('the global gradient norm is one native call, equal to the composite to float precision (NaN passes through)', async () => {
+    const sizes = [1, 17, 40000, 300];
+    const norms = async (backend: 'cpu' | 'wasm') => {
+      await tf.setBackend(backend);
+      const grads = sizes.map((n, i) => tf.tensor(values(n, 40 + i, 3), [n]));
+      const before = tf.memory().numTensors;
+      const norm = await globalNorm(grads);
+      assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+      const withNaN = await globalNorm([...grads, tf.tensor([1, NaN])]);
+      tf.dispose(grads);
+      return { norm, withNaN };
+    };
+    const fused = await norms('wasm');
+    const ref = await norms('cpu');
+    assert.ok(Math.abs(fused.norm - ref.norm) <= 1e-5 * ref.norm, `${fused.norm} vs ${ref.norm}`);
+    assert.ok(Number.isNaN(fused.withNaN) && Number.isNaN(ref.withNaN));
+    assert.equal(await globalNorm([]), 0);
+    await tf.setBackend('wasm');
+  });
+
+  it('AdamW steps equal the composite update (weight decay on matrices only, a clipped step), with no tensor left behind', async () => {
     const run = async (backend: 'cpu' | 'wasm') => {
       await tf.setBackend(backend);
       const params = new Map([
@@ -160,7 +180,7 @@ describe('fused kernels (native/src/fused*.c, src/engine/fused.ts)', function ()
       const counts: number[] = [];
       for (let step = 0; step < 4; step++) {
         const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor(values(p.size, 10 * step + i, 2), p.shape)]));
-        opt.apply(grads, 1e-2);
+        opt.apply(grads, 1e-2, step === 2 ? 0.25 : 1); // one clipped step
         tf.dispose([...grads.values()]);
         counts.push(tf.memory().numTensors);
       }

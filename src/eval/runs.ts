@@ -1,7 +1,7 @@
 /**
  * Results of training runs kept for comparison: one summary row per run in `<dir>/runs.jsonl` (read back
  * as an arquero table, across notebooks and sessions) and each run's curves in `<dir>/<run>/`
- * (`steps.jsonl`, `evals.jsonl`, `forgetting.jsonl`, `run.json`), also as a TensorBoard event file
+ * (`steps.jsonl`, `evals.jsonl`, `forgetting.jsonl`, `tasks.jsonl`, `run.json`), also as a TensorBoard event file
  * (`events.out.tfevents.*`, tags as the Hugging Face Trainer's TensorBoard callback names them), so
  * `tensorboard --logdir <dir>` shows every run. Nothing is ever overwritten: a run name already used gets
  * a numeric suffix.
@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { eventFileBytes, eventFileName, type ScalarEvent } from '../io/tfevents';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { evalLogEntry, stepLogEntry, tensorboardScalars, type LogEntry } from '../train/trainer-state';
-import type { ForgettingRow } from './forgetting';
+import type { ForgettingRow, TaskRow } from './forgetting';
 
 /** One run's summary: a row of {@link RunLog.table}. */
 export interface RunRecord {
@@ -52,6 +52,8 @@ export interface RunDetails {
   steps?: readonly StepMetrics[];
   evals?: readonly EvalMetrics[];
   forgetting?: readonly ForgettingRow[];
+  /** Task scores the forgetting tracker measured (`tasks.jsonl`). */
+  tasks?: readonly TaskRow[];
 }
 
 const jsonl = (rows: readonly unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
@@ -91,6 +93,7 @@ export function runScalars(record: Pick<RunRecord, 'finishedAt' | 'wallMs'>, det
     ...(details.steps ?? []).map(stepLogEntry),
     ...(details.evals ?? []).map(evalLogEntry),
     ...(details.forgetting ?? []).map((r): LogEntry => ({ step: r.step, [`eval_${r.set}_loss`]: r.loss, [`eval_${r.set}_perplexity`]: r.perplexity })),
+    ...(details.tasks ?? []).map((r): LogEntry => ({ step: r.step, [`eval_${r.task}_${r.metric}`]: r.value })),
   ];
   return entries.flatMap((e) => Object.entries(tensorboardScalars(e))
     .filter(([, value]) => Number.isFinite(value))
@@ -146,6 +149,7 @@ export class RunLog {
     if (details.steps) writeFileAtomic(path.join(runDir, 'steps.jsonl'), jsonl(details.steps));
     if (details.evals) writeFileAtomic(path.join(runDir, 'evals.jsonl'), jsonl(details.evals));
     if (details.forgetting) writeFileAtomic(path.join(runDir, 'forgetting.jsonl'), jsonl(details.forgetting));
+    if (details.tasks) writeFileAtomic(path.join(runDir, 'tasks.jsonl'), jsonl(details.tasks));
     const scalars = runScalars(stored, details);
     if (scalars.length) writeFileAtomic(path.join(runDir, eventFileName(scalars[0].wallTime)), eventFileBytes(scalars, scalars[0].wallTime));
     writeFileAtomic(this.file, jsonl([...this.records(), stored]));
@@ -172,6 +176,6 @@ export class RunLog {
       const file = path.join(dir, f);
       return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T) : [];
     };
-    return { steps: read('steps.jsonl'), evals: read('evals.jsonl'), forgetting: read('forgetting.jsonl') };
+    return { steps: read('steps.jsonl'), evals: read('evals.jsonl'), forgetting: read('forgetting.jsonl'), tasks: read('tasks.jsonl') };
   }
 }

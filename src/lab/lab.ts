@@ -421,7 +421,7 @@ export class Lab {
       finalTrainLoss: finalLoss(result.history), finalEvalLoss: result.evals.at(-1)?.evalLoss ?? null,
       forgettingDelta: score('general'), targetDelta: score('target'),
       config: configJson({ ...stripExtras(config), penalty: s.penalty, replay: s.replay && { fraction: s.replay.fraction }, strategy: s.strategy }),
-    }, { steps: result.history, evals: result.evals, forgetting: tracker?.rows });
+    }, { steps: result.history, evals: result.evals, forgetting: tracker?.rows, tasks: tracker?.taskRows.length ? tracker.taskRows : undefined });
     return new Run<R>({ ...s, source: { name: start.name }, data: undefined, tasks: undefined, eval: undefined, strategy: { kind: 'full' }, replay: undefined, penalty: undefined, name: undefined },
       model, tokenizer, result, record, log, tracker, 'run' in s.source ? s.source.run : undefined);
   }

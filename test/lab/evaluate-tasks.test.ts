@@ -23,6 +23,10 @@ describe('lab: run.evaluate(tasks) and .track({ tasks })', () => {
 
     const rows = run.tracker!.taskRows.filter((r) => r.metric === 'acc');
     assert.deepEqual(rows.map((r) => r.step), [0, 2, 4]);
+    // Kept in the run log (tasks.jsonl) and as TensorBoard scalars.
+    assert.deepEqual(lab.runs(dir).details(run.record.run).tasks, run.tracker!.taskRows);
+    const events = fs.readFileSync(lab.runs(dir).eventFiles(run.record.run)[0]);
+    assert.ok(events.includes(Buffer.from('eval/real_continuation_acc_mutual_info')), 'task scalar tag in the event file');
     const next = await run.data(lab.dataset('domain').slice(2, 4)).show(false).track({ every: 4, windows: 2, tasks: [tasks[0]], taskLimit: 8 }).pretrain({ maxSteps: 4, seqLen: 32, batchSize: 2 });
     const [series] = next.taskForgettingSeries('acc');
     assert.equal(series.name, 'real_continuation acc');

@@ -130,13 +130,17 @@ async function main(): Promise<void> {
       ...(native.active && b.onednn1 ? { nativeVsOnednn1: round(b.native1 / b.onednn1, 2) } : {}),
     };
   });
-  const ratios = cases.flatMap((_, i) => (native.active && best[i].onednn1 ? [best[i].native1 / best[i].onednn1] : []));
-  const summary = ratios.length ? {
-    nativeVsOnednn1: {
-      geomean: round(geomean(ratios), 3), goal: ONEDNN_GOAL, meetsGoal: geomean(ratios) >= ONEDNN_GOAL, cases: ratios.length,
-      min: round(Math.min(...ratios), 2), max: round(Math.max(...ratios), 2),
-    },
-  } : undefined;
+  /** native 1 thread / `column` per case where both were measured: geometric mean, spread and count. */
+  const ratioSummary = (column: string) => {
+    const ratios = cases.flatMap((_, i) => (best[i].native1 && best[i][column] ? [best[i].native1 / best[i][column]] : []));
+    return ratios.length ? { geomean: round(geomean(ratios), 3), min: round(Math.min(...ratios), 2), max: round(Math.max(...ratios), 2), cases: ratios.length } : undefined;
+  };
+  const vsOnednn = ratioSummary('onednn1');
+  const vsTorch = ratioSummary('torch1');
+  const summary = {
+    ...(vsOnednn ? { nativeVsOnednn1: { ...vsOnednn, goal: ONEDNN_GOAL, meetsGoal: vsOnednn.geomean >= ONEDNN_GOAL } } : {}),
+    ...(vsTorch ? { nativeVsTorch1: vsTorch } : {}),
+  };
 
   const header = torch[0]?.header;
   log(`GFLOP/s (${per} call), best of ${rounds} rounds (native: ${nativeInfo().isa}; All = ${cores} threads)`);
@@ -151,10 +155,10 @@ async function main(): Promise<void> {
     const values = row as unknown as Record<string, unknown>;
     log([row.name.padEnd(44), ...columns.map((c) => cell(values[c])), ...(ratioColumn ? [cell(values.nativeVsOnednn1).slice(1)] : [])].join(''));
   }
-  if (summary) {
-    const s = summary.nativeVsOnednn1;
-    log(`native 1 thread / oneDNN 1 thread: geometric mean ${s.geomean} over ${s.cases} shapes (${s.min}–${s.max}); ` +
-      `goal ≥ ${ONEDNN_GOAL}: ${s.meetsGoal ? 'met' : 'not met'}`);
+  if (vsTorch) log(`native 1 thread / PyTorch (OpenBLAS) 1 thread: geometric mean ${vsTorch.geomean} over ${vsTorch.cases} shapes (${vsTorch.min}–${vsTorch.max})`);
+  if (vsOnednn) {
+    log(`native 1 thread / oneDNN 1 thread: geometric mean ${vsOnednn.geomean} over ${vsOnednn.cases} shapes (${vsOnednn.min}–${vsOnednn.max}); ` +
+      `goal ≥ ${ONEDNN_GOAL}: ${vsOnednn.geomean >= ONEDNN_GOAL ? 'met' : 'not met'}`);
   }
   console.log(JSON.stringify({
     unit: `GFLOP/s (${per} call, best of rounds)`, rounds, budgetMs, isa: nativeInfo().isa ?? null, threads: cores,
@@ -165,7 +169,7 @@ async function main(): Promise<void> {
         why: header?.why, ...(torchNote ? { note: torchNote } : {}) }
       : { skipped: true, note: torchNote },
     cases: rows,
-    ...(summary ? { summary } : {}),
+    summary,
   }, null, 2));
 }
 

@@ -66,6 +66,7 @@ export function wilsonInterval(successes: number, n: number, confidence = 0.95):
 /**
  * Percentile bootstrap of a statistic over items: `iters` resamples with replacement (seeded), the
  * statistic of each, and the (1 − confidence)/2 and (1 + confidence)/2 quantiles (linear interpolation).
+ * Fewer than two items give NaN bounds.
  *
  * @example
  * bootstrapInterval(docs, (s) => Math.exp(-sum(s.map((d) => d.ll)) / sum(s.map((d) => d.words))), { seed: 0 });
@@ -76,7 +77,7 @@ export function bootstrapInterval<T>(items: readonly T[], statistic: (sample: re
   const confidence = options.confidence ?? 0.95;
   checkConfidence(confidence);
   if (!Number.isInteger(iters) || iters < 1) throw new Error(`bootstrapInterval: iters must be a positive integer (got ${iters})`);
-  if (items.length === 0) return { low: NaN, high: NaN };
+  if (items.length < 2) return { low: NaN, high: NaN }; // one item resamples to itself: no interval, not a zero-width one
   const rng = new Rng(options.seed ?? 0);
   const stats: number[] = [];
   const sample: T[] = new Array(items.length);

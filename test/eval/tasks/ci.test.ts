@@ -47,6 +47,8 @@ describe('eval/tasks/ci', () => {
     close(a.high, w.high, 0.01, 'bootstrap vs Wilson high');
     // A constant sample has no spread.
     assert.deepEqual(bootstrapInterval([2, 2, 2], mean), { low: 2, high: 2 });
+    // One item has no interval (it resamples to itself), rather than a misleading zero width.
+    assert.ok(Number.isNaN(bootstrapInterval([2], mean).low));
   });
 
   it('quantile interpolates linearly (numpy default) and meanStderr is s/√n', () => {

@@ -12,7 +12,10 @@ Routes per case (a case is bench/products.ts's ProductCase: shapes a, b and tran
               Aᵀ·B  mkldnn_linear_backward_weights (backward-weights: grad_output A, input B)
             Aᵀ·Bᵀ and batched products have no oneDNN route in torch 1.13 (mm/bmm are not implemented for
             mkldnn tensors, and dense bmm goes to OpenBLAS): those cells are null, with the reason in "why".
-            Every oneDNN result is checked once against the OpenBLAS one.
+            Every oneDNN result is checked once against the OpenBLAS one. ONEDNN_VERBOSE=1 shows what runs
+            (oneDNN 2.6.3, Zen 5): forward brgemm:avx512_core with the weight reordered to a blocked layout
+            on every call, backward-data gemm:jit, backward-weights brgemm_bwd_w:avx512_core with the result
+            reordered back; those reorders are part of torch's oneDNN path and of these figures.
 
 Threads: OpenBLAS follows OPENBLAS_NUM_THREADS (read when it loads), oneDNN (OpenMP build) follows
 torch.set_num_threads; bench/gemm.ts starts one process per thread count with both set to it. After a

@@ -216,6 +216,20 @@ describe('rlhf/grpo on the shipped base', function () {
     m.dispose();
   });
 
+  it('a reward model (an object with scoreTexts, async) beside a function; its name is its position', async () => {
+    const m = model.clone();
+    const seen: { prompt: string; response: string }[] = [];
+    const lengthModel = { scoreTexts: async (items: { prompt: string; response: string }[]) => (seen.push(...items), items.map((i) => i.response.length)) };
+    const r = await grpo(m, tok, task.prompts('train'), [task.reward, lengthModel], { ...quick, logSamples: 8 });
+    assert.equal(seen.length, 2 * 4);
+    const h = r.history[0];
+    close(h['rewards/reward_1/mean'], seen.reduce((a, i) => a + i.response.length, 0) / seen.length, 1e-9);
+    for (const s of r.samples) close(s.reward, task.reward(s.prompt, s.completion) + s.completion.length, 1e-12);
+    const broken = { scoreTexts: () => [1] };
+    await assert.rejects(() => grpo(m, tok, task.prompts('train'), broken, quick), /grpo: reward "reward_0" returned 1 scores for 8 completions/);
+    m.dispose();
+  });
+
   it('raises held-out exact match; flat tensor count; same seed, same metrics', async function () {
     const fresh = model.clone();
     const reference = model.clone();

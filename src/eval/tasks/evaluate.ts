@@ -122,9 +122,12 @@ const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 function multipleChoice(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: TaskEvalOptions): TaskResult {
   const choices = t.docs.map((_, i) => t.choices(i));
   const requests = choices.flatMap((cs, i) => cs.map((c) => ({ context: t.prompt(i), continuation: t.delimiter + c })));
-  const lls = loglikelihoods(model, tok, requests, requestOptions(o)).map((r) => r.ll);
+  const docOf = choices.flatMap((cs, i) => cs.map((_, j) => `task "${t.name}", document ${i}, choice ${j}`));
+  const lls = loglikelihoods(model, tok, requests, requestOptions(o), (k) => docOf[k]).map((r) => r.ll);
   // lm-eval's unconditional request is ("", choice): no prompt and no delimiter.
-  const free = t.mutualInfo ? loglikelihoods(model, tok, choices.flat().map((c) => ({ context: '', continuation: c })), requestOptions(o)).map((r) => r.ll) : [];
+  const free = t.mutualInfo
+    ? loglikelihoods(model, tok, choices.flat().map((c) => ({ context: '', continuation: c })), requestOptions(o), (k) => `${docOf[k]} (without the prompt)`).map((r) => r.ll)
+    : [];
   let at = 0;
   const docs = choices.map((cs, i): DocResult => {
     const from = at;
@@ -144,7 +147,7 @@ function multipleChoice(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: Ta
 }
 
 function loglikelihood(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: TaskEvalOptions): TaskResult {
-  const r = loglikelihoods(model, tok, t.docs.map((_, i) => ({ context: t.prompt(i), continuation: t.delimiter + t.text(i) })), requestOptions(o));
+  const r = loglikelihoods(model, tok, t.docs.map((_, i) => ({ context: t.prompt(i), continuation: t.delimiter + t.text(i) })), requestOptions(o), (i) => `task "${t.name}", document ${i}`);
   const docs = r.map((x, i): DocResult => ({ doc: i, lls: [x.ll], isGreedy: x.isGreedy }));
   const perplexity = (s: readonly DocResult[]) => Math.exp(-sum(s.map((d) => d.lls[0])) / s.length);
   return {
@@ -168,7 +171,7 @@ function generateUntil(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: Tas
 
 function rolling(model: CausalLM, tok: Tokenizer, t: Task<unknown>, o: TaskEvalOptions): TaskResult {
   const texts = t.docs.map((_, i) => t.text(i));
-  const r = rollingLoglikelihoods(model, tok, texts, requestOptions(o));
+  const r = rollingLoglikelihoods(model, tok, texts, requestOptions(o), (i) => `task "${t.name}", document ${i}`);
   const docs = r.map((x, i): DocResult => ({ doc: i, lls: [x.ll], words: countWords(texts[i]), bytes: countBytes(texts[i]) }));
   const ll = (s: readonly DocResult[]) => sum(s.map((d) => d.lls[0]));
   const per = (s: readonly DocResult[], k: 'words' | 'bytes') => -ll(s) / sum(s.map((d) => d[k]!));

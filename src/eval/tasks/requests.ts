@@ -108,22 +108,22 @@ function scoreRows(model: CausalLM, rows: readonly Row[], batchSize: number, pad
 
 /**
  * log p(continuation | context) for each pair, with lm-eval's truncation: the last `window + 1` tokens of
- * context + continuation are kept (the context loses its start).
+ * context + continuation are kept (the context loses its start). `where(i)` names request i in errors.
  *
  * @example
  * loglikelihoods(model, tok, [{ context: 'The whale', continuation: ' swam' }])[0].ll; // < 0
  */
 export function loglikelihoods(model: CausalLM, tok: Tokenizer, requests: readonly { context: string; continuation: string }[],
-  options: Partial<RequestOptions> = {}): Loglikelihood[] {
+  options: Partial<RequestOptions> = {}, where: (i: number) => string = (i) => `task requests: request ${i}`): Loglikelihood[] {
   const o = withDefaults(requestDefaults, options, 'loglikelihoods');
   const window = windowOf(model);
   const prefix = prefixIds(tok, o.prefix);
   const rows = requests.map((r, i): Row => {
     const pair = encodePair(tok, r.context, r.continuation);
-    if (pair.continuation.length === 0) throw new Error(`task requests: request ${i}: the continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
-    if (pair.continuation.length > window) throw new Error(`task requests: request ${i}: the continuation has ${pair.continuation.length} tokens, more than the model's window of ${window}`);
+    if (pair.continuation.length === 0) throw new Error(`${where(i)}: the continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
+    if (pair.continuation.length > window) throw new Error(`${where(i)}: the continuation has ${pair.continuation.length} tokens, more than the model's window of ${window}`);
     const all = [...prefix, ...pair.context, ...pair.continuation];
-    if (all.length < 2) throw new Error(`task requests: request ${i}: an empty context needs a prefix token (prefix is "none")`);
+    if (all.length < 2) throw new Error(`${where(i)}: an empty context needs a prefix token (prefix is "none")`);
     const kept = all.slice(-(window + 1));
     return { inputs: kept.slice(0, -1), targets: kept.slice(1), from: kept.length - 1 - pair.continuation.length };
   });
@@ -138,7 +138,8 @@ export function loglikelihoods(model: CausalLM, tok: Tokenizer, requests: readon
  * @example
  * rollingLoglikelihoods(model, tok, ['Call me Ishmael.'])[0].ll;
  */
-export function rollingLoglikelihoods(model: CausalLM, tok: Tokenizer, texts: readonly string[], options: Partial<RequestOptions> = {}): { ll: number; tokens: number }[] {
+export function rollingLoglikelihoods(model: CausalLM, tok: Tokenizer, texts: readonly string[], options: Partial<RequestOptions> = {},
+  where: (i: number) => string = (i) => `task requests: text ${i}`): { ll: number; tokens: number }[] {
   const o = withDefaults(requestDefaults, options, 'rollingLoglikelihoods');
   const window = windowOf(model);
   const prefix = prefixIds(tok, o.prefix);
@@ -146,7 +147,7 @@ export function rollingLoglikelihoods(model: CausalLM, tok: Tokenizer, texts: re
   const owner: number[] = [];
   texts.forEach((text, i) => {
     const ids = [...prefix, ...tok.encode(text)];
-    if (ids.length < 2) throw new Error(`task requests: text ${i} ${prefix.length ? 'is empty' : 'needs at least two tokens without a prefix token'}`);
+    if (ids.length < 2) throw new Error(`${where(i)}: ${prefix.length ? 'the text is empty' : 'the text needs at least two tokens without a prefix token'}`);
     for (let s = 0; s < ids.length - 1; s += window) {
       const piece = ids.slice(s, s + window + 1);
       rows.push({ inputs: piece.slice(0, -1), targets: piece.slice(1), from: 0 });

@@ -165,6 +165,8 @@ describe('eval/tasks/evaluate', () => {
     assert.throws(() => evaluateTasks(model, tok, [t], { prefix: 'start' as never }), /prefix must be "eos", "bos" or "none" \(got "start"\)/);
     assert.throws(() => evaluateTasks(model, tok, [t], { batchSize: 0 }), /batchSize must be a positive integer \(got 0\)/);
     assert.throws(() => loglikelihoods(model, tok, [{ context: 'a', continuation: ' b' }], { batch: 2 } as never), /loglikelihoods: unknown option "batch"/);
+    const long = task({ name: 'long', kind: 'multiple_choice', docs: [{ q: 'the cat', o: ['sat', texts.join(' ')] }], prompt: (d) => d.q, choices: (d) => d.o, target: () => 0 });
+    assert.throws(() => evaluateTasks(model, tok, [long]), /task "long", document 0, choice 1: the continuation has \d+ tokens, more than the model's window of 16/);
     const r = evaluateTasks(model, tok, [t]);
     const rows = taskScoreRows(r, 'base');
     assert.deepEqual(rows.map((x) => [x.run, x.task, x.metric]), [['base', 'mc', 'acc'], ['base', 'mc', 'acc_norm']]);

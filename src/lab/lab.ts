@@ -22,7 +22,7 @@ import { ewc, l2sp, type EwcConfig, type L2spConfig, type Penalty } from '../tra
 import { tokenStream } from '../train/causal-lm';
 import type { Trainer, TrainResult } from '../train/trainer';
 import { addDora, addLora, loraDefaults, type LoraConfig } from '../peft/lora';
-import { quantizeBase, type QuantizeConfig } from '../model/quant-model';
+import { quantizeBase, quantizeConfig, type QuantizeConfig } from '../model/quant-model';
 import type { QuantFormat } from '../model/quant';
 import { addIa3, type Ia3Config } from '../peft/ia3';
 import { addLoraMoe, loraMoeDefaults, type LoraMoeConfig } from '../peft/moe';
@@ -660,7 +660,8 @@ export const lab = {
    */
   base(nameOrPath = 'tiny-llama', options: { quantize?: QuantFormat | Partial<QuantizeConfig> } = {}): Lab {
     checkOptions(options, ['quantize'], 'lab.base');
-    const quantize = typeof options.quantize === 'string' ? { format: options.quantize } : options.quantize;
+    const quantize = options.quantize === undefined ? undefined
+      : quantizeConfig(typeof options.quantize === 'string' ? { format: options.quantize } : options.quantize, 'lab.base quantize');
     return new Lab({ source: { name: nameOrPath }, strategy: { kind: 'full' }, logDir: 'runs', show: true, ...(quantize ? { quantize } : {}) });
   },
   /** A shipped dataset split (documents or rows). */

@@ -7,5 +7,5 @@ export type { GenerateOptions } from './generate';
 export { NF4_CODE, NF4_BLOCK, NF4_SCALE_BLOCK, QuantizedMatrix, quantizeMatrix, quantFormats } from './quant';
 export type { QuantFormat, QuantizeOptions } from './quant';
 export { quantMatMul, quantGather } from './quant-ops';
-export { quantizeBase, dequantizeBase, weightBytes, quantizeDefaults } from './quant-model';
+export { quantizeBase, quantizeConfig, dequantizeBase, weightBytes, quantizeDefaults } from './quant-model';
 export type { QuantizeConfig } from './quant-model';

@@ -26,6 +26,15 @@ export interface QuantizeConfig {
 /** Defaults of {@link QuantizeConfig}: bitsandbytes' `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')`. */
 export const quantizeDefaults: Readonly<QuantizeConfig> = Object.freeze({ format: 'nf4', doubleQuant: false, embeddings: false });
 
+/** A {@link QuantizeConfig} from its defaults, checked: errors name the option (`where` names the caller). */
+export function quantizeConfig(config: Partial<QuantizeConfig> = {}, where = 'quantizeBase'): QuantizeConfig {
+  const c = withDefaults(quantizeDefaults, config, where);
+  if (!quantFormats.includes(c.format)) throw new Error(`${where}: format must be ${quantFormats.map((f) => `"${f}"`).join(' or ')} (got ${JSON.stringify(c.format)})`);
+  if (c.doubleQuant && c.format !== 'nf4') throw new Error(`${where}: doubleQuant applies to "nf4" only (int8 has one scale per output channel)`);
+  for (const k of ['doubleQuant', 'embeddings'] as const) if (typeof c[k] !== 'boolean') throw new Error(`${where}: ${k} must be true or false (got ${JSON.stringify(c[k])})`);
+  return c;
+}
+
 /**
  * Replaces the model's float32 projection weights (and optionally its embedding table) by quantized
  * copies and frees the float32 variables; the quantized weights are frozen. Returns the paths quantized.
@@ -38,9 +47,7 @@ export const quantizeDefaults: Readonly<QuantizeConfig> = Object.freeze({ format
  * addLora(model, { r: 8 });   // QLoRA
  */
 export function quantizeBase(model: CausalLM, config: Partial<QuantizeConfig> = {}): string[] {
-  const c = withDefaults(quantizeDefaults, config, 'quantizeBase');
-  if (!quantFormats.includes(c.format)) throw new Error(`quantizeBase: format must be ${quantFormats.map((f) => `"${f}"`).join(' or ')} (got ${JSON.stringify(c.format)})`);
-  if (c.doubleQuant && c.format !== 'nf4') throw new Error('quantizeBase: doubleQuant applies to "nf4" only (int8 has one scale per output channel)');
+  const c = quantizeConfig(config);
   const paths = model.linearPaths().map((p) => `${p}.weight`);
   if (c.embeddings) paths.push('embed_tokens.weight');
   const todo = paths.filter((p) => model.params.has(p));

@@ -55,6 +55,7 @@ describe('lab: QLoRA (quantized bases in the fluent API)', function () {
     await assert.rejects(() => start.full().sft(how.config), /sft: a quantized base trains adapters only .* instead of \.full\(\)/);
     assert.throws(() => lab.base('tiny-llama').qlora({ bits: 3 as never }), /qlora: bits must be 4 \(NF4\) or 8 \(int8\) \(got 3\)/);
     assert.throws(() => lab.base('tiny-llama', { quantise: 'nf4' } as never), /lab\.base: unknown option "quantise"; did you mean "quantize"\?/);
+    assert.throws(() => lab.base('tiny-llama', { quantize: 'nf2' as never }), /lab\.base quantize: format must be "int8" or "nf4" \(got "nf2"\)/);
     await assert.rejects(() => start.qlora().sft(how.config), /qlora: the base is already quantized/);
     [run, next].forEach((r) => r.dispose());
   });

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { AdamW, clipByGlobalNorm } from '../train/optimizer';
+import { AdamW, clipScale, globalNorm } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
@@ -408,7 +408,7 @@ export class GrpoTrainer implements Stoppable {
           kept = [out.kl, entropy, out.clipLow, out.clipHigh, out.clipRegion].map((t) => tf.keep(t));
           return out.loss;
         }, vars);
-        const norm = this.applyGrads(params, grads, lr);
+        const norm = await this.applyGrads(params, grads, lr);
         const [kl, ent, low, high, region] = kept.map((t) => t.dataSync()[0]);
         stats.loss.push(value.dataSync()[0]);
         stats.norm.push(norm); stats.kl.push(kl); stats.entropy.push(ent); stats.low.push(low); stats.high.push(high); stats.region.push(region);
@@ -443,23 +443,17 @@ export class GrpoTrainer implements Stoppable {
     return m;
   }
 
-  /** Clips to `maxGradNorm` (as the Trainer does) and applies AdamW; returns the pre-clip norm. */
-  private applyGrads(params: Map<string, tf.Variable>, grads: tf.NamedTensorMap, lr: number): number {
-    const vars = [...params.values()];
-    const [norm, ...clipped] = tf.tidy((): tf.Tensor[] => {
-      const { norm: gnorm, clipped: out } = clipByGlobalNorm(vars.map((v) => grads[v.name]), this.config.maxGradNorm);
-      return [gnorm, ...out];
-    });
-    tf.dispose(Object.values(grads));
-    const n = norm.dataSync()[0];
-    norm.dispose();
-    if (!Number.isFinite(n)) {
-      tf.dispose(clipped);
-      throw new Error(`${this.method}: gradient norm is ${n} at step ${this.step + 1}`);
+  /** Clips to `maxGradNorm` and applies AdamW, as the Trainer does (the clip is a factor of the fused update); returns the pre-clip norm. */
+  private async applyGrads(params: Map<string, tf.Variable>, grads: tf.NamedTensorMap, lr: number): Promise<number> {
+    try {
+      const byPath = new Map([...params].map(([path, v]) => [path, grads[v.name]]));
+      const n = await globalNorm([...byPath.values()]);
+      if (!Number.isFinite(n)) throw new Error(`${this.method}: gradient norm is ${n} at step ${this.step + 1}`);
+      this.optimizer.apply(byPath, lr, clipScale(n, this.config.maxGradNorm));
+      return n;
+    } finally {
+      tf.dispose(Object.values(grads));
     }
-    this.optimizer.apply(new Map([...params.keys()].map((k, i) => [k, clipped[i]])), lr);
-    tf.dispose(clipped);
-    return n;
   }
 
   /** Runs until `maxSteps`, emitting 'step' after each and 'end' with the result. */

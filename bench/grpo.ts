@@ -1,13 +1,13 @@
 /**
  * tunelab's GRPO benchmark on the largest-digit verifiable task (`largestDigitTask`), shipped base `tiny-llama`:
  * for each seed, an SFT warm-up of 60 steps (lr 1e-3, batch 8) on the train questions, then GRPO (defaults:
- * β 0, group-scaled rewards, 'dapo' loss; and β 0.04), Dr. GRPO (`scaleRewards: 'none'`, `lossType: 'dr_grpo'`)
- * and RLOO, each from the same warm-up weights: 40 steps of 16 prompts × 8 completions, completions of ≤ 4 tokens.
+ * β 0, group-scaled rewards, 'dapo' loss; β 0.04; 4 iterations per batch), Dr. GRPO (`scaleRewards: 'none'`, `lossType: 'dr_grpo'`)
+ * and RLOO, each from the same warm-up weights (and PPO with the same completions per step, `--methods ppo`): 40 steps of 16 prompts × 8 completions, completions of ≤ 4 tokens.
  * Held-out exact match over all 180 held-out questions, greedy (`answerMetrics`) and sampled at temperature 1
  * (`policyRewardKl`, 2 samples each, with the KL to the warm-up model), before and after; time per step (median),
  * tfjs bytes GRPO holds (`memory()`), peak RSS, and tensor counts across steps.
  *
- * Run: `npx tsx bench/grpo.ts [--quick] [--seeds 0,1]`. Prints one JSON object on stdout; progress on stderr.
+ * Run: `npx tsx bench/grpo.ts [--quick] [--seeds 0,1] [--methods grpo,rloo,ppo]`. Prints one JSON object on stdout; progress on stderr.
  * See BENCHMARKS.md ("GRPO and RLOO on the largest-digit task").
  */
 import * as os from 'os';
@@ -21,18 +21,22 @@ import { GrpoTrainer, grpoDefaults, type GrpoConfig } from '../src/rlhf/grpo';
 import { rlooDefaults } from '../src/rlhf/rloo';
 import { largestDigitTask } from '../src/rlhf/tasks';
 import { policyRewardKl } from '../src/rlhf/frontier';
+import { ppo } from '../src/rlhf/ppo';
 import type { CausalLM } from '../src/model/transformer';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const seedsArg = args.indexOf('--seeds');
 const seeds = seedsArg >= 0 ? args[seedsArg + 1].split(',').map(Number) : [0, 1];
+const methodsArg = args.indexOf('--methods');
+const only = methodsArg >= 0 ? args[methodsArg + 1].split(',') : null; // e.g. --methods ppo,rloo (substrings of the names)
 const log = logger('grpo');
 const STEPS = quick ? 3 : 40;
 const common: Partial<GrpoConfig> = { maxSteps: STEPS, batchSize: 16, numGenerations: 8, maxCompletionLength: 4 };
 const variants: { name: string; defaults: Readonly<GrpoConfig>; config: Partial<GrpoConfig> }[] = [
   { name: 'GRPO (defaults, β 0)', defaults: grpoDefaults, config: {} },
   { name: 'GRPO β 0.04', defaults: grpoDefaults, config: { beta: 0.04 } },
+  { name: 'GRPO μ 4', defaults: grpoDefaults, config: { numIterations: 4 } },
   { name: 'Dr. GRPO', defaults: grpoDefaults, config: { scaleRewards: 'none', lossType: 'dr_grpo' } },
   { name: 'RLOO (k 8)', defaults: rlooDefaults, config: { numGenerations: 8 } },
 ];
@@ -53,7 +57,7 @@ const variants: { name: string; defaults: Readonly<GrpoConfig>; config: Partial<
     await sft(warm, tok, task.sftRows('train'), { maxSteps: quick ? 10 : 60, lr: 1e-3, batchSize: 8, seed });
     const before = await score(warm, warm, tok, seed);
     log(`seed ${seed}: warm-up held-out exact match greedy ${before.greedy}, sampled ${before.sampled}`);
-    for (const v of variants) {
+    for (const v of variants.filter((x) => !only || only.some((o) => x.name.toLowerCase().includes(o)))) {
       const policy = warm.clone();
       const trainer = new GrpoTrainer(policy, tok, task.prompts('train'), task.reward, { ...v.defaults, ...common, ...v.config, seed }, v.name.startsWith('RLOO') ? 'rloo' : 'grpo', v.defaults);
       const times: number[] = [];
@@ -72,6 +76,18 @@ const variants: { name: string; defaults: Readonly<GrpoConfig>; config: Partial<
         memoryMiB: round(result.memory.totalBytes / 2 ** 20, 1), referenceMiB: round(result.memory.referenceBytes / 2 ** 20, 1),
         tensorsFlat: tensors.slice(1).every((t) => t === tensors[1]), trainReward: { first: round(result.history[0].reward, 3), last: round(result.history.at(-1)!.reward, 3) },
       };
+      log(JSON.stringify(record));
+      runs.push(record);
+      policy.dispose();
+    }
+    if (!only || only.includes('ppo')) {
+      // PPO with the same completions per step (one per prompt: 16 × 8 prompts), T 1 as above, its defaults otherwise.
+      const policy = warm.clone();
+      const t0 = Date.now();
+      const result = await ppo(policy, tok, task.prompts('train'), task.reward, { maxSteps: STEPS, batchSize: 128, responseLength: 4, temperature: 1, seed });
+      const after = await score(policy, warm, tok, seed);
+      const record = { seed, method: 'PPO (defaults, 4 epochs)', before, after, msPerStep: round((Date.now() - t0) / STEPS, 0), completionsPerStep: 128,
+        memoryMiB: round(result.memory.totalBytes / 2 ** 20, 1), referenceMiB: round(result.memory.referenceBytes / 2 ** 20, 1) };
       log(JSON.stringify(record));
       runs.push(record);
       policy.dispose();

@@ -50,6 +50,19 @@ if (!gyp) finish(false, 'native engine not built (node-gyp not found; it ships w
 const nodedir = findNodeDir();
 if (!nodedir) finish(false, `native engine not built (no Node headers with node_api.h next to ${process.execPath} or in /usr/include/node); tunelab uses the wasm engine`);
 
+// node-gyp rebuild deletes native/build first: keep the working addon's bytes, so a failed rebuild puts it back
+// instead of leaving tunelab without one.
+const previous = fs.existsSync(output) ? fs.readFileSync(output) : undefined;
+function restorePrevious() {
+  if (!previous || fs.existsSync(output)) return '';
+  fs.mkdirSync(path.dirname(output), { recursive: true });
+  const tmp = `${output}.restore-${process.pid}`;
+  fs.writeFileSync(tmp, previous);
+  fs.chmodSync(tmp, 0o755);
+  fs.renameSync(tmp, output);
+  return '; the previous build is kept';
+}
+
 const result = spawnSync(process.execPath, [gyp, 'rebuild', `--directory=${nativeDir}`, `--nodedir=${nodedir}`], {
   stdio: verbose ? 'inherit' : 'pipe',
   encoding: 'utf8',
@@ -62,7 +75,8 @@ if (result.error || result.status !== 0) {
   const lines = text.split('\n');
   const line = lines.find((l) => /(fatal )?error:/.test(l) && !/^gyp/.test(l)) || lines.find((l) => /Error:/.test(l));
   const why = result.error ? result.error.message : (line || `node-gyp exited with ${result.status}`).replace(/^gyp ERR! (stack )?/, '').trim();
-  finish(false, `native engine not built (${why.slice(0, 200)}); tunelab uses the wasm engine; retry with npm run build:native`);
+  const kept = restorePrevious();
+  finish(false, `native engine not built (${why.slice(0, 200)})${kept || '; tunelab uses the wasm engine'}; retry with npm run build:native`);
 }
 try {
   const addon = require(output);

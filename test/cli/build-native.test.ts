@@ -37,12 +37,17 @@ describe('tunelab build-native', function () {
     }
   });
 
-  it('exits 1 with one line, no stack trace, when the compiler is missing', () => {
+  it('exits 1 with one line, no stack trace, when the compiler is missing, and keeps the working addon', () => {
+    const isaBefore = addonIsa();
     const r = buildNative({ ...process.env, CC: '/nonexistent/tunelab-test-cc' });
     assert.equal(r.code, 1, r.stdout + r.stderr.slice(-2000));
     assert.equal(r.stdout, '');
     const last = r.stderr.trim().split('\n').at(-1)!;
-    assert.match(last, /^tunelab: error: build-native failed: native engine not built \(.+\); tunelab uses the wasm engine/);
+    // A failed rebuild puts the previous addon back (node-gyp rebuild deletes native/build first).
+    assert.match(last, isaBefore
+      ? /^tunelab: error: build-native failed: native engine not built \(.+\); the previous build is kept/
+      : /^tunelab: error: build-native failed: native engine not built \(.+\); tunelab uses the wasm engine/);
+    assert.equal(addonIsa(), isaBefore, 'the addon found before still loads');
     assert.match(r.stderr, /tunelab-test-cc/, 'the compiler output (naming the missing compiler) goes to stderr');
     assert.ok(!/^\s+at /m.test(r.stderr), 'no stack trace');
   });

@@ -20,11 +20,11 @@ import { Emitter } from '../util/events';
 import { withDefaults } from '../util/options';
 import { trackRun, type Stoppable } from '../train/interrupt';
 import type { PpoRun } from '../viz/charts';
-import { peft } from '../peft/peft';
 import { ScalarHead } from './heads';
 import { gae, ppoPolicyLoss, ppoValueLoss, shapeRewards, whiten } from './advantages';
-import { pack, responseLogProbs, sampleResponses, scatter } from './rollout';
+import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
+import { ReferencePolicy } from './reference';
 import type { RewardFunction } from './reward';
 
 // ---------------------------------------------------------------------------------------------------
@@ -245,8 +245,7 @@ export class PpoTrainer implements Stoppable {
   readonly history: PpoStepMetrics[] = [];
   readonly evals: EvalMetrics[] = [];
   readonly samples: PpoSample[] = [];
-  private readonly reference?: CausalLM;
-  private readonly useAdapterOff: boolean;
+  private readonly reference: ReferencePolicy;
   private readonly stopTokenId: number | null;
   private readonly order: number[];
   private cursor = 0;
@@ -271,12 +270,7 @@ export class PpoTrainer implements Stoppable {
     if (model.trainableParams().size === 0) throw new Error('ppo: the policy has no trainable parameters (all frozen); call model.setTrainable(() => true, true) or add an adapter');
     this.stopTokenId = c.stopToken === 'eos' ? (tokenizer.specialTokens.eos?.id ?? null) : c.stopToken;
     if (c.stopToken === 'eos' && this.stopTokenId === null) throw new Error('ppo: stopToken "eos" but the tokenizer has no eos token');
-    this.useAdapterOff = peft(model).activeNames.length > 0;
-    // A clone copies base weights only: with adapters active, the base with adapters off is the reference.
-    if (!this.useAdapterOff) {
-      this.reference = model.clone();
-      this.reference.setTrainable(() => true, false);
-    }
+    this.reference = new ReferencePolicy(model); // before the value head joins the model
     this.valueHead = new ScalarHead(model, 'value', { std: c.valueHeadStd, seed: c.seed });
     const { beta1, beta2, eps, weightDecay } = c;
     this.optimizer = new AdamW(model.trainableParams(), { beta1, beta2, eps, weightDecay });
@@ -303,7 +297,7 @@ export class PpoTrainer implements Stoppable {
   memory(): PpoMemory {
     const head = bytesOf([{ variable: this.valueHead.weight }, { variable: this.valueHead.bias }]);
     const policyBytes = bytesOf(this.model.params.values()) + bytesOf(this.model.adapterParams.values()) - head;
-    const referenceBytes = this.reference ? bytesOf(this.reference.params.values()) : 0;
+    const referenceBytes = this.reference.bytes;
     const rm = typeof this.reward === 'function' ? undefined : this.reward.model;
     const rewardModelBytes = rm ? bytesOf(rm.params.values()) + bytesOf(rm.adapterParams.values()) : 0;
     const optimizerBytes = 2 * [...this.model.trainableParams().values()].reduce((s, v) => s + v.size * 4, 0);
@@ -350,9 +344,7 @@ export class PpoTrainer implements Stoppable {
     const roll = sampleResponses(this.model, promptIds, {
       maxNewTokens: c.responseLength, temperature: c.temperature, topK: c.topK, topP: c.topP, stopTokenId: this.stopTokenId, seeds, valueHead: this.valueHead,
     });
-    const refLogprobs = this.useAdapterOff
-      ? peft(this.model).withDisabledSync(() => responseLogProbs(this.model, promptIds, roll.responseIds, c.temperature))
-      : responseLogProbs(this.reference!, promptIds, roll.responseIds, c.temperature);
+    const refLogprobs = this.reference.logProbs(promptIds, roll.responseIds, c.temperature);
     // 2. Scores on the decoded response (stop token dropped).
     const responseText = roll.responseIds.map((ids) => this.tokenizer.decode(ids.filter((t) => t !== this.stopTokenId), { skipSpecialTokens: true }));
     const hasEos = roll.responseIds.map((ids) => ids.at(-1) === this.stopTokenId);
@@ -465,7 +457,7 @@ export class PpoTrainer implements Stoppable {
   /** Frees the optimizer, the reference clone and the value head (the policy stays). */
   dispose(): void {
     this.optimizer.dispose();
-    this.reference?.dispose();
+    this.reference.dispose();
     this.valueHead.dispose();
   }
 }

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { AdamW, clipScale, globalNorm } from '../train/optimizer';
+import { AdamW } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
@@ -26,6 +26,7 @@ import { groupAdvantages, groupStats, maskedMean, type GroupAdvantageOptions } f
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
+import { clippedUpdate, PromptCycle } from './online';
 import type { PpoReward } from './ppo';
 
 /** One reward: a function of (prompt, completion) such as a verifiable checker, or a reward model. */
@@ -283,9 +284,7 @@ export class GrpoTrainer implements Stoppable {
   readonly reference?: ReferencePolicy;
   stopRequested = false;
   private readonly stopTokenId: number | null;
-  private readonly order: number[];
-  private cursor = 0;
-  private readonly rng: Rng;
+  private readonly cycle: PromptCycle;
   private tokens = 0;
   private readonly events = new Emitter<GrpoEvents>();
 
@@ -304,8 +303,7 @@ export class GrpoTrainer implements Stoppable {
     if (c.beta > 0) this.reference = new ReferencePolicy(model);
     const { beta1, beta2, eps, weightDecay } = c;
     this.optimizer = new AdamW(model.trainableParams(), { beta1, beta2, eps, weightDecay });
-    this.rng = new Rng(c.seed);
-    this.order = this.rng.shuffle(prompts.map((_, i) => i));
+    this.cycle = new PromptCycle(prompts.length, new Rng(c.seed));
   }
 
   /** Asks a running `train()` to stop after the current step (result `interrupted: true`). */
@@ -336,18 +334,6 @@ export class GrpoTrainer implements Stoppable {
     return { policyBytes, referenceBytes, rewardModelBytes, optimizerBytes, totalBytes: policyBytes + referenceBytes + rewardModelBytes + optimizerBytes };
   }
 
-  private nextPrompts(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.config.batchSize; i++) {
-      if (this.cursor === this.order.length) {
-        this.rng.shuffle(this.order);
-        this.cursor = 0;
-      }
-      out.push(this.order[this.cursor++]);
-    }
-    return out;
-  }
-
   /** Each reward's scores of every completion: [reward][completion]. */
   private async score(prompts: string[], completions: string[]): Promise<number[][]> {
     return Promise.all(this.rewards.map(async (r, k) => {
@@ -365,7 +351,7 @@ export class GrpoTrainer implements Stoppable {
     const G = c.numGenerations;
     const started = Date.now();
     const lr = this.lr;
-    const picked = this.nextPrompts();
+    const picked = this.cycle.next(c.batchSize);
     const room = this.model.config.contextLength - this.model.reservedPositions() - c.maxCompletionLength;
     if (room < 1) throw new Error(`${this.method}: maxCompletionLength ${c.maxCompletionLength} leaves no room for a prompt in contextLength ${this.model.config.contextLength}`);
     const encoded = picked.map((i) => {
@@ -408,7 +394,7 @@ export class GrpoTrainer implements Stoppable {
           kept = [out.kl, entropy, out.clipLow, out.clipHigh, out.clipRegion].map((t) => tf.keep(t));
           return out.loss;
         }, vars);
-        const norm = await this.applyGrads(params, grads, lr);
+        const norm = await clippedUpdate(this.optimizer, params, grads, { lr, maxGradNorm: c.maxGradNorm, what: this.method, step: this.step + 1 });
         const [kl, ent, low, high, region] = kept.map((t) => t.dataSync()[0]);
         stats.loss.push(value.dataSync()[0]);
         stats.norm.push(norm); stats.kl.push(kl); stats.entropy.push(ent); stats.low.push(low); stats.high.push(high); stats.region.push(region);
@@ -441,19 +427,6 @@ export class GrpoTrainer implements Stoppable {
       this.samples.push({ step: this.step, prompt: promptText[i], completion: completions[i], reward: rewards[i], advantage: advantages[i] });
     }
     return m;
-  }
-
-  /** Clips to `maxGradNorm` and applies AdamW, as the Trainer does (the clip is a factor of the fused update); returns the pre-clip norm. */
-  private async applyGrads(params: Map<string, tf.Variable>, grads: tf.NamedTensorMap, lr: number): Promise<number> {
-    try {
-      const byPath = new Map([...params].map(([path, v]) => [path, grads[v.name]]));
-      const n = await globalNorm([...byPath.values()]);
-      if (!Number.isFinite(n)) throw new Error(`${this.method}: gradient norm is ${n} at step ${this.step + 1}`);
-      this.optimizer.apply(byPath, lr, clipScale(n, this.config.maxGradNorm));
-      return n;
-    } finally {
-      tf.dispose(Object.values(grads));
-    }
   }
 
   /** Runs until `maxSteps`, emitting 'step' after each and 'end' with the result. */

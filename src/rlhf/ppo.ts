@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { AdamW, clipByGlobalNorm } from '../train/optimizer';
+import { AdamW } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
 import type { EvalMetrics, StepMetrics } from '../train/trainer';
 import { Rng } from '../util/rng';
@@ -25,6 +25,7 @@ import { gae, ppoPolicyLoss, ppoValueLoss, shapeRewards, whiten } from './advant
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
+import { clippedUpdate, PromptCycle } from './online';
 import type { RewardFunction } from './reward';
 
 // ---------------------------------------------------------------------------------------------------
@@ -247,8 +248,7 @@ export class PpoTrainer implements Stoppable {
   readonly samples: PpoSample[] = [];
   private readonly reference: ReferencePolicy;
   private readonly stopTokenId: number | null;
-  private readonly order: number[];
-  private cursor = 0;
+  private readonly cycle: PromptCycle;
   private readonly rng: Rng;
   private tokens = 0;
   private readonly events = new Emitter<PpoEvents>();
@@ -275,7 +275,7 @@ export class PpoTrainer implements Stoppable {
     const { beta1, beta2, eps, weightDecay } = c;
     this.optimizer = new AdamW(model.trainableParams(), { beta1, beta2, eps, weightDecay });
     this.rng = new Rng(c.seed);
-    this.order = this.rng.shuffle(prompts.map((_, i) => i));
+    this.cycle = new PromptCycle(prompts.length, this.rng); // the same rng later shuffles minibatches
   }
 
   /** Subscribes to an event; returns a function that unsubscribes. */
@@ -304,18 +304,6 @@ export class PpoTrainer implements Stoppable {
     return { policyBytes, referenceBytes, valueHeadBytes: head, rewardModelBytes, optimizerBytes, totalBytes: policyBytes + referenceBytes + head + rewardModelBytes + optimizerBytes };
   }
 
-  private nextPrompts(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.config.batchSize; i++) {
-      if (this.cursor === this.order.length) {
-        this.rng.shuffle(this.order);
-        this.cursor = 0;
-      }
-      out.push(this.order[this.cursor++]);
-    }
-    return out;
-  }
-
   private async score(prompts: string[], responses: string[]): Promise<number[]> {
     const r = this.reward;
     if (typeof r === 'function') return prompts.map((p, i) => r(p, responses[i]));
@@ -329,7 +317,7 @@ export class PpoTrainer implements Stoppable {
     const c = this.config;
     const started = Date.now();
     const lr = this.lr;
-    const picked = this.nextPrompts();
+    const picked = this.cycle.next(c.batchSize);
     const promptText = picked.map((i) => this.prompts[i]);
     // Prompts keep their last tokens so prompt + response fits the window (prefix / virtual tokens included).
     const room = this.model.config.contextLength - this.model.reservedPositions() - c.responseLength;
@@ -382,7 +370,7 @@ export class PpoTrainer implements Stoppable {
           kept = [pg.loss, vf.loss, pg.clipfrac, vf.clipfrac, pg.approxkl, pg.ratio].map((t) => tf.keep(t));
           return tf.add(pg.loss, tf.mul(vf.loss, c.vfCoef)) as tf.Scalar;
         }, vars);
-        const norm = this.applyGrads(params, grads, lr);
+        const norm = await clippedUpdate(this.optimizer, params, grads, { lr, maxGradNorm: c.maxGradNorm, what: 'ppo', step: this.step + 1 });
         const [pgL, vfL, cf, vcf, ak, ra] = kept.map((t) => t.dataSync()[0]);
         stats.loss.push(value.dataSync()[0]);
         stats.pg.push(pgL); stats.vf.push(vfL); stats.clip.push(cf); stats.vclip.push(vcf); stats.kl.push(ak); stats.ratio.push(ra); stats.norm.push(norm);
@@ -409,25 +397,6 @@ export class PpoTrainer implements Stoppable {
     };
     for (let i = 0; i < Math.min(c.logSamples, picked.length); i++) this.samples.push({ step: this.step, prompt: promptText[i], response: responseText[i], score: scores[i] });
     return m;
-  }
-
-  /** Clips to `maxGradNorm` (as the Trainer does) and applies AdamW; returns the pre-clip norm. */
-  private applyGrads(params: Map<string, tf.Variable>, grads: tf.NamedTensorMap, lr: number): number {
-    const vars = [...params.values()];
-    const [norm, ...clipped] = tf.tidy((): tf.Tensor[] => {
-      const { norm: gnorm, clipped: out } = clipByGlobalNorm(vars.map((v) => grads[v.name]), this.config.maxGradNorm);
-      return [gnorm, ...out];
-    });
-    tf.dispose(Object.values(grads));
-    const n = norm.dataSync()[0];
-    norm.dispose();
-    if (!Number.isFinite(n)) {
-      tf.dispose(clipped);
-      throw new Error(`ppo: gradient norm is ${n} at step ${this.step + 1}`);
-    }
-    this.optimizer.apply(new Map([...params.keys()].map((k, i) => [k, clipped[i]])), lr);
-    tf.dispose(clipped);
-    return n;
   }
 
   /** Runs until `maxSteps`, emitting 'step' after each and 'end' with the result. */

@@ -1,0 +1,52 @@
+/**
+ * What the on-policy RL trainers (PPO, GRPO, RLOO) share besides the rollouts: the seeded order in which
+ * prompts come round, and the clipped AdamW update applied after each backward pass.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AdamW, clipScale, globalNorm } from '../train/optimizer';
+import type { Rng } from '../util/rng';
+
+/**
+ * Prompt indices in a seeded order, reshuffled by the same `rng` each time all have come round.
+ *
+ * @example
+ * const cycle = new PromptCycle(prompts.length, new Rng(0));
+ * const batch = cycle.next(16);   // 16 indices; every prompt once before any repeats
+ */
+export class PromptCycle {
+  private readonly order: number[];
+  private cursor = 0;
+
+  constructor(count: number, private readonly rng: Rng) {
+    this.order = rng.shuffle([...Array(count).keys()]);
+  }
+
+  next(n: number): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.cursor === this.order.length) {
+        this.rng.shuffle(this.order);
+        this.cursor = 0;
+      }
+      out.push(this.order[this.cursor++]);
+    }
+    return out;
+  }
+}
+
+/**
+ * One AdamW step from `grads` (keyed by variable name, as `tf.variableGrads` gives them), clipped to a
+ * global norm of `maxGradNorm` as the Trainer does (the clip is a factor of the fused update); frees the
+ * gradients and returns the norm before clipping. A NaN/∞ norm throws before any weight changes.
+ */
+export async function clippedUpdate(optimizer: AdamW, params: Map<string, tf.Variable>, grads: tf.NamedTensorMap, o: { lr: number; maxGradNorm: number; what: string; step: number }): Promise<number> {
+  try {
+    const byPath = new Map([...params].map(([path, v]) => [path, grads[v.name]]));
+    const norm = await globalNorm([...byPath.values()]);
+    if (!Number.isFinite(norm)) throw new Error(`${o.what}: gradient norm is ${norm} at step ${o.step}`);
+    optimizer.apply(byPath, o.lr, clipScale(norm, o.maxGradNorm));
+    return norm;
+  } finally {
+    tf.dispose(Object.values(grads));
+  }
+}

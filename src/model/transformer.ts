@@ -12,6 +12,7 @@ import { mimeBundleKey } from '../viz/display';
 import { summaryBundle } from '../viz/summary';
 import type { QuantizedMatrix } from './quant';
 import { quantGather, quantMatMul } from './quant-ops';
+import { checkpoint, type CheckpointVariables } from './checkpoint';
 
 /** What a linear hook knows about the forward pass it runs in (adapter dropout needs both). */
 export interface LinearContext {
@@ -104,6 +105,12 @@ export class CausalLM {
     /** Positions the prefix / virtual-token hooks take, as the adapter registry counts them from the adapters' configs. */
     reservedPositions?: number;
   } = { linear: new Map() };
+  /**
+   * Recompute each decoder block in the backward pass instead of keeping its activations (Hugging Face's
+   * `gradient_checkpointing`): less memory per step, one more forward. The trainer turns it on for its
+   * gradient computation when `TrainConfig.gradientCheckpointing` is set; it refuses a KV cache.
+   */
+  gradientCheckpointing = false;
   private readonly rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
   /** Every base parameter path in forward order, as the constructor created them. */
   private readonly paramOrder: readonly string[];
@@ -352,23 +359,38 @@ export class CausalLM {
     const hd = headDim(c);
     const groups = c.nHeads / c.nKvHeads;
     const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [b, t, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
-    for (let i = 0; i < c.nLayers; i++) {
+    type Rope = typeof rope;
+    // One decoder block; its dropout seeds come in drawn, so a checkpointed recompute uses the same masks.
+    const block = (i: number, x: tf.Tensor3D, rope: Rope, mask: tf.Tensor4D, prefix: { k: tf.Tensor4D; v: tf.Tensor4D } | undefined, seeds: (number | undefined)[]) => {
       const p = `layers.${i}`;
       const h = tf.reshape(this.norm(`${p}.attn_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
       const q = heads(lin(`${p}.attn.q_proj`, h), c.nHeads);
       const k = heads(lin(`${p}.attn.k_proj`, h), c.nKvHeads);
       const v = heads(lin(`${p}.attn.v_proj`, h), c.nKvHeads);
-      const att = scaledDotProductAttention(
-        { q, k, v, rope, mask, prefix: prefixes?.[i], dropoutRate: rate, dropoutSeed: nextSeed() }, groups, cache && { i, cache });
+      const att = scaledDotProductAttention({ q, k, v, rope, mask, prefix, dropoutRate: rate, dropoutSeed: seeds[0] }, groups, cache && { i, cache });
       const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [b * t, c.nHeads * hd]) as tf.Tensor2D;
       const attnOut = tf.reshape(lin(`${p}.attn.o_proj`, merged), [b, t, c.dModel]);
-      x = tf.add(x, dropout(attnOut, rate, nextSeed())) as tf.Tensor3D;
+      x = tf.add(x, dropout(attnOut, rate, seeds[1])) as tf.Tensor3D;
       const m = tf.reshape(this.norm(`${p}.mlp_norm`, x), [b * t, c.dModel]) as tf.Tensor2D;
       const inner = c.family === 'gpt2'
         ? gelu(lin(`${p}.mlp.up_proj`, m))
         : swiglu(lin(`${p}.mlp.gate_proj`, m), lin(`${p}.mlp.up_proj`, m));
       const mlpOut = tf.reshape(lin(`${p}.mlp.down_proj`, inner as tf.Tensor2D), [b, t, c.dModel]);
-      x = tf.add(x, dropout(mlpOut, rate, nextSeed())) as tf.Tensor3D;
+      return tf.add(x, dropout(mlpOut, rate, seeds[2])) as tf.Tensor3D;
+    };
+    if (this.gradientCheckpointing && cache) throw new Error('gradientCheckpointing cannot be combined with a KV cache (decoding needs no gradients): set model.gradientCheckpointing = false to generate');
+    const owned = this.gradientCheckpointing ? blockVariables(this.trainableParams(), c.nLayers) : undefined;
+    for (let i = 0; i < c.nLayers; i++) {
+      const seeds = [nextSeed(), nextSeed(), nextSeed()];
+      const prefix = prefixes?.[i];
+      if (!owned) {
+        x = block(i, x, rope, mask, prefix, seeds);
+        continue;
+      }
+      const fixed = rope ? [mask, rope.cos, rope.sin] : [mask];
+      x = checkpoint((d, f) => block(i, d[0] as tf.Tensor3D, rope && { cos: f[1], sin: f[2], rotate: rope.rotate }, f[0] as tf.Tensor4D,
+        prefix && { k: d[1] as tf.Tensor4D, v: d[2] as tf.Tensor4D }, seeds),
+      { differentiable: prefix ? [x, prefix.k, prefix.v] : [x], fixed }, owned[i], `layers.${i}`) as tf.Tensor3D;
     }
     // Virtual positions are dropped here so every objective and metric sees the real tokens only.
     if (nVirtual) x = tf.slice(x, [0, nVirtual, 0], [-1, -1, -1]);
@@ -387,4 +409,25 @@ export class CausalLM {
     this.adapterParams.clear();
     if (this.rope) tf.dispose([this.rope.cos, this.rope.sin, this.rope.rotate]);
   }
+}
+
+/**
+ * Trainable variables of each decoder block: base weights `layers.<i>.…` and adapter weights whose key
+ * holds `layers.<i>.` (`adapters.<name>.layers.<i>.…`); every other trainable variable is listed as
+ * "not its own", so a block that reads one fails loudly instead of losing that gradient.
+ */
+function blockVariables(trainable: Map<string, tf.Variable>, nLayers: number): CheckpointVariables[] {
+  const own: tf.Variable[][] = Array.from({ length: nLayers }, () => []);
+  const layerOf = new Map<number, number>();
+  for (const [path, v] of trainable) {
+    const i = /(?:^|\.)layers\.(\d+)\./.exec(path);
+    if (i && +i[1] < nLayers) {
+      own[+i[1]].push(v);
+      layerOf.set(v.id, +i[1]);
+    }
+  }
+  return own.map((vars, i) => ({
+    own: vars,
+    others: new Map([...trainable].filter(([, v]) => layerOf.get(v.id) !== i).map(([path, v]) => [v.id, path])),
+  }));
 }

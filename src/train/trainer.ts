@@ -55,13 +55,19 @@ export interface TrainConfig {
    * keep a record per kernel call).
    */
   profileMemory: boolean;
+  /**
+   * Recompute each decoder block's activations in the backward pass instead of keeping them (HF:
+   * `gradient_checkpointing`, default false): lower peak memory, about one more forward per step, the
+   * same gradients. Sets {@link CausalLM.gradientCheckpointing} while the step's gradients are computed.
+   */
+  gradientCheckpointing: boolean;
 }
 
 /** Defaults of {@link TrainConfig}. */
 export const trainDefaults: Readonly<TrainConfig> = Object.freeze({
   lr: 5e-5, maxSteps: 100, gradAccumSteps: 1, schedule: 'linear', warmupSteps: 0, minLrRatio: 0, weightDecay: 0,
   beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, evalEvery: 0, earlyStopPatience: 0, earlyStopThreshold: 0,
-  checkpointEvery: 0, seed: 42, profileMemory: false,
+  checkpointEvery: 0, seed: 42, profileMemory: false, gradientCheckpointing: false,
 });
 
 /** Every {@link TrainConfig} field (the defaults' and `outDir`), for the run-time option check of the training verbs. */
@@ -179,6 +185,10 @@ export class Trainer<B> implements Stoppable {
     if (this.config.checkpointEvery > 0 && (!this.config.outDir || !options.checkpoints)) {
       throw new Error('TrainConfig.checkpointEvery needs TrainConfig.outDir and a checkpoint writer');
     }
+    // Router outputs the balance penalty reads are freed inside a checkpointed block (and recorded twice).
+    if (this.config.gradientCheckpointing && options.penalty?.name === 'lora_moe_balance') {
+      throw new Error('TrainConfig.gradientCheckpointing cannot be combined with the LoRA-MoE balance penalty (it reads router activations, which checkpointing frees); drop one of them');
+    }
     const params = model.trainableParams();
     if (params.size === 0) throw new Error('Trainer: the model has no trainable parameters');
     const { beta1, beta2, eps, weightDecay } = this.config;
@@ -220,12 +230,20 @@ export class Trainer<B> implements Stoppable {
       const seed = (this.config.seed * 7919 + this.step * 104729 + micro * 31) % 2147483647;
       // With a penalty the gradient is of loss + term; both parts are kept to report them separately.
       let parts: tf.Scalar[] = [];
-      const { value, grads } = tf.variableGrads(() => {
-        const loss = this.objective.loss(this.model, batch, { training: true, seed });
-        if (!penalty) return loss;
-        parts = [tf.keep(loss), tf.keep(penalty.term(this.model))];
-        return tf.add(loss, parts[1]) as tf.Scalar;
-      }, vars);
+      const checkpointing = this.model.gradientCheckpointing;
+      this.model.gradientCheckpointing = checkpointing || this.config.gradientCheckpointing;
+      let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+      try {
+        result = tf.variableGrads(() => {
+          const loss = this.objective.loss(this.model, batch, { training: true, seed });
+          if (!penalty) return loss;
+          parts = [tf.keep(loss), tf.keep(penalty.term(this.model))];
+          return tf.add(loss, parts[1]) as tf.Scalar;
+        }, vars);
+      } finally {
+        this.model.gradientCheckpointing = checkpointing;
+      }
+      const { value, grads } = result;
       this.objective.dispose(batch);
       lossSum += (await (parts[0] ?? value).data())[0];
       if (parts[1]) penaltySum += (await parts[1].data())[0];
@@ -432,6 +450,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   check(c.beta2 >= 0 && c.beta2 < 1, 'beta2', 'must be in [0, 1)');
   check(c.eps > 0, 'eps', 'must be > 0');
   check(c.maxGradNorm >= 0, 'maxGradNorm', 'must be ≥ 0');
+  check(typeof c.gradientCheckpointing === 'boolean', 'gradientCheckpointing', 'must be true or false');
   for (const key of ['evalEvery', 'earlyStopPatience', 'checkpointEvery', 'seed'] as const) {
     check(Number.isInteger(c[key]) && c[key] >= 0, key, 'must be a non-negative integer');
   }

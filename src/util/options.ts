@@ -55,6 +55,7 @@ const ALIASES: Readonly<Record<string, readonly string[]>> = {
   maxGradNorm: ['gradClip', 'clipNorm', 'gradientClipping'],
   schedule: ['lrSchedulerType', 'scheduler', 'lrSchedule'],
   seed: ['randomSeed', 'randomState'],
+  gradientCheckpointing: ['activationCheckpointing', 'checkpointActivations', 'useGradientCheckpointing'],
   maxNewTokens: ['maxTokens', 'maxLength', 'numTokens'],
   maxLength: ['maxSeqLength', 'maxSeqLen', 'seqLength'],
   seqLen: ['seqLength', 'contextLength', 'blockSize'],

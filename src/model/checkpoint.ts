@@ -11,6 +11,7 @@
  * the outer tape is put back around it.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { CausalLM } from './transformer';
 
 /** What one checkpointed call reads, besides the variables in its closure. */
 export interface CheckpointInputs {
@@ -79,6 +80,24 @@ export function checkpoint(
     };
   });
   return f(...inputs.differentiable, ...inputs.fixed, ...vars.own);
+}
+
+/**
+ * Runs `fn` (a gradient computation, e.g. `tf.variableGrads`) with {@link CausalLM.gradientCheckpointing}
+ * on when `on` is true, then restores the model's setting: how a training loop applies its
+ * `gradientCheckpointing` option to its own gradients only, leaving evaluation and generation alone.
+ *
+ * @example
+ * const { value, grads } = withGradientCheckpointing(model, config.gradientCheckpointing, () => tf.variableGrads(loss, vars));
+ */
+export function withGradientCheckpointing<T>(model: CausalLM, on: boolean, fn: () => T): T {
+  const before = model.gradientCheckpointing;
+  model.gradientCheckpointing = before || on;
+  try {
+    return fn();
+  } finally {
+    model.gradientCheckpointing = before;
+  }
 }
 
 /** Throws if a recorded op read a trainable variable that is not the block's own. */

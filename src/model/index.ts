@@ -9,3 +9,4 @@ export type { QuantFormat, QuantizeOptions } from './quant';
 export { quantMatMul, quantGather } from './quant-ops';
 export { quantizeBase, quantizeConfig, dequantizeBase, weightBytes, quantizeDefaults } from './quant-model';
 export type { QuantizeConfig } from './quant-model';
+export { checkpoint, withGradientCheckpointing } from './checkpoint';

@@ -6,6 +6,7 @@
 import { basename } from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
+import { withGradientCheckpointing } from '../model/checkpoint';
 import { AdamW, clipScale, globalNorm } from './optimizer';
 import { ScheduleName, learningRateAt } from './schedule';
 import { Emitter } from '../util/events';
@@ -230,20 +231,12 @@ export class Trainer<B> implements Stoppable {
       const seed = (this.config.seed * 7919 + this.step * 104729 + micro * 31) % 2147483647;
       // With a penalty the gradient is of loss + term; both parts are kept to report them separately.
       let parts: tf.Scalar[] = [];
-      const checkpointing = this.model.gradientCheckpointing;
-      this.model.gradientCheckpointing = checkpointing || this.config.gradientCheckpointing;
-      let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
-      try {
-        result = tf.variableGrads(() => {
-          const loss = this.objective.loss(this.model, batch, { training: true, seed });
-          if (!penalty) return loss;
-          parts = [tf.keep(loss), tf.keep(penalty.term(this.model))];
-          return tf.add(loss, parts[1]) as tf.Scalar;
-        }, vars);
-      } finally {
-        this.model.gradientCheckpointing = checkpointing;
-      }
-      const { value, grads } = result;
+      const { value, grads } = withGradientCheckpointing(this.model, this.config.gradientCheckpointing, () => tf.variableGrads(() => {
+        const loss = this.objective.loss(this.model, batch, { training: true, seed });
+        if (!penalty) return loss;
+        parts = [tf.keep(loss), tf.keep(penalty.term(this.model))];
+        return tf.add(loss, parts[1]) as tf.Scalar;
+      }, vars));
       this.objective.dispose(batch);
       lossSum += (await (parts[0] ?? value).data())[0];
       if (parts[1]) penaltySum += (await parts[1].data())[0];

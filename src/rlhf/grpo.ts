@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
+import { withGradientCheckpointing } from '../model/checkpoint';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { AdamW } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
@@ -87,6 +88,11 @@ export interface GrpoConfig extends GroupAdvantageOptions {
   seed: number;
   /** Completions per step kept in `samples` (TRL logs a table of completions). */
   logSamples: number;
+  /**
+   * Recompute each decoder block in the backward pass instead of keeping its activations (HF:
+   * `gradient_checkpointing`, default false): lower peak memory, about one more forward per update.
+   */
+  gradientCheckpointing: boolean;
 }
 
 /** Defaults of {@link GrpoConfig}. */
@@ -94,7 +100,7 @@ export const grpoDefaults: Readonly<GrpoConfig> = Object.freeze({
   maxSteps: 20, batchSize: 16, numGenerations: 8, numIterations: 1, maxCompletionLength: 8, temperature: 1, topK: 0, topP: 1,
   stopToken: 'eos' as const, beta: 0, epsilon: 0.2, epsilonHigh: null, lossType: 'dapo' as const, baseline: 'mean' as const,
   scaleRewards: 'group' as const, rewardWeights: null, lr: 3e-4, schedule: 'linear' as const, warmupSteps: 0,
-  beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, seed: 0, logSamples: 2,
+  beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, seed: 0, logSamples: 2, gradientCheckpointing: false,
 });
 
 function validate(c: GrpoConfig, what: string, nRewards: number): void {
@@ -385,7 +391,7 @@ export class GrpoTrainer implements Stoppable {
     try {
       for (let it = 0; it < c.numIterations; it++) {
         let kept: tf.Scalar[] = [];
-        const { value, grads } = tf.variableGrads(() => {
+        const { value, grads } = withGradientCheckpointing(this.model, c.gradientCheckpointing, () => tf.variableGrads(() => {
           const logits = tf.div(this.model.forward(p.ids), c.temperature) as tf.Tensor3D;
           const lp = tokenLogProbs(logits, p.targets);
           const out = grpoLoss(lp, old, ref, adv, p.mask, c);
@@ -393,7 +399,7 @@ export class GrpoTrainer implements Stoppable {
           const entropy = maskedMean(tf.sub(tf.logSumExp(logits, -1), tf.sum(tf.mul(tf.softmax(logits), logits), -1)), p.mask);
           kept = [out.kl, entropy, out.clipLow, out.clipHigh, out.clipRegion].map((t) => tf.keep(t));
           return out.loss;
-        }, vars);
+        }, vars));
         const norm = await clippedUpdate(this.optimizer, params, grads, { lr, maxGradNorm: c.maxGradNorm, what: this.method, step: this.step + 1 });
         const [kl, ent, low, high, region] = kept.map((t) => t.dataSync()[0]);
         stats.loss.push(value.dataSync()[0]);

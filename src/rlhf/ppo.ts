@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../model/transformer';
+import { withGradientCheckpointing } from '../model/checkpoint';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { AdamW } from '../train/optimizer';
 import { learningRateAt, type ScheduleName } from '../train/schedule';
@@ -120,6 +121,11 @@ export interface PpoConfig {
   seed: number;
   /** Rollouts per step kept in `samples` (TRL logs a table of generations). */
   logSamples: number;
+  /**
+   * Recompute each decoder block in the backward pass instead of keeping its activations (HF:
+   * `gradient_checkpointing`, default false): lower peak memory, about one more forward per update.
+   */
+  gradientCheckpointing: boolean;
 }
 
 /** Defaults of {@link PpoConfig}. */
@@ -129,7 +135,7 @@ export const ppoDefaults: Readonly<PpoConfig> = Object.freeze({
   klEstimator: 'k1' as const, cliprange: 0.2, cliprangeValue: 0.2, vfCoef: 0.1, gamma: 1, lam: 0.95,
   whitenRewards: false, whitenAdvantages: true, normalizeScores: false, lr: 1e-4, schedule: 'linear' as const,
   warmupSteps: 0, beta1: 0.9, beta2: 0.999, eps: 1e-5, weightDecay: 0, maxGradNorm: 1, valueHeadStd: 0.01,
-  seed: 0, logSamples: 2,
+  seed: 0, logSamples: 2, gradientCheckpointing: false,
 });
 
 function validate(c: PpoConfig): void {
@@ -362,14 +368,14 @@ export class PpoTrainer implements Stoppable {
         const adv = scatter(p, idx.map((i) => advantages[i]));
         const ret = scatter(p, idx.map((i) => returns[i]));
         let kept: tf.Scalar[] = [];
-        const { value, grads } = tf.variableGrads(() => {
+        const { value, grads } = withGradientCheckpointing(this.model, c.gradientCheckpointing, () => tf.variableGrads(() => {
           const h = this.model.hidden(p.ids);
           const lp = tokenLogProbs(tf.div(this.model.head(h), c.temperature) as tf.Tensor3D, p.targets);
           const pg = ppoPolicyLoss(lp, old, adv, p.mask, c.cliprange);
           const vf = ppoValueLoss(this.valueHead.apply(h), oldV, ret, p.mask, c.cliprangeValue);
           kept = [pg.loss, vf.loss, pg.clipfrac, vf.clipfrac, pg.approxkl, pg.ratio].map((t) => tf.keep(t));
           return tf.add(pg.loss, tf.mul(vf.loss, c.vfCoef)) as tf.Scalar;
-        }, vars);
+        }, vars));
         const norm = await clippedUpdate(this.optimizer, params, grads, { lr, maxGradNorm: c.maxGradNorm, what: 'ppo', step: this.step + 1 });
         const [pgL, vfL, cf, vcf, ak, ra] = kept.map((t) => t.dataSync()[0]);
         stats.loss.push(value.dataSync()[0]);

@@ -10,6 +10,9 @@ import { addLoraMoe, loraMoeBalancePenalty } from '../../src/peft/moe';
 import { addDora } from '../../src/peft/lora';
 import { addIa3 } from '../../src/peft/ia3';
 import { addBottleneck } from '../../src/peft/bottleneck';
+import { ppo } from '../../src/rlhf/ppo';
+import { grpo } from '../../src/rlhf/grpo';
+import { base } from '../../src/lab/base';
 import { engineReady, maxAbsDiff } from '../helpers';
 
 // Dropout on (model and LoRA) so the recompute must reuse the forward's masks to match.
@@ -120,6 +123,33 @@ describe('gradient checkpointing', () => {
     assert.ok(maxAbsDiff(plain.losses, ckpt.losses) < 1e-5, `losses ${plain.losses} vs ${ckpt.losses}`);
     assert.ok(ckpt.losses[3] < ckpt.losses[0], 'it trains');
     assert.deepEqual(new Set(ckpt.counts.slice(1)).size, 1, `tensor counts per step ${ckpt.counts}`);
+  });
+
+  it('PPO and GRPO take the option too: the same losses and KL with and without it (shipped base)', async () => {
+    const { model, tokenizer } = await base('tiny-llama');
+    const prompts = ['the cat', 'a dog ran', 'once upon', 'we went to', 'it was', 'she said'];
+    const reward = (_p: string, completion: string) => completion.length / 10; // varies, so advantages are not all 0
+    const metrics = (history: object[]) => history.flatMap((h) => Object.entries(h).filter(([k]) => /loss|kl/.test(k)).map(([, v]) => v as number));
+    for (const [name, train] of [
+      ['ppo', (m: CausalLM, gradientCheckpointing: boolean) => ppo(m, tokenizer, prompts, reward, { maxSteps: 2, batchSize: 4, responseLength: 4, seed: 1, gradientCheckpointing })],
+      ['grpo', (m: CausalLM, gradientCheckpointing: boolean) => grpo(m, tokenizer, prompts, reward, { maxSteps: 2, batchSize: 2, numGenerations: 4, maxCompletionLength: 4, beta: 0.04, seed: 1, gradientCheckpointing })],
+    ] as const) {
+      const runs: number[][] = [];
+      for (const on of [false, true]) {
+        const m = model.clone();
+        // Did any forward run checkpointed? (the switch must reach the method's own gradient computation)
+        let seen = false;
+        const hidden = m.hidden.bind(m);
+        m.hidden = (...args) => { seen ||= m.gradientCheckpointing; return hidden(...args); };
+        runs.push(metrics((await train(m, on)).history as object[]));
+        assert.equal(seen, on, `${name}: checkpointed forwards ${seen}`);
+        assert.equal(m.gradientCheckpointing, false);
+        m.dispose();
+      }
+      assert.ok(runs[0].length >= 4 && runs[0].some((x) => x !== 0), `${name}: metrics ${runs[0]}`);
+      assert.ok(maxAbsDiff(runs[0], runs[1]) < 1e-5, `${name}: ${runs[0]} vs ${runs[1]}`);
+    }
+    model.dispose();
   });
 
   it('lowers the peak tensor memory of a step at two sequence lengths', async () => {

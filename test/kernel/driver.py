@@ -48,7 +48,9 @@ def interrupt_until_idle(kc, km, msg_id, tries=10):
     idle = lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in _iopub.get(msg_id, []))
     for attempt in range(1, tries + 1):
         km.interrupt_kernel()
-        deadline = time.time() + 3
+        # Wait long enough that a loaded machine (CI beside other jobs) handles this SIGINT before another is
+        # sent: a second one sent too early lands later, in whichever cell runs then (seen at 3 s under load).
+        deadline = time.time() + 10
         while time.time() < deadline and not idle():
             try:
                 msg = kc.get_iopub_msg(timeout=0.5)
@@ -59,7 +61,7 @@ def interrupt_until_idle(kc, km, msg_id, tries=10):
             if attempt > 1:
                 # An extra SIGINT sent while the first was still being handled may reach the kernel's
                 # handler late; let it land while the kernel is idle (where it is a no-op), not in the next cell.
-                time.sleep(1.0)
+                time.sleep(3.0)
             return collect(kc, msg_id), attempt
     return collect(kc, msg_id), tries
 

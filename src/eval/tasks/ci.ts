@@ -8,6 +8,7 @@
  * - Corpus-level ratios (perplexity, word/byte perplexity, bits per byte): a seeded percentile bootstrap
  *   over documents, since they have no simple closed form (lm-eval bootstraps its non-mean metrics too).
  */
+import { quantile } from '../../util/linalg';
 import { Rng } from '../../util/rng';
 
 /** A score's interval. */
@@ -85,16 +86,7 @@ export function bootstrapInterval<T>(items: readonly T[], statistic: (sample: re
     for (let i = 0; i < items.length; i++) sample[i] = items[rng.int(items.length)];
     stats.push(statistic(sample));
   }
-  stats.sort((a, b) => a - b);
   return { low: quantile(stats, (1 - confidence) / 2), high: quantile(stats, (1 + confidence) / 2) };
-}
-
-/** Quantile q of sorted values, interpolating linearly between order statistics (numpy's default). */
-export function quantile(sorted: readonly number[], q: number): number {
-  const pos = q * (sorted.length - 1);
-  const i = Math.floor(pos);
-  const f = pos - i;
-  return i + 1 < sorted.length ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i];
 }
 
 /**

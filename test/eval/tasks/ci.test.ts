@@ -1,5 +1,6 @@
 import { strict as assert } from 'assert';
-import { bootstrapInterval, meanStderr, normalQuantile, quantile, wilsonInterval } from '../../../src/eval/tasks/ci';
+import { bootstrapInterval, meanStderr, normalQuantile, wilsonInterval } from '../../../src/eval/tasks/ci';
+import { quantile } from '../../../src/util/linalg';
 
 const close = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 

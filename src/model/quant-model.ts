@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from './transformer';
 import { quantFormats, quantizeMatrix, type QuantFormat } from './quant';
+import { decoded } from './quant-ops';
 import { withDefaults } from '../util/options';
 
 /** How {@link quantizeBase} stores a base model. */
@@ -78,7 +79,7 @@ export function dequantizeBase(model: CausalLM): string[] {
   const paths = [...model.quantized.keys()];
   for (const p of paths) {
     const q = model.quantized.get(p)!;
-    const t = tf.tensor2d(q.dequantize(), [q.shape[0], q.shape[1]]);
+    const t = decoded(q);
     model.params.set(p, { variable: tf.variable(t, true), trainable: false });
     t.dispose();
     model.quantized.delete(p);

@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { QuantizedMatrix } from './quant';
 
-function decoded(q: QuantizedMatrix): tf.Tensor2D {
+/** The float32 matrix of `q` as a tensor of its stored shape (the caller owns and frees it). */
+export function decoded(q: QuantizedMatrix): tf.Tensor2D {
   return tf.tensor2d(q.dequantize(), [q.shape[0], q.shape[1]]);
 }
 

@@ -173,7 +173,7 @@ function decodeInt8(q: Uint8Array, scale: Float32Array, rows: number, cols: numb
 export function quantizeMatrix(data: Float32Array, shape: readonly [number, number], options: QuantizeOptions): QuantizedMatrix {
   const [rows, cols] = shape;
   if (data.length !== rows * cols) throw new Error(`quantizeMatrix: ${data.length} values do not fill shape [${rows}, ${cols}]`);
-  if (options.format !== 'int8' && options.format !== 'nf4') throw new Error(`quantizeMatrix: format must be "int8" or "nf4" (got ${JSON.stringify(options.format)})`);
+  if (!quantFormats.includes(options.format)) throw new Error(`quantizeMatrix: format must be ${quantFormats.map((f) => `"${f}"`).join(' or ')} (got ${JSON.stringify(options.format)})`);
   if (options.doubleQuant && options.format !== 'nf4') throw new Error('quantizeMatrix: doubleQuant applies to "nf4" block scales only');
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) throw new Error(`quantizeMatrix: value ${data[i]} at [${Math.floor(i / cols)}, ${i % cols}] is not finite`);

@@ -27,7 +27,7 @@ import { groupAdvantages, groupStats, maskedMean, type GroupAdvantageOptions } f
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
-import { clippedUpdate, PromptCycle } from './online';
+import { clippedUpdate, PromptCycle, weightBytes } from './online';
 import type { PpoReward } from './ppo';
 
 /** One reward: a function of (prompt, completion) such as a verifiable checker, or a reward model. */
@@ -261,8 +261,6 @@ export interface GrpoEvents {
   end: GrpoResult;
 }
 
-const bytesOf = (vars: Iterable<{ variable: tf.Variable }>) => [...vars].reduce((s, p) => s + p.variable.size * 4, 0);
-
 /** A reward's name in the metrics: the function's name, else `reward_<i>` (TRL uses `__name__`). */
 function rewardName(r: GrpoReward, i: number): string {
   return typeof r === 'function' && r.name ? r.name : `reward_${i}`;
@@ -330,11 +328,11 @@ export class GrpoTrainer implements Stoppable {
 
   /** Weights GRPO holds (see {@link GrpoMemory}). */
   memory(): GrpoMemory {
-    const policyBytes = bytesOf(this.model.params.values()) + bytesOf(this.model.adapterParams.values());
+    const policyBytes = weightBytes(this.model.params.values()) + weightBytes(this.model.adapterParams.values());
     const referenceBytes = this.reference?.bytes ?? 0;
     const rewardModelBytes = this.rewards.reduce((s, r) => {
       const m = typeof r === 'function' ? undefined : r.model;
-      return s + (m ? bytesOf(m.params.values()) + bytesOf(m.adapterParams.values()) : 0);
+      return s + (m ? weightBytes(m.params.values()) + weightBytes(m.adapterParams.values()) : 0);
     }, 0);
     const optimizerBytes = 2 * [...this.model.trainableParams().values()].reduce((s, v) => s + v.size * 4, 0);
     return { policyBytes, referenceBytes, rewardModelBytes, optimizerBytes, totalBytes: policyBytes + referenceBytes + rewardModelBytes + optimizerBytes };
@@ -427,7 +425,7 @@ export class GrpoTrainer implements Stoppable {
     };
     this.rewardNames.forEach((name, k) => {
       m[`rewards/${name}/mean`] = mean(perReward[k]);
-      m[`rewards/${name}/std`] = Math.sqrt(sampleVariance(perReward[k]));
+      m[`rewards/${name}/std`] = groupStats(perReward[k], perReward[k].length).std[0];
     });
     for (let i = 0; i < Math.min(c.logSamples, rewards.length); i++) {
       this.samples.push({ step: this.step, prompt: promptText[i], completion: completions[i], reward: rewards[i], advantage: advantages[i] });
@@ -468,10 +466,6 @@ export class GrpoTrainer implements Stoppable {
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 const mean = (xs: readonly number[]) => (xs.length ? sum(xs) / xs.length : 0);
-const sampleVariance = (xs: readonly number[]) => {
-  const m = mean(xs);
-  return xs.length > 1 ? xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1) : 0;
-};
 
 /**
  * Runs GRPO on `model` (updated in place) against one reward or several (weighted by `rewardWeights`),

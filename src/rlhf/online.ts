@@ -1,6 +1,7 @@
 /**
  * What the on-policy RL trainers (PPO, GRPO, RLOO) share besides the rollouts: the seeded order in which
- * prompts come round, and the clipped AdamW update applied after each backward pass.
+ * prompts come round, the clipped AdamW update applied after each backward pass, and the weight bytes
+ * their `memory()` reports.
  */
 import * as tf from '@tensorflow/tfjs';
 import { AdamW, clipScale, globalNorm } from '../train/optimizer';
@@ -49,4 +50,9 @@ export async function clippedUpdate(optimizer: AdamW, params: Map<string, tf.Var
   } finally {
     tf.dispose(Object.values(grads));
   }
+}
+
+/** Bytes of float32 weights (4 each) in `params`, e.g. a model's `params.values()` or `adapterParams.values()`. */
+export function weightBytes(params: Iterable<{ variable: tf.Variable }>): number {
+  return [...params].reduce((s, p) => s + p.variable.size * 4, 0);
 }

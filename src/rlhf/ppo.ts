@@ -26,7 +26,7 @@ import { gae, ppoPolicyLoss, ppoValueLoss, shapeRewards, whiten } from './advant
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
-import { clippedUpdate, PromptCycle } from './online';
+import { clippedUpdate, PromptCycle, weightBytes } from './online';
 import type { RewardFunction } from './reward';
 
 // ---------------------------------------------------------------------------------------------------
@@ -230,8 +230,6 @@ export interface PpoEvents {
   end: PpoResult;
 }
 
-const bytesOf = (vars: Iterable<{ variable: tf.Variable }>) => [...vars].reduce((s, p) => s + p.variable.size * 4, 0);
-
 /**
  * PPO on a causal LM: the policy is `model` plus a value head on its hidden states; the reference is a
  * frozen clone, or the same model with its adapters off when it has active adapters (no second copy).
@@ -301,11 +299,11 @@ export class PpoTrainer implements Stoppable {
 
   /** Weights PPO holds (see {@link PpoMemory}). */
   memory(): PpoMemory {
-    const head = bytesOf([{ variable: this.valueHead.weight }, { variable: this.valueHead.bias }]);
-    const policyBytes = bytesOf(this.model.params.values()) + bytesOf(this.model.adapterParams.values()) - head;
+    const head = weightBytes([{ variable: this.valueHead.weight }, { variable: this.valueHead.bias }]);
+    const policyBytes = weightBytes(this.model.params.values()) + weightBytes(this.model.adapterParams.values()) - head;
     const referenceBytes = this.reference.bytes;
     const rm = typeof this.reward === 'function' ? undefined : this.reward.model;
-    const rewardModelBytes = rm ? bytesOf(rm.params.values()) + bytesOf(rm.adapterParams.values()) : 0;
+    const rewardModelBytes = rm ? weightBytes(rm.params.values()) + weightBytes(rm.adapterParams.values()) : 0;
     const optimizerBytes = 2 * [...this.model.trainableParams().values()].reduce((s, v) => s + v.size * 4, 0);
     return { policyBytes, referenceBytes, valueHeadBytes: head, rewardModelBytes, optimizerBytes, totalBytes: policyBytes + referenceBytes + head + rewardModelBytes + optimizerBytes };
   }

@@ -6,6 +6,7 @@
 import type { CausalLM } from '../model/transformer';
 import { peft } from '../peft/peft';
 import { responseLogProbs } from './rollout';
+import { weightBytes } from './online';
 
 /**
  * A reference for `policy`, fixed at construction.
@@ -34,7 +35,7 @@ export class ReferencePolicy {
 
   /** Bytes of weights the reference holds (0 when it is the adapter-disabled policy). */
   get bytes(): number {
-    return this.copy ? [...this.copy.params.values()].reduce((s, p) => s + p.variable.size * 4, 0) : 0;
+    return this.copy ? weightBytes(this.copy.params.values()) : 0;
   }
 
   /** Per-token log-probs (of logits / temperature) of each response under the reference. */

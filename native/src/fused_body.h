@@ -80,6 +80,16 @@ FB float fb_row_dot(const float *a, const float *b, long n) {
   return s;
 }
 
+/* 1/√(mean(x²) + ε) of a row (RMSNorm's factor). */
+FB float fb_rms_inverse(const float *x, long n, float eps) { return 1.0f / sqrtf(fb_row_dot(x, x, n) / (float)n + eps); }
+
+/* centred = x − mean(x), returns 1/√(var + ε) (population variance): two passes, as exact as the composite's. */
+FB float fb_centre(const float *x, long n, float eps, float *centred) {
+  const float mean = fb_row_dot(x, NULL, n) / (float)n;
+  for (long j = 0; j < n; j++) centred[j] = x[j] - mean;
+  return 1.0f / sqrtf(fb_row_dot(centred, centred, n) / (float)n + eps);
+}
+
 /* ---- softmax cross-entropy: loss = logsumexp(x) − x[target]; a target outside [0, V) counts 0 ---- */
 
 FB void fb_cross_entropy(const fused_args *a, long r0, long r1) {
@@ -188,7 +198,7 @@ FB void fb_rms_norm(const fused_args *a, long r0, long r1) {
   for (long r = r0; r < r1; r++) {
     const float *x = a->p[0] + r * c;
     float *y = a->p[2] + r * c;
-    const float rr = 1.0f / sqrtf(fb_row_dot(x, x, c) / (float)c + a->s[0]);
+    const float rr = fb_rms_inverse(x, c, a->s[0]);
     for (long j = 0; j < c; j++) y[j] = x[j] * rr * w[j];
   }
 }
@@ -200,7 +210,7 @@ FB void fb_rms_norm_grad(const fused_args *a, long r0, long r1) {
   for (long r = r0; r < r1; r++) {
     const float *x = a->p[0] + r * c, *dy = a->p[2] + r * c;
     float *dx = a->p[3] + r * c, *dyx = a->p[4] + r * c;
-    const float rr = 1.0f / sqrtf(fb_row_dot(x, x, c) / (float)c + a->s[0]);
+    const float rr = fb_rms_inverse(x, c, a->s[0]);
     float acc[FB_LANES] = {0};
     long j = 0;
     for (; j + FB_LANES <= c; j += FB_LANES)
@@ -224,10 +234,7 @@ FB void fb_layer_norm(const fused_args *a, long r0, long r1) {
   for (long r = r0; r < r1; r++) {
     const float *x = a->p[0] + r * c;
     float *y = a->p[3] + r * c;
-    const float mean = fb_row_dot(x, NULL, c) / (float)c;
-    /* Centred values go through y first: two passes, as exact as the composite's. */
-    for (long j = 0; j < c; j++) y[j] = x[j] - mean;
-    const float rstd = 1.0f / sqrtf(fb_row_dot(y, y, c) / (float)c + a->s[0]);
+    const float rstd = fb_centre(x, c, a->s[0], y);
     for (long j = 0; j < c; j++) y[j] = y[j] * rstd * w[j] + b[j];
   }
 }
@@ -239,9 +246,7 @@ FB void fb_layer_norm_grad(const fused_args *a, long r0, long r1) {
   for (long r = r0; r < r1; r++) {
     const float *x = a->p[0] + r * c, *dy = a->p[2] + r * c;
     float *dx = a->p[3] + r * c, *dyx = a->p[4] + r * c;
-    const float mean = fb_row_dot(x, NULL, c) / (float)c;
-    for (long j = 0; j < c; j++) dx[j] = x[j] - mean; /* dx holds x − mean until the last loop */
-    const float rstd = 1.0f / sqrtf(fb_row_dot(dx, dx, c) / (float)c + a->s[0]);
+    const float rstd = fb_centre(x, c, a->s[0], dx); /* dx holds x − mean until the last loop */
     float sh[FB_LANES] = {0}, shx[FB_LANES] = {0};
     long j = 0;
     for (; j + FB_LANES <= c; j += FB_LANES)

@@ -71,6 +71,13 @@ const specs: FusedSpec[] = [
   },
 ];
 
+/** A tensor's byte offset in the wasm heap (read it after any allocation: the heap may have grown). */
+function heapOffset(backend: WasmBackend, t: TensorInfo, who: string): number {
+  const data = backend.dataIdMap.get(t.dataId);
+  if (!data) throw new Error(`${who}: tensor [${t.shape}] is not on the wasm backend`);
+  return data.memoryOffset;
+}
+
 function kernelFunc(spec: FusedSpec): (args: KernelArgs) => TensorInfo | TensorInfo[] {
   return ({ inputs, backend, attrs }) => {
     const wasm = backend as WasmBackend;
@@ -80,12 +87,7 @@ function kernelFunc(spec: FusedSpec): (args: KernelArgs) => TensorInfo | TensorI
     const shape = operands[0].shape;
     const outs = spec.outputs(shape).map((s) => wasm.makeOutput(s, 'float32'));
     try {
-      const offset = (t: TensorInfo): number => {
-        const data = wasm.dataIdMap.get(t.dataId);
-        if (!data) throw new Error(`${spec.kernel}: tensor [${t.shape}] is not on the wasm backend`);
-        return data.memoryOffset;
-      };
-      const offsets = [...operands, ...outs].map(offset);
+      const offsets = [...operands, ...outs].map((t) => heapOffset(wasm, t, spec.kernel));
       // The heap only now: makeOutput may have grown it, which replaces the ArrayBuffer.
       fn(wasm.wasm.HEAPF32.buffer as ArrayBuffer, ...offsets, ...spec.size(shape), ...(spec.options?.(attrs ?? {}) ?? []));
     } catch (e) {
@@ -220,11 +222,7 @@ export const fusedOps = {
     const lib = fusedAddon();
     if (!lib) throw new Error('fused sumSquares: the native engine is not active (check useFused() first)');
     const backend = tf.backend() as unknown as WasmBackend;
-    const offsets = tensors.map((t) => {
-      const data = backend.dataIdMap.get(t.dataId);
-      if (!data) throw new Error(`fused sumSquares: tensor [${t.shape}] is not on the wasm backend`);
-      return data.memoryOffset;
-    });
+    const offsets = tensors.map((t) => heapOffset(backend, t, 'fused sumSquares'));
     return lib.sumSquares(backend.wasm.HEAPF32.buffer as ArrayBuffer, offsets, tensors.map((t) => t.size));
   },
   /** One AdamW update of a parameter: returns [param', m', v'] (new tensors; the inputs are unchanged). */

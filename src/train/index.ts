@@ -1,6 +1,6 @@
 export { Trainer, NonFiniteLossError, trainDefaults, validateTrainConfig } from './trainer';
 export type { TrainConfig, Objective, BatchSource, StepMetrics, EvalMetrics, TrainResult, TrainerEvents, TrainerOptions, TrainerState, CheckpointIO } from './trainer';
-export { AdamW, adamWDefaults, decays, clipByGlobalNorm } from './optimizer';
+export { AdamW, adamWDefaults, decays, globalNorm, clipScale } from './optimizer';
 export type { AdamWOptions } from './optimizer';
 export { learningRateAt, stepsForEpochs } from './schedule';
 export type { ScheduleName, ScheduleOptions } from './schedule';

@@ -124,17 +124,3 @@ export async function globalNorm(grads: readonly tf.Tensor[]): Promise<number> {
 export function clipScale(norm: number, maxNorm: number): number {
   return maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
 }
-
-/**
- * Scales gradients so their global L2 norm is at most `maxNorm` (0 = no clipping; PyTorch's
- * `clip_grad_norm_`) and returns the norm before clipping. Call inside `tf.tidy`.
- *
- * @example
- * const { norm, clipped } = tf.tidy(() => clipByGlobalNorm(grads, 1.0));
- */
-export function clipByGlobalNorm(grads: readonly tf.Tensor[], maxNorm: number): { norm: tf.Scalar; clipped: tf.Tensor[] } {
-  const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
-  if (maxNorm <= 0) return { norm, clipped: [...grads] };
-  const scale = tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6)));
-  return { norm, clipped: grads.map((g) => tf.mul(g, scale)) };
-}

@@ -21,7 +21,7 @@ import type { CausalLM } from '../model/transformer';
 import { TokenStepper } from '../model/generate';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { TextAssembler } from '../serve/decode';
-import { rougeL } from '../eval/rouge';
+import { rougeLTokens, rougeTokens } from '../eval/rouge';
 import { Rng } from '../util/rng';
 import { checkOptions, withDefaults } from '../util/options';
 import { chatmlTemplate, type ChatMessage, type ChatTemplate } from './chat';
@@ -247,6 +247,7 @@ export async function distill(teacher: Teacher, seeds: readonly SeedTask[], conf
     if (typeof s.instruction !== 'string' || !s.instruction.trim()) throw new Error(`distill: seed task ${i} has no instruction`);
   });
   const pool = seeds.map((s) => s.instruction);
+  const poolTokens = pool.map(rougeTokens); // tokenized once: every candidate is scored against the whole pool
   const rng = new Rng(c.seed);
   const blocked = c.blocklist.map((w) => new RegExp(`\\b${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`, 'i'));
   const candidates: Candidate[] = [];
@@ -264,14 +265,16 @@ export async function distill(teacher: Teacher, seeds: readonly SeedTask[], conf
       else if (!/^[A-Za-z0-9"'(]/.test(instruction)) cand.fate = 'format';
       else {
         let best = -1;
-        pool.forEach((p, i) => {
-          const s = rougeL(instruction, p).f1;
+        const tokens = rougeTokens(instruction);
+        poolTokens.forEach((p, i) => {
+          const s = rougeLTokens(tokens, p).f1;
           if (s > cand.rouge! || best < 0) [cand.rouge, best] = [s, i];
         });
         cand.closest = pool[best];
         if (cand.rouge! >= c.rougeThreshold) cand.fate = 'rouge';
         else {
           pool.push(instruction);
+          poolTokens.push(tokens);
           accepted++;
         }
       }

@@ -46,8 +46,17 @@ export function lcsLength(a: readonly string[], b: readonly string[]): number {
  * rougeL('the cat sat on the mat', 'the cat lay on the mat').f1;   // 5/6
  */
 export function rougeL(candidate: string, reference: string): RougeScore {
-  const c = rougeTokens(candidate);
-  const r = rougeTokens(reference);
+  return rougeLTokens(rougeTokens(candidate), rougeTokens(reference));
+}
+
+/**
+ * ROUGE-L of already tokenized texts ({@link rougeTokens}), for scoring one candidate against many
+ * references without tokenizing each again.
+ *
+ * @example
+ * rougeLTokens(rougeTokens('the cat sat'), rougeTokens('the cat lay')).f1;   // 2/3
+ */
+export function rougeLTokens(c: readonly string[], r: readonly string[]): RougeScore {
   const lcs = lcsLength(c, r);
   if (lcs === 0) return { precision: 0, recall: 0, f1: 0 };
   const precision = lcs / c.length;

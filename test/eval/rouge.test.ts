@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import { lcsLength, rougeL, rougeTokens } from '../../src/eval/rouge';
+import { lcsLength, rougeL, rougeLTokens, rougeTokens } from '../../src/eval/rouge';
 
 describe('eval/rouge: ROUGE-L', () => {
   it('tokenizes as rouge_score without a stemmer', () => {
@@ -21,5 +21,6 @@ describe('eval/rouge: ROUGE-L', () => {
     assert.ok(Math.abs(rougeL('the cat sat on the mat', 'the cat lay on the mat').f1 - 5 / 6) < 1e-12);
     assert.deepEqual(rougeL('', 'a b'), { precision: 0, recall: 0, f1: 0 });
     assert.equal(rougeL('Same words here', 'same, words: HERE').f1, 1);
+    assert.deepEqual(rougeLTokens(rougeTokens('The quick brown dog jumps on the log.'), rougeTokens('The quick brown fox jumps over the lazy dog')), s);
   });
 });

@@ -338,7 +338,7 @@ function weightType(options: GgufExportOptions): GgufWeightType {
     throw new Error(`exportGguf: options.type ${JSON.stringify(options.type)} and options.dtype ${JSON.stringify(options.dtype)} disagree (dtype is an old alias of type)`);
   }
   const type = options.type ?? options.dtype ?? 'f32';
-  if (!(type in FILE_TYPE)) throw new Error(`exportGguf: options.type must be one of ${Object.keys(FILE_TYPE).join(', ')} (got ${JSON.stringify(type)})`);
+  if (!Object.prototype.hasOwnProperty.call(FILE_TYPE, type)) throw new Error(`exportGguf: options.type must be one of ${Object.keys(FILE_TYPE).join(', ')} (got ${JSON.stringify(type)})`);
   return type;
 }
 

@@ -372,8 +372,6 @@ export class LoraAdapter implements Adapter {
   }
 }
 
-
-
 /** Resolves a LoRA config against a model: LoRA paths and bias-delta paths. */
 function loraPaths(model: CausalLM, c: LoraConfig): { lora: string[]; bias: string[] } {
   const lora = resolveTargets(model, c.targetModules);

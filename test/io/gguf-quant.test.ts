@@ -184,6 +184,8 @@ describe('quantized and LoRA GGUF in llama.cpp (node-llama-cpp)', function () {
       odd.dispose();
     }
     await assert.rejects(exportGguf(model, tokenizer, path.join(tmp, 'bad.gguf'), { type: 'q5_0' as never }), /options\.type must be one of f32, f16, q4_0, q8_0/);
+    // Not an inherited key of the type table either.
+    await assert.rejects(exportGguf(model, tokenizer, path.join(tmp, 'bad.gguf'), { type: 'constructor' as never }), /options\.type must be one of f32, f16, q4_0, q8_0 \(got "constructor"\)/);
   });
 
   // q8_0 weights (and llama.cpp's q8_0 activations in the dot products) move logits a little, so a greedy

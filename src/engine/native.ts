@@ -85,7 +85,10 @@ let loadError: string | undefined;
 let settings: Required<NativeOptions> | undefined;
 /** Whether {@link startNative} has run (the wasm kernels are patched): later options apply at once. */
 let started = false;
-let info: NativeInfo = { active: false, reason: 'not started (the wasm engine starts it)', threads: 1, fused: false };
+/** What {@link nativeInfo} says while the native engine is off, and why. */
+const inactive = (reason: string): NativeInfo => ({ active: false, reason, threads: 1, fused: false });
+
+let info: NativeInfo = inactive('not started (the wasm engine starts it)');
 
 function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split('\n')[0];
@@ -162,14 +165,14 @@ export function startNative(): NativeInfo {
   try {
     opts = settings ?? (settings = defaults());
   } catch (e) {
-    return (info = { active: false, reason: firstLine(e), threads: 1, fused: false });
+    return (info = inactive(firstLine(e)));
   }
   if (!opts.enabled) {
     const why = process.env.TUNELAB_NATIVE === '0' ? 'TUNELAB_NATIVE=0' : 'configureNative({ enabled: false })';
-    return (info = { active: false, reason: `native engine off (${why}); products run on XNNPACK`, threads: 1, fused: false });
+    return (info = inactive(`native engine off (${why}); products run on XNNPACK`));
   }
   const lib = loadNativeAddon();
-  if (!lib) return (info = { active: false, reason: `${loadError}; products run on XNNPACK`, threads: 1, fused: false });
+  if (!lib) return (info = inactive(`${loadError}; products run on XNNPACK`));
   try {
     const supported = lib.isas();
     const isa = lib.setIsa(opts.isa === 'auto' ? supported[0] : opts.isa);
@@ -181,7 +184,7 @@ export function startNative(): NativeInfo {
     const off = opts.fused ? '' : process.env.TUNELAB_FUSED === '0' ? ' (fused kernels off: TUNELAB_FUSED=0)' : ' (fused kernels off)';
     return (info = { active: true, reason: `${what}: ${isa} kernels, ${threads} thread${threads > 1 ? 's' : ''}${why}${off}`, isa, threads, fused });
   } catch (e) {
-    return (info = { active: false, reason: `${firstLine(e)}; products run on XNNPACK`, threads: 1, fused: false });
+    return (info = inactive(`${firstLine(e)}; products run on XNNPACK`));
   }
 }
 

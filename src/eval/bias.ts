@@ -180,11 +180,11 @@ export function attributeCounts(texts: readonly string[], attributes: Readonly<R
  * const shares = groupShares(model, tok, probePrompts(pronounProbe));   // shares[0].male + shares[0].female === 1
  */
 export function groupShares(model: CausalLM, tokenizer: Tokenizer, prompts: readonly ProbePrompt[], batchSize = 32): Record<string, number>[] {
-  const items = prompts.flatMap((p, i) => Object.entries(p.continuations).flatMap(([group, words]) =>
-    Object.values(words).map((text) => ({ i, group, prompt: tokenizer.encode(p.prompt), response: tokenizer.encode(text) }))));
-  for (const it of items) {
-    if (it.prompt.length === 0) throw new Error(`bias probe: prompt ${it.i} is empty; put text before {attribute}`);
-  }
+  const items = prompts.flatMap((p, i) => {
+    const prompt = tokenizer.encode(p.prompt); // once per prompt, shared by its continuations
+    if (prompt.length === 0) throw new Error(`bias probe: prompt ${i} is empty; put text before {attribute}`);
+    return Object.entries(p.continuations).flatMap(([group, words]) => Object.values(words).map((text) => ({ i, group, prompt, response: tokenizer.encode(text) })));
+  });
   const mass = prompts.map((p) => Object.fromEntries(Object.keys(p.continuations).map((g) => [g, 0])) as Record<string, number>);
   // Scaling each prompt's masses by a constant leaves the shares unchanged: subtract the prompt's largest log-prob.
   const logps: number[] = [];

@@ -27,7 +27,7 @@ import { groupAdvantages, groupStats, maskedMean, type GroupAdvantageOptions } f
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
-import { clippedUpdate, PromptCycle, weightBytes } from './online';
+import { clippedUpdate, PromptCycle, rolloutSeeds, weightBytes } from './online';
 import type { PpoReward } from './ppo';
 
 /** One reward: a function of (prompt, completion) such as a verifiable checker, or a reward model. */
@@ -366,7 +366,7 @@ export class GrpoTrainer implements Stoppable {
     // Completions laid out group by group: row r is completion r % G of prompt ⌊r / G⌋.
     const promptText = picked.flatMap((i) => Array.from({ length: G }, () => this.prompts[i]));
     const promptIds = encoded.flatMap((ids) => Array.from({ length: G }, () => ids));
-    const seeds = promptIds.map((_, r) => (c.seed * 1000003 + this.step * 7919 + r * 104729) % 2147483647);
+    const seeds = rolloutSeeds(c.seed, this.step, promptIds.length);
     // 1. Rollout with the cache: tokens and log π_old from the same pass.
     const roll = sampleResponses(this.model, promptIds, {
       maxNewTokens: c.maxCompletionLength, temperature: c.temperature, topK: c.topK, topP: c.topP, stopTokenId: this.stopTokenId, seeds,

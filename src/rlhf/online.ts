@@ -1,7 +1,7 @@
 /**
  * What the on-policy RL trainers (PPO, GRPO, RLOO) share besides the rollouts: the seeded order in which
- * prompts come round, the clipped AdamW update applied after each backward pass, and the weight bytes
- * their `memory()` reports.
+ * prompts come round, the clipped AdamW update applied after each backward pass, the per-row sampling
+ * seeds of a step's rollouts, and the weight bytes their `memory()` reports.
  */
 import * as tf from '@tensorflow/tfjs';
 import { AdamW, clipScale, globalNorm } from '../train/optimizer';
@@ -50,6 +50,11 @@ export async function clippedUpdate(optimizer: AdamW, params: Map<string, tf.Var
   } finally {
     tf.dispose(Object.values(grads));
   }
+}
+
+/** One sampling seed per rollout row of step `step`, a fixed mix of (`seed`, step, row): same seed → same rollouts. */
+export function rolloutSeeds(seed: number, step: number, rows: number): number[] {
+  return Array.from({ length: rows }, (_, r) => (seed * 1000003 + step * 7919 + r * 104729) % 2147483647);
 }
 
 /** Bytes of float32 weights (4 each) in `params`, e.g. a model's `params.values()` or `adapterParams.values()`. */

@@ -26,7 +26,7 @@ import { gae, ppoPolicyLoss, ppoValueLoss, shapeRewards, whiten } from './advant
 import { pack, sampleResponses, scatter } from './rollout';
 import { tokenLogProbs } from './logprobs';
 import { ReferencePolicy } from './reference';
-import { clippedUpdate, PromptCycle, weightBytes } from './online';
+import { clippedUpdate, PromptCycle, rolloutSeeds, weightBytes } from './online';
 import type { RewardFunction } from './reward';
 
 // ---------------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ export class PpoTrainer implements Stoppable {
       if (ids.length === 0) throw new Error(`ppo: prompt ${picked[i]} encodes to no tokens`);
       return ids.slice(-room);
     });
-    const seeds = picked.map((_, r) => (c.seed * 1000003 + this.step * 7919 + r * 104729) % 2147483647);
+    const seeds = rolloutSeeds(c.seed, this.step, picked.length);
     // 1. Rollout with the cache: tokens, log π_old and V_old from the same pass.
     const roll = sampleResponses(this.model, promptIds, {
       maxNewTokens: c.responseLength, temperature: c.temperature, topK: c.topK, topP: c.topP, stopTokenId: this.stopTokenId, seeds, valueHead: this.valueHead,

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine';
-import { logger, machineRecord, median, round } from './common';
+import { argValue, logger, machineRecord, median, round } from './common';
 import { base } from '../src/lab/base';
 import { dataset } from '../src/lab/data';
 import { Trainer } from '../src/train/trainer';
@@ -17,18 +17,14 @@ import type { CausalLM } from '../src/model';
 import { addLora } from '../src/peft/lora';
 
 const log = logger('checkpoint');
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 
 async function main(): Promise<void> {
   const loadBefore = (await import('os')).loadavg();
   const backend = (await initEngine()).backend;
-  const baseName = arg('base', 'tiny-llama');
-  const batch = Number(arg('batch', '8'));
-  const seqLens = arg('seq', '64,128').split(',').map(Number);
-  const minSteps = Number(arg('steps', '5'));
+  const baseName = argValue('base', 'tiny-llama');
+  const batch = Number(argValue('batch', '8'));
+  const seqLens = argValue('seq', '64,128').split(',').map(Number);
+  const minSteps = Number(argValue('steps', '5'));
   const rows: Record<string, unknown>[] = [];
   for (const method of ['full', 'lora'] as const) {
     for (const seqLen of seqLens) {

@@ -15,6 +15,12 @@ export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 1
 /** The middle value (upper median for an even count), robust to a few slow steps on a busy machine. */
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
+/** The value after `--<name>` on the command line, or `fallback` when the flag is absent. */
+export const argValue = (name: string, fallback: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+
 /** Peak resident memory of this process so far, in MiB. */
 export const peakRssMiB = () => round(process.resourceUsage().maxRSS / 1024);
 

@@ -21,7 +21,7 @@
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine';
-import { logger, machineRecord, median, peakRssMiB, round } from './common';
+import { argValue, logger, machineRecord, median, peakRssMiB, round } from './common';
 import { base } from '../src/lab/base';
 import { dataset } from '../src/lab/data';
 import { Trainer } from '../src/train/trainer';
@@ -32,10 +32,7 @@ import { generate } from '../src/model/generate';
 import { quantizeBase, weightBytes, type QuantizeConfig } from '../src/model/quant-model';
 
 const log = logger('bench:qlora');
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
+const arg = (name: string, fallback: number) => Number(argValue(name, String(fallback)));
 const STEPS = arg('steps', 150);
 const HELDOUT = arg('heldout', 32);
 const ROUNDS = arg('rounds', 12);

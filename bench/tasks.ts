@@ -12,7 +12,7 @@
  */
 import * as os from 'os';
 import { engine, initEngine } from '../src/engine';
-import { logger, machineRecord } from './common';
+import { argValue, logger, machineRecord } from './common';
 import { base } from '../src/lab/base';
 import { dataset } from '../src/lab/data';
 import { evaluateTasks, taskScoreRows } from '../src/eval/tasks/evaluate';
@@ -20,16 +20,12 @@ import { shippedTasks } from '../src/eval/tasks/shipped';
 import { task } from '../src/eval/tasks/task';
 
 const log = logger('bench:tasks');
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 
 async function main(): Promise<void> {
   const load = os.loadavg();
   await initEngine();
-  const name = arg('model', 'tiny-llama');
-  const size = Number(arg('size', '200'));
+  const name = argValue('model', 'tiny-llama');
+  const size = Number(argValue('size', '200'));
   const { model, tokenizer } = await base(name);
   const general = dataset('general', 'heldout');
   const tasks = [

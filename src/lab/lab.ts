@@ -552,14 +552,15 @@ export class Run<R extends StageResult = TrainResult> extends Lab {
     const series: ForgettingSeries[] = [];
     let offset = 0;
     for (const run of this.lineage()) {
-      for (const row of run.tracker?.taskRows.filter((r) => r.metric === metric).sort((a, b) => a.tokens - b.tokens) ?? []) {
-        const name = `${row.task} ${metric}`;
-        let s = series.find((x) => x.name === name);
-        if (!s) series.push((s = { name, tokens: [], metric: [], low: [], high: [] }));
-        (s.tokens as number[]).push(row.tokens + offset);
-        (s.metric as number[]).push(row.value);
-        (s.low as number[]).push(row.low);
-        (s.high as number[]).push(row.high);
+      // Each stage's curves as its tracker draws them, shifted by the tokens of the stages before it.
+      const curves = run.tracker?.taskRows.some((r) => r.metric === metric) ? run.tracker.taskCurves(metric) : [];
+      for (const c of curves) {
+        let s = series.find((x) => x.name === c.name);
+        if (!s) series.push((s = { name: c.name, tokens: [], metric: [], low: [], high: [] }));
+        (s.tokens as number[]).push(...Array.from(c.tokens, (t) => t + offset));
+        (s.metric as number[]).push(...Array.from(c.metric));
+        (s.low as number[]).push(...Array.from(c.low!));
+        (s.high as number[]).push(...Array.from(c.high!));
       }
       offset += run.record.tokens;
     }

@@ -249,20 +249,20 @@ export class Trainer<B> implements Stoppable {
       }
     }
     const loss = lossSum / k;
-    const accumulated = sum!;
-    // Gradients in the order of `params` (variableGrads keys them by variable name).
-    const mean = k > 1 ? tf.tidy(() => vars.map((v) => tf.div(accumulated[v.name], k))) : vars.map((v) => accumulated[v.name]);
-    if (k > 1) tf.dispose(Object.values(accumulated));
-    const gradNorm = await globalNorm(mean);
+    // Gradients in the order of `params` (variableGrads keys them by variable name), summed over the k
+    // micro-batches: the mean is sum / k, so its norm is ‖sum‖ / k and 1 / k joins the clipping factor that the
+    // update applies (no divided copy of every gradient).
+    const summed = vars.map((v) => sum![v.name]);
+    const gradNorm = (await globalNorm(summed)) / k;
     const fail = !Number.isFinite(loss) ? { v: loss, what: 'loss' as const } : !Number.isFinite(gradNorm) ? { v: gradNorm, what: 'gradient norm' as const } : undefined;
     if (fail) {
-      tf.dispose(mean);
+      tf.dispose(summed);
       throw new NonFiniteLossError(this.step + 1, fail.v, fail.what, this.lastCheckpoint);
     }
-    const grads = new Map([...params.keys()].map((path, i) => [path, mean[i]]));
+    const grads = new Map([...params.keys()].map((path, i) => [path, summed[i]]));
     // Clipping is a factor on every gradient, applied inside the update (PyTorch's clip_grad_norm_ semantics).
-    this.optimizer.apply(grads, this.lr, clipScale(gradNorm, this.config.maxGradNorm));
-    tf.dispose(mean);
+    this.optimizer.apply(grads, this.lr, clipScale(gradNorm, this.config.maxGradNorm) / k);
+    tf.dispose(summed);
     this.step++;
     this.tokens += tokens;
     return { loss, gradNorm, tokens, ...(penalty && { penalty: penaltySum / k }) };

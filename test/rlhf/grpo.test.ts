@@ -178,6 +178,11 @@ describe('rlhf/grpo on the shipped base', function () {
       assert.ok(Number.isFinite(h[key]), key);
     }
     for (const s of r.samples) close(s.reward, task.reward(s.prompt, s.completion) + 0.5 * short(s.prompt, s.completion), 1e-12);
+    // The samples are the step's 8 completions: per-reward std (unbiased) and the mean in-group std by hand.
+    assert.equal(r.samples.length, 8);
+    const std = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - xs.reduce((p, q) => p + q, 0) / xs.length) ** 2, 0) / (xs.length - 1));
+    close(h['rewards/exact_match/std'], std(r.samples.map((s) => task.reward(s.prompt, s.completion))), 1e-12);
+    close(h.reward_std, (std(r.samples.slice(0, 4).map((s) => s.reward)) + std(r.samples.slice(4).map((s) => s.reward))) / 2, 1e-12);
     assert.throws(() => new GrpoTrainer(m, tok, task.prompts('train'), [task.reward, short], { rewardWeights: [1] }), /grpo: rewardWeights must be null or 2 finite numbers/);
     assert.throws(() => new GrpoTrainer(m, tok, task.prompts('train'), task.reward, { numGenerations: 1 }), /grpo: numGenerations must be ≥ 2/);
     assert.throws(() => new GrpoTrainer(m, tok, task.prompts('train'), task.reward, { lossTyp: 'grpo' } as never), /lossTyp/);

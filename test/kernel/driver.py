@@ -149,6 +149,12 @@ def session():
             (reply, _), attempts = interrupt_until_idle(kc, km, msg_id)
             out["interrupt"].append(reply.get("evalue"))
             out.setdefault("interrupt_attempts", []).append(attempts)
+        # A repeated SIGINT (sent because the first seemed missed) can still be delivered late, into whichever cell
+        # runs next (seen on an idle CI machine too): as a user would, run empty cells until one completes, at most 3.
+        out["interrupt_strays"] = 0
+        if max(out["interrupt_attempts"]) > 1:
+            while out["interrupt_strays"] < 3 and run_cell(kc, "undefined")[0]["status"] != "ok":
+                out["interrupt_strays"] += 1
         alive = run_cell(kc, "console.log('alive')")[0]
         out["after_interrupt"] = alive["status"]
         out["after_interrupt_error"] = alive.get("evalue")

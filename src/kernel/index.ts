@@ -4,6 +4,7 @@
  * - `wire.ts`: Jupyter's signed multipart messages and a sender that never drops one;
  * - `content.ts`: request fields, cursor positions, history globs, Jupyter errors;
  * - `resolve.ts`: `tunelab` and its data packages importable from a notebook in any folder;
+ * - `sigint.ts`: clearing a second interrupt that Node would keep for a later cell;
  * - `hooks.ts`: what cells reach of the kernel (`clearOutput`, whole mime bundles);
  * - `spec.ts`: the kernelspec (`tunelab kernel install | uninstall | list`).
  */

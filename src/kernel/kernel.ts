@@ -25,6 +25,7 @@ import type { ConverterSet, Executor } from 'tslab/dist/executor';
 import type { Converter } from 'tslab/dist/converter';
 import { MimeBundle, mimeBundleOf } from '../viz/display';
 import { requestStop } from '../train/interrupt';
+import { drainKeptSigint, isInterruption } from './sigint';
 import { hooksKey, type KernelHooks } from './hooks';
 
 export { clearOutput } from './hooks'; // the kernel module's own API for cells that require it directly
@@ -290,6 +291,8 @@ class Kernel {
       this.reply(socket, msg, 'execute_reply', { status: 'ok', execution_count: count, payload: [], user_expressions: {} });
     } else {
       const err = toJupyterError(errors);
+      // A second interrupt can be kept by Node for a later cell: clear it while this one is still failing.
+      if (errors.some((args) => args.some(isInterruption))) drainKeptSigint();
       await this.keepImports(code);
       this.publish('error', { ...err, execution_count: count }, msg);
       if (bool(msg.content, 'stop_on_error', true)) await this.abortQueued();

@@ -26,7 +26,7 @@ interface Session {
   after_interrupt: string;
   after_interrupt_error?: string;
   interrupt_attempts?: number[];
-  interrupt_strays?: number;
+  late_interrupt: string[];
   resolve: { status: string; result: string[]; errors: unknown[] };
   typed_import: { status: string; result: string[]; errors: string[] };
   history: { status: string; history: [number, number, string][] };
@@ -102,7 +102,11 @@ describe('kernel: tunelab kernel through jupyter_client', function () {
     it('an interrupt stops a busy loop and a pending await, and the kernel lives on', () => {
       assert.equal(s.interrupt.length, 2);
       for (const evalue of s.interrupt) assert.match(evalue, /interrupted/i);
-      assert.equal(s.after_interrupt, 'ok', `after the interrupts: ${s.after_interrupt_error} (interrupts sent per cell: ${s.interrupt_attempts}; late ones absorbed by empty cells: ${s.interrupt_strays})`);
+      assert.equal(s.after_interrupt, 'ok', `after the interrupts: ${s.after_interrupt_error} (interrupts sent per cell: ${s.interrupt_attempts})`);
+    });
+
+    it('an interrupt pressed again after the cell stopped leaves the next cells alone', () => {
+      assert.deepEqual(s.late_interrupt, ['ok', 'ok', 'ok', 'ok']);
     });
 
     it('tunelab resolves by its package name from a folder without it in node_modules (runtime and types)', () => {

@@ -135,11 +135,14 @@ def session():
         out["allow_errors"] = [collect(kc, i)[0]["status"] for i in ids]
 
         # Interrupts (SIGINT, the kernelspec's interrupt_mode) stop a busy loop and a pending await.
-        # A line printed just before blocking work arrives at once: wait for it, then interrupt.
+        # A line printed just before blocking work arrives at once: wait for it, then interrupt half a second
+        # later, as a hand would. (At the very instant a cell's synchronous part ends, Node's breakOnSigint can
+        # lose a SIGINT or exit on it: kernel/README.md, item 9.)
         out["interrupt"] = []
         for code in ["console.log('started');\nwhile (true) {}", "console.log('started');\nawait new Promise(() => {})"]:
             msg_id = kc.execute(code)
             wait_for_stream(kc, msg_id, "started")
+            time.sleep(0.5)
             (reply, _), attempts = interrupt_until_idle(kc, km, msg_id)
             out["interrupt"].append(reply.get("evalue"))
             out.setdefault("interrupt_attempts", []).append(attempts)
@@ -150,6 +153,7 @@ def session():
         for _ in range(2):
             msg_id = kc.execute("console.log('started');\nwhile (true) {}")
             wait_for_stream(kc, msg_id, "started")
+            time.sleep(0.5)
             interrupt_until_idle(kc, km, msg_id)
             km.interrupt_kernel()
             time.sleep(0.5)

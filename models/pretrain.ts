@@ -3,10 +3,13 @@
  * models/<name>/ (config.json, model.safetensors, tokenizer.json, README.md model card).
  *
  * Training runs for a wall-clock budget: a short pilot measures tokens/s, then maxSteps is set so the
- * cosine schedule ends on time. Checkpoints go to models/.runs/<name>/ (git-ignored) so a crash resumes
- * with `--resume`.
+ * cosine schedule ends on time. `--steps N` fixes the step count instead, which is how a card's run is
+ * reproduced on another machine (same seed, same steps, same weights). Checkpoints go to
+ * models/.runs/<name>/ (git-ignored) so a crash resumes with `--resume`.
  *
- *   npx tsx models/pretrain.ts [--minutes 85] [--name tiny-llama] [--resume models/.runs/tiny-llama/checkpoint-N]
+ *   npx tsx models/pretrain.ts [--minutes 85 | --steps N] [--name tiny-llama] [--out DIR]
+ *     [--seq-len 256] [--d-model 128] [--layers 4] [--heads 4] [--kv-heads 2] [--d-ff 384] [--batch 16]
+ *     [--resume models/.runs/<name>/checkpoint-N]
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -18,7 +21,7 @@ import { Tokenizer } from '../src/tokenizer';
 import { Trainer } from '../src/train/trainer';
 import { TokenWindows, causalLmObjective, evalWindows, evaluateLm, tokenStream } from '../src/train/causal-lm';
 import { textDocuments } from '../src/data/load';
-import { checkpointWriter, resumeFrom, saveModel } from '../src/io/checkpoint';
+import { checkpointWriter, loadModel, resumeFrom, saveModel } from '../src/io/checkpoint';
 import { writeFileAtomic } from '../src/io/atomic';
 import { TerminalProgress, formatDuration } from '../src/viz/progress';
 
@@ -29,16 +32,28 @@ const arg = (name: string, fallback: string) => {
 
 const root = path.join(__dirname, '..');
 const name = arg('name', 'tiny-llama');
+const outDir = path.resolve(arg('out', path.join(root, 'models', name)));
 const minutes = Number(arg('minutes', '85'));
+const fixedSteps = process.argv.includes('--steps') ? Number(arg('steps', '0')) : undefined;
 const resume = process.argv.includes('--resume') ? arg('resume', '') : undefined;
 const seed = 42;
-const seqLen = 128;
-const batchSize = 16;
+const seqLen = Number(arg('seq-len', '256'));
+const batchSize = Number(arg('batch', '16'));
 const vocabSize = Number(arg('vocab', '2048'));
 const shape: Partial<ModelConfig> = {
   family: 'llama', contextLength: seqLen, dModel: Number(arg('d-model', '128')), nLayers: Number(arg('layers', '4')),
-  nHeads: 4, nKvHeads: 2, dFf: Number(arg('d-ff', '384')), tieEmbeddings: true,
+  nHeads: Number(arg('heads', '4')), nKvHeads: Number(arg('kv-heads', '2')), dFf: Number(arg('d-ff', '384')), tieEmbeddings: true,
 };
+/** The arguments that shape the result (not --resume/--out), to reproduce the run from its card. */
+const shapingArgs = () => [`--name ${name}`, `--steps ${maxStepsFinal}`, `--seq-len ${seqLen}`, `--batch ${batchSize}`, `--vocab ${vocabSize}`,
+  `--d-model ${shape.dModel}`, `--layers ${shape.nLayers}`, `--heads ${shape.nHeads}`, `--kv-heads ${shape.nKvHeads}`, `--d-ff ${shape.dFf}`].join(' ');
+let maxStepsFinal = 0;
+
+/** Fixed prompts of the card: the same ones for every base, so cards compare. */
+export const cardPrompts = [
+  'The ship', 'It was the best', 'Fellow citizens,', 'In the beginning', 'The whale',
+  'We must', 'And the LORD said', 'The people of this nation', 'Call me', 'At sea, the',
+];
 
 /** Documents of the general corpus are separated by two blank lines (datasets/README.md). */
 const documents = (file: string) => textDocuments(file, '\n\n\n');
@@ -74,7 +89,9 @@ async function main() {
 
   // Pilot: time a few steps on a throwaway optimizer to size the run (the weights are restored after).
   let maxSteps: number;
-  if (resume) {
+  if (fixedSteps) {
+    maxSteps = fixedSteps;
+  } else if (resume) {
     maxSteps = JSON.parse(fs.readFileSync(path.join(resume, 'trainer_state.json'), 'utf8')).max_steps; // HF's TrainerState
   } else {
     const snapshot = new Map([...model.params].map(([p, { variable }]) => [p, variable.dataSync().slice()]));
@@ -90,29 +107,38 @@ async function main() {
     maxSteps = Math.max(100, Math.floor((minutes * 60_000 * 0.92) / msPerStep));
     console.log(`pilot: ${msPerStep.toFixed(0)} ms/step → ${maxSteps} steps for ${minutes} min`);
   }
+  maxStepsFinal = maxSteps;
   const trainer = train(maxSteps);
   if (resume) resumeFrom(trainer as Trainer<unknown>, resume);
   const progress = new TerminalProgress(maxSteps, process.stdout, 100);
   trainer.on('step', (m) => progress.update(m));
-  trainer.on('eval', (e) => console.log(`eval @${e.step}: held-out loss ${e.evalLoss.toFixed(3)}, perplexity ${e.perplexity.toFixed(1)}`));
+  // The held-out curve against wall time: what a size sweep compares (perplexity per unit of training time).
+  const curve: { step: number; minutes: number; evalLoss: number }[] = [];
+  trainer.on('eval', (e) => {
+    curve.push({ step: e.step, minutes: +((Date.now() - started) / 60000).toFixed(2), evalLoss: +e.evalLoss.toFixed(4) });
+    console.log(`eval @${e.step}: held-out loss ${e.evalLoss.toFixed(3)}, perplexity ${e.perplexity.toFixed(1)}`);
+  });
   const started = Date.now();
   const result = await trainer.train();
   progress.done();
   const trainMs = Date.now() - started;
   const held = await evaluateLm(model, evalWindows(heldIds, seqLen, batchSize));
   console.log(`held-out (all ${held.tokens} tokens): loss ${held.loss.toFixed(4)}, perplexity ${held.perplexity.toFixed(2)}`);
+  const reference = await referencePerplexity(tok, heldIds, seqLen, model);
 
-  const out = path.join(root, 'models', name);
+  const out = outDir;
   await saveModel(out, model, tok);
-  const prompts = ['The ship', 'It was the best', 'Fellow citizens,'];
-  const samples = prompts.map((p) => p + tok.decode(generate(model, tok.encode(p), { maxNewTokens: 48, doSample: true, topP: 0.9, temperature: 0.8, seed: 1 }), { skipSpecialTokens: true }));
+  const continue_ = (p: string, o: { doSample: boolean }) =>
+    p + tok.decode(generate(model, tok.encode(p), { maxNewTokens: 40, topP: 0.9, temperature: 0.8, seed: 1, ...o }), { skipSpecialTokens: true });
+  const samples = cardPrompts.map((p) => ({ prompt: p, greedy: continue_(p, { doSample: false }), sampled: continue_(p, { doSample: true }) }));
   const last = result.history.at(-1)!;
+
   const card = {
     name, family: config.family, params: model.paramCount(), config, vocabSize: tok.vocabSize, seqLen, batchSize,
     steps: result.steps, tokensSeen: trainer.tokens, trainMinutes: +(trainMs / 60000).toFixed(1), tokensPerSec: Math.round(last.tokensPerSec),
     finalTrainLoss: +last.loss.toFixed(4), heldOutLoss: +held.loss.toFixed(4), heldOutPerplexity: +held.perplexity.toFixed(2),
     dataSha256: data, backend: engine.backend, machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
-    date: new Date().toISOString().slice(0, 10),
+    reference, date: new Date().toISOString().slice(0, 10), command: `npm run pretrain-base -- ${shapingArgs()}`, evalCurve: curve, samples,
   };
   writeFileAtomic(path.join(out, 'training.json'), JSON.stringify(card, null, 2) + '\n');
   writeFileAtomic(path.join(out, 'README.md'), modelCard(card, samples));
@@ -120,7 +146,29 @@ async function main() {
   trainer.dispose();
 }
 
-function modelCard(c: Record<string, unknown> & { config: ModelConfig }, samples: string[]): string {
+/**
+ * The shipped tiny-llama's held-out perplexity on the very same tokens and windows, when it shares this
+ * run's tokenizer (same corpus, same BPE training): the card's comparison is then token for token.
+ */
+async function referencePerplexity(tok: Tokenizer, heldIds: number[], seqLen: number, mine: CausalLM): Promise<{ name: string; heldOutPerplexity: number; thisModelSameWindows: number } | undefined> {
+  const dir = path.join(root, 'models', 'tiny-llama');
+  if (!fs.existsSync(path.join(dir, 'tokenizer.json')) || path.resolve(dir) === outDir) return undefined;
+  const { model, tokenizer } = await loadModel(dir);
+  try {
+    if (JSON.stringify(tokenizer?.toJSON()) !== JSON.stringify(tok.toJSON())) return undefined;
+    // Its own context may be shorter: windows of min(its context, ours), evaluated the same way.
+    const n = Math.min(seqLen, model.config.contextLength);
+    const r = await evaluateLm(model, evalWindows(heldIds, n, batchSize));
+    const same = await evaluateLm(mine, evalWindows(heldIds, n, batchSize));
+    return { name: `tiny-llama (windows of ${n})`, heldOutPerplexity: +r.perplexity.toFixed(2), thisModelSameWindows: +same.perplexity.toFixed(2) };
+  } finally {
+    model.dispose();
+  }
+}
+
+type Sample = { prompt: string; greedy: string; sampled: string };
+
+function modelCard(c: Record<string, unknown> & { config: ModelConfig }, samples: Sample[]): string {
   const cfg = c.config;
   return `# ${c.name}
 
@@ -138,18 +186,26 @@ datasets/README.md). It is the base every tunelab notebook and test fine-tunes.
 | time | ${c.trainMinutes} min at ${Number(c.tokensPerSec).toLocaleString('en-US')} tokens/s on ${c.backend} (${c.machine}), ${c.date} |
 | final train loss | ${c.finalTrainLoss} |
 | **held-out perplexity** | **${c.heldOutPerplexity}** (loss ${c.heldOutLoss}, all of datasets/general/heldout.txt) |
+${c.reference ? referenceRow(c.reference as { name: string; heldOutPerplexity: number; thisModelSameWindows: number }) : ''}
+Measure it again: \`npx tunelab eval models/${c.name} --data datasets/general/heldout.txt --separator '\\n\\n\\n'\`.
 
-Measure it again: \`npm run base-perplexity\`.
+Reproduce it: \`${c.command}\` (the same seed and steps give the same weights on the same engine).
 
-## Samples (top-p 0.9, temperature 0.8, seed 1)
+## Continuations of fixed prompts (40 new tokens)
 
-${samples.map((s) => `> ${s.replace(/\n+/g, ' ')}`).join('\n\n')}
+Greedy, then sampled (top-p 0.9, temperature 0.8, seed 1):
+
+${samples.map((s) => `- greedy: ${oneLine(s.greedy)}\n- sampled: ${oneLine(s.sampled)}`).join('\n\n')}
 
 ## Limits
 A model this small writes locally fluent, globally aimless English; it knows little. It exists to make
 fine-tuning, forgetting and RLHF effects visible in minutes on a laptop CPU.
 `;
 }
+
+const referenceRow = (r: { name: string; heldOutPerplexity: number; thisModelSameWindows: number }) =>
+  `| reference | ${r.name}: ${r.heldOutPerplexity}; this model on the same tokens and windows: ${r.thisModelSameWindows} |\n`;
+const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
 
 main().catch((e) => {
   console.error(`pretrain: ${e instanceof Error ? e.message : String(e)}`);

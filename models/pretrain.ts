@@ -2,14 +2,18 @@
  * `npm run pretrain-base`: trains the shipped Llama-style base model on datasets/general and writes
  * models/<name>/ (config.json, model.safetensors, tokenizer.json, README.md model card).
  *
- * Training runs for a wall-clock budget: a short pilot measures tokens/s, then maxSteps is set so the
- * cosine schedule ends on time. `--steps N` fixes the step count instead, which is how a card's run is
- * reproduced on another machine (same seed, same steps, same weights). Checkpoints go to
- * models/.runs/<name>/ (git-ignored) so a crash resumes with `--resume`.
+ * With no arguments it reproduces the shipped small-llama (its card's command: same seed, shape and steps,
+ * same weights on the same engine). `--minutes M` trains for a wall-clock budget instead: a short pilot
+ * measures the step time and sets the step count so that the cosine schedule ends on time. Checkpoints go
+ * to models/.runs/<name>/ (git-ignored) so a crash resumes with `--resume`. An existing output folder is
+ * never replaced without `--force`.
  *
- *   npx tsx models/pretrain.ts [--minutes 85 | --steps N] [--name tiny-llama] [--out DIR]
- *     [--seq-len 256] [--d-model 128] [--layers 4] [--heads 4] [--kv-heads 2] [--d-ff 384] [--batch 16]
+ *   npx tsx models/pretrain.ts [--steps 2401 | --minutes M] [--name small-llama] [--out DIR] [--force]
+ *     [--seq-len 256] [--d-model 192] [--layers 6] [--heads 6] [--kv-heads 2] [--d-ff 512] [--batch 16]
  *     [--resume models/.runs/<name>/checkpoint-N]
+ *
+ * tiny-llama is `--name tiny-llama --minutes 49 --seq-len 128 --d-model 128 --layers 4 --heads 4 --d-ff 384`
+ * on the engine of its day (its card).
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -31,18 +35,18 @@ const arg = (name: string, fallback: string) => {
 };
 
 const root = path.join(__dirname, '..');
-const name = arg('name', 'tiny-llama');
+const name = arg('name', 'small-llama');
 const outDir = path.resolve(arg('out', path.join(root, 'models', name)));
-const minutes = Number(arg('minutes', '85'));
-const fixedSteps = process.argv.includes('--steps') ? Number(arg('steps', '0')) : undefined;
+const minutes = Number(arg('minutes', '0'));
+const fixedSteps = minutes > 0 ? undefined : Number(arg('steps', '2401'));
 const resume = process.argv.includes('--resume') ? arg('resume', '') : undefined;
 const seed = 42;
 const seqLen = Number(arg('seq-len', '256'));
 const batchSize = Number(arg('batch', '16'));
 const vocabSize = Number(arg('vocab', '2048'));
 const shape: Partial<ModelConfig> = {
-  family: 'llama', contextLength: seqLen, dModel: Number(arg('d-model', '128')), nLayers: Number(arg('layers', '4')),
-  nHeads: Number(arg('heads', '4')), nKvHeads: Number(arg('kv-heads', '2')), dFf: Number(arg('d-ff', '384')), tieEmbeddings: true,
+  family: 'llama', contextLength: seqLen, dModel: Number(arg('d-model', '192')), nLayers: Number(arg('layers', '6')),
+  nHeads: Number(arg('heads', '6')), nKvHeads: Number(arg('kv-heads', '2')), dFf: Number(arg('d-ff', '512')), tieEmbeddings: true,
 };
 /** The arguments that shape the result (not --resume/--out), to reproduce the run from its card. */
 const shapingArgs = () => [`--name ${name}`, `--steps ${maxStepsFinal}`, `--seq-len ${seqLen}`, `--batch ${batchSize}`, `--vocab ${vocabSize}`,
@@ -59,6 +63,9 @@ export const cardPrompts = [
 const documents = (file: string) => textDocuments(file, '\n\n\n');
 
 async function main() {
+  if (!resume && fs.existsSync(outDir) && !process.argv.includes('--force')) {
+    throw new Error(`${outDir} exists; pass --force to replace it, or --out DIR / --name NAME to write elsewhere`);
+  }
   const engine = await initEngine();
   const trainFile = path.join(root, 'datasets/general/train.txt');
   const heldFile = path.join(root, 'datasets/general/heldout.txt');
@@ -87,12 +94,13 @@ async function main() {
     evaluate: (m) => evaluateLm(m, evalWindows(evalSlice, seqLen, batchSize)),
   });
 
-  // Pilot: time a few steps on a throwaway optimizer to size the run (the weights are restored after).
+  // A resumed run keeps its step count; a budgeted one times a few steps on a throwaway optimizer first
+  // (the weights are restored after).
   let maxSteps: number;
-  if (fixedSteps) {
-    maxSteps = fixedSteps;
-  } else if (resume) {
+  if (resume) {
     maxSteps = JSON.parse(fs.readFileSync(path.join(resume, 'trainer_state.json'), 'utf8')).max_steps; // HF's TrainerState
+  } else if (fixedSteps) {
+    maxSteps = fixedSteps;
   } else {
     const snapshot = new Map([...model.params].map(([p, { variable }]) => [p, variable.dataSync().slice()]));
     const pilot = train(1000);
@@ -174,7 +182,8 @@ function modelCard(c: Record<string, unknown> & { config: ModelConfig }, samples
 
 A small Llama-style causal language model pretrained from scratch by \`npm run pretrain-base\` on
 tunelab's general English corpus (\`datasets/general\`: public-domain books and speeches; see
-datasets/README.md). It is the base every tunelab notebook and test fine-tunes.
+datasets/README.md). tunelab ships it as a base to fine-tune (\`base('${c.name}')\`); BENCHMARKS.md, "Base models",
+says how its size was chosen.
 
 | | |
 |---|---|

@@ -100,22 +100,23 @@ describe('cli train: checks before training, interrupts, resumes', () => {
   });
 
   it('Ctrl-C saves checkpoint-<step> and prints the resume command; resuming gives the uninterrupted run\'s weights and losses', async () => {
-    const run = (out: string) => ['train', '--data', text, '--out', out, '--steps', '60', ...tiny, '--eval-every', '0', '--json'];
+    // Long enough that a SIGINT sent at step 25 lands mid-run on a fast machine (60 steps once ended first).
+    const run = (out: string) => ['train', '--data', text, '--out', out, '--steps', '400', ...tiny, '--eval-every', '0', '--json'];
     const whole = cli(run(path.join(dir, 'whole')));
     assert.equal(whole.code, 0, whole.stderr);
     const w = JSON.parse(whole.stdout);
     // Interrupt once the first progress line (step 25) is out.
     const out = path.join(dir, 'cut');
     const cut = await cliAsync(run(out), (err, pid) => {
-      if (!/25\/60 loss/.test(err)) return false;
+      if (!/25\/400 loss/.test(err)) return false;
       process.kill(pid, 'SIGINT');
       return true;
     });
     assert.equal(cut.code, 130, cut.stderr);
-    const m = /interrupted after step (\d+) of 60; checkpoint saved: (\S+)\nresume with: (.*)\n/.exec(cut.stderr);
+    const m = /interrupted after step (\d+) of 400; checkpoint saved: (\S+)\nresume with: (.*)\n/.exec(cut.stderr);
     assert.ok(m, cut.stderr);
     const step = Number(m[1]);
-    assert.ok(step >= 25 && step < 60, `stopped at ${step}`);
+    assert.ok(step >= 25 && step < 400, `stopped at ${step}`);
     assert.equal(m[2], path.join(out, `checkpoint-${step}`));
     assert.ok(fs.existsSync(path.join(m[2], 'optimizer.safetensors')));
     assert.ok(!fs.existsSync(path.join(out, 'final')), 'no final model for an interrupted run');
@@ -128,7 +129,7 @@ describe('cli train: checks before training, interrupts, resumes', () => {
     const resumed = cli(printed.slice(3).filter((a) => a !== '--json'));
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stderr, new RegExp(`resuming at step ${step} from`));
-    assert.match(resumed.stdout, new RegExp(`^trained steps ${step + 1}–60 in \\S+ this run, 60 steps in \\S+ in all `));
+    assert.match(resumed.stdout, new RegExp(`^trained steps ${step + 1}–400 in \\S+ this run, 400 steps in \\S+ in all `));
     assert.match(resumed.stdout, new RegExp(`\nloss ${w.firstLoss.toFixed(3)} → ${w.finalLoss.toFixed(3)}; held-out loss ${w.evalLoss.toFixed(3)}`),
       'the history of the first part travels in the checkpoint');
     assert.ok(fs.readFileSync(path.join(out, 'final', 'model.safetensors')).equals(fs.readFileSync(path.join(dir, 'whole', 'final', 'model.safetensors'))),
@@ -152,10 +153,10 @@ describe('cli train: checks before training, interrupts, resumes', () => {
   });
 
   it('when a save fails (the final model, or a checkpoint mid-run), the error names where the weights were kept', async () => {
-    for (const [name, extra, failed, step] of [['final', [], /saving .*vanishing-final\/final failed: /, 60], ['checkpoint', ['--checkpoint-every', '40'], /vanishing-checkpoint.*checkpoint-40/, 40]] as const) {
+    for (const [name, extra, failed, step] of [['final', [], /saving .*vanishing-final\/final failed: /, 400], ['checkpoint', ['--checkpoint-every', '200'], /vanishing-checkpoint.*checkpoint-200/, 200]] as const) {
       const out = path.join(dir, `vanishing-${name}`);
-      const r = await cliAsync(['train', '--data', text, '--out', out, '--steps', '60', ...tiny, '--eval-every', '0', ...extra], (err) => {
-        if (!/25\/60 loss/.test(err)) return false;
+      const r = await cliAsync(['train', '--data', text, '--out', out, '--steps', '400', ...tiny, '--eval-every', '0', ...extra], (err) => {
+        if (!/25\/400 loss/.test(err)) return false;
         fs.rmSync(out, { recursive: true, force: true });
         fs.writeFileSync(out, 'in the way'); // the run folder becomes a file mid-run
         return true;

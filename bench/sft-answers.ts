@@ -2,7 +2,8 @@
  * What SFT changes in a base's answers (issue 14): runs the README's SFT recipe on a shipped base
  * (`lab.base(name).data(lab.dataset('instructions')).lora().sft({ epochs: 1 })`), then asks the base and the
  * tuned model 10 held-out instructions (every 20th held-out row, so every source appears) and writes both
- * answers into the base's card (models/<name>/README.md, section "After SFT") and prints them.
+ * answers into the base's card (models/<name>/README.md, section "After SFT", replaced whole: redo the
+ * written reading of the answers after a --write) and prints them.
  *
  *   npx tsx bench/sft-answers.ts [--base small-llama] [--write]
  */

@@ -4,20 +4,18 @@
  * of training time. Each run writes models/.runs/sweep/<name>/ (model, card, training.json); a size whose
  * training.json exists is not run again, so a stopped sweep goes on where it stopped.
  *
- *   npx tsx bench/base-sweep.ts [--minutes 28] [--seq-len 256] [--only small-llama]
+ *   npx tsx bench/base-sweep.ts [--minutes 22] [--seq-len 256] [--only sweep-3m]
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
+import { argValue, numberArg } from './common';
+
 const root = path.join(__dirname, '..');
-const minutes = arg('minutes', '28');
-const seqLen = arg('seq-len', '256');
-const only = arg('only', '');
+const minutes = String(numberArg('minutes', 22, false));
+const seqLen = String(numberArg('seq-len', 256));
+const only = argValue('only', '');
 
 /** Sizes: about 1M, 2.8M and 6.2M parameters (vocab 2048, tied embeddings, head size 32, 2 KV heads). */
 const sizes = [
@@ -26,6 +24,10 @@ const sizes = [
   { name: 'sweep-6m', dModel: 256, layers: 8, heads: 8, dFf: 704 },
 ];
 
+if (only && !sizes.some((s) => s.name === only)) {
+  process.stderr.write(`base-sweep.ts: --only ${only}: no such size (${sizes.map((s) => s.name).join(', ')})\n`);
+  process.exit(2);
+}
 const rows: string[] = [];
 for (const s of sizes) {
   if (only && s.name !== only) continue;

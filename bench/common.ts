@@ -4,6 +4,7 @@
  * times and reports the same way.
  */
 import * as os from 'os';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 /** `log('…')` writes `[bench:<name>] …` to stderr (stdout carries the JSON result). */
@@ -19,6 +20,20 @@ export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length 
 export const argValue = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
+};
+
+/**
+ * The positive number after `--<name>` (an integer unless `integer` is false), or `fallback` when the flag is
+ * absent. Anything else ends the script with exit code 2 and one line naming the flag (as a CLI's usage
+ * error), instead of becoming NaN downstream.
+ */
+export const numberArg = (name: string, fallback: number, integer = true): number => {
+  if (!process.argv.includes(`--${name}`)) return fallback;
+  const raw = argValue(name, '');
+  const x = Number(raw);
+  if (x > 0 && (!integer || Number.isInteger(x))) return x;
+  process.stderr.write(`${path.basename(process.argv[1] ?? 'script')}: --${name} must be a positive ${integer ? 'integer' : 'number'} (got "${raw ?? ''}")\n`);
+  process.exit(2);
 };
 
 /** Peak resident memory of this process so far, in MiB. */

@@ -14,14 +14,10 @@ import { dataset } from '../src/lab/data';
 import { base, modelsDir } from '../src/lab/base';
 import { chatPrompt, generationSamples } from '../src/eval/metrics';
 import { writeFileAtomic } from '../src/io/atomic';
-
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
+import { argValue } from './common';
 
 async function main() {
-  const name = arg('base', 'small-llama');
+  const name = argValue('base', 'small-llama');
   const held = dataset('instructions', 'heldout');
   const rows = held.filter((_, i) => i % 20 === 0).slice(0, 10) as { messages: { role: string; content: string }[]; source: string }[];
   const questions = rows.map((r) => r.messages.find((m) => m.role === 'user')!.content);
@@ -33,7 +29,7 @@ async function main() {
   const run = await lab.base(name).show(false).data(lab.dataset('instructions')).lora().sft({ epochs: 1 });
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
   const after = run.answers(questions, { maxNewTokens: 48 });
-  const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().replace(/\|/g, '\\|');
+  const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
   const section = `## After SFT: answers to 10 held-out instructions
 
 The README's recipe, \`lab.base('${name}').data(lab.dataset('instructions')).lora().sft({ epochs: 1 })\`
@@ -51,11 +47,11 @@ ${rows.map((r, i) => `### ${i + 1}. ${oneLine(questions[i])} (${r.source})
   if (process.argv.includes('--write')) {
     const card = path.join(modelsDir, name, 'README.md');
     const text = fs.readFileSync(card, 'utf8');
+    // The section sits just before "## Limits" (pretrain.ts writes that last), replacing an earlier one.
+    const end = text.indexOf('## Limits');
+    if (end < 0) throw new Error(`${card}: no "## Limits" section to place the answers before`);
     const at = text.indexOf('## After SFT');
-    const limits = text.indexOf('## Limits');
-    const kept = at >= 0 ? text.slice(0, at) + text.slice(limits) : text;
-    const insertAt = kept.indexOf('## Limits');
-    writeFileAtomic(card, kept.slice(0, insertAt) + section + '\n' + kept.slice(insertAt));
+    writeFileAtomic(card, text.slice(0, at >= 0 ? at : end) + section + '\n' + text.slice(end));
     console.log(`wrote ${card}`);
   }
 }

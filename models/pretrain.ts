@@ -28,33 +28,28 @@ import { textDocuments } from '../src/data/load';
 import { checkpointWriter, loadModel, resumeFrom, saveModel } from '../src/io/checkpoint';
 import { writeFileAtomic } from '../src/io/atomic';
 import { TerminalProgress, formatDuration } from '../src/viz/progress';
-
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
+import { argValue, numberArg } from '../bench/common';
 
 const root = path.join(__dirname, '..');
-const name = arg('name', 'small-llama');
-const outDir = path.resolve(arg('out', path.join(root, 'models', name)));
-const minutes = Number(arg('minutes', '0'));
-const fixedSteps = minutes > 0 ? undefined : Number(arg('steps', '2401'));
-const resume = process.argv.includes('--resume') ? arg('resume', '') : undefined;
+const name = argValue('name', 'small-llama');
+const outDir = path.resolve(argValue('out', path.join(root, 'models', name)));
+const minutes = numberArg('minutes', 0, false);
+const fixedSteps = numberArg('steps', 2401);
+const resume = process.argv.includes('--resume') ? argValue('resume', '') : undefined;
 const seed = 42;
-const seqLen = Number(arg('seq-len', '256'));
-const batchSize = Number(arg('batch', '16'));
-const vocabSize = Number(arg('vocab', '2048'));
+const seqLen = numberArg('seq-len', 256);
+const batchSize = numberArg('batch', 16);
+const vocabSize = numberArg('vocab', 2048);
 const shape: Partial<ModelConfig> = {
-  family: 'llama', contextLength: seqLen, dModel: Number(arg('d-model', '192')), nLayers: Number(arg('layers', '6')),
-  nHeads: Number(arg('heads', '6')), nKvHeads: Number(arg('kv-heads', '2')), dFf: Number(arg('d-ff', '512')), tieEmbeddings: true,
+  family: 'llama', contextLength: seqLen, dModel: numberArg('d-model', 192), nLayers: numberArg('layers', 6),
+  nHeads: numberArg('heads', 6), nKvHeads: numberArg('kv-heads', 2), dFf: numberArg('d-ff', 512), tieEmbeddings: true,
 };
-/** The arguments that shape the result (not --resume/--out), to reproduce the run from its card. */
-const shapingArgs = () => [`--name ${name}`, `--steps ${maxStepsFinal}`, `--seq-len ${seqLen}`, `--batch ${batchSize}`, `--vocab ${vocabSize}`,
-  `--d-model ${shape.dModel}`, `--layers ${shape.nLayers}`, `--heads ${shape.nHeads}`, `--kv-heads ${shape.nKvHeads}`, `--d-ff ${shape.dFf}`].join(' ');
-let maxStepsFinal = 0;
+/** The command that reproduces a run of `steps` steps: every argument that shapes the weights (not --resume/--out). */
+const reproduceCommand = (steps: number) => `npm run pretrain-base -- --name ${name} --steps ${steps} --seq-len ${seqLen} --batch ${batchSize} ` +
+  `--vocab ${vocabSize} --d-model ${shape.dModel} --layers ${shape.nLayers} --heads ${shape.nHeads} --kv-heads ${shape.nKvHeads} --d-ff ${shape.dFf}`;
 
 /** Fixed prompts of the card: the same ones for every base, so cards compare. */
-export const cardPrompts = [
+const cardPrompts = [
   'The ship', 'It was the best', 'Fellow citizens,', 'In the beginning', 'The whale',
   'We must', 'And the LORD said', 'The people of this nation', 'Call me', 'At sea, the',
 ];
@@ -63,6 +58,7 @@ export const cardPrompts = [
 const documents = (file: string) => textDocuments(file, '\n\n\n');
 
 async function main() {
+  if (minutes > 0 && process.argv.includes('--steps')) throw new Error('--steps and --minutes: give one (a step count, or a time budget)');
   if (!resume && fs.existsSync(outDir) && !process.argv.includes('--force')) {
     throw new Error(`${outDir} exists; pass --force to replace it, or --out DIR / --name NAME to write elsewhere`);
   }
@@ -99,7 +95,7 @@ async function main() {
   let maxSteps: number;
   if (resume) {
     maxSteps = JSON.parse(fs.readFileSync(path.join(resume, 'trainer_state.json'), 'utf8')).max_steps; // HF's TrainerState
-  } else if (fixedSteps) {
+  } else if (minutes === 0) {
     maxSteps = fixedSteps;
   } else {
     const snapshot = new Map([...model.params].map(([p, { variable }]) => [p, variable.dataSync().slice()]));
@@ -115,18 +111,17 @@ async function main() {
     maxSteps = Math.max(100, Math.floor((minutes * 60_000 * 0.92) / msPerStep));
     console.log(`pilot: ${msPerStep.toFixed(0)} ms/step → ${maxSteps} steps for ${minutes} min`);
   }
-  maxStepsFinal = maxSteps;
   const trainer = train(maxSteps);
   if (resume) resumeFrom(trainer as Trainer<unknown>, resume);
   const progress = new TerminalProgress(maxSteps, process.stdout, 100);
   trainer.on('step', (m) => progress.update(m));
   // The held-out curve against wall time: what a size sweep compares (perplexity per unit of training time).
+  const started = Date.now();
   const curve: { step: number; minutes: number; evalLoss: number }[] = [];
   trainer.on('eval', (e) => {
     curve.push({ step: e.step, minutes: +((Date.now() - started) / 60000).toFixed(2), evalLoss: +e.evalLoss.toFixed(4) });
     console.log(`eval @${e.step}: held-out loss ${e.evalLoss.toFixed(3)}, perplexity ${e.perplexity.toFixed(1)}`);
   });
-  const started = Date.now();
   const result = await trainer.train();
   progress.done();
   const trainMs = Date.now() - started;
@@ -134,23 +129,21 @@ async function main() {
   console.log(`held-out (all ${held.tokens} tokens): loss ${held.loss.toFixed(4)}, perplexity ${held.perplexity.toFixed(2)}`);
   const reference = await referencePerplexity(tok, heldIds, seqLen, model);
 
-  const out = outDir;
-  await saveModel(out, model, tok);
+  await saveModel(outDir, model, tok);
   const continue_ = (p: string, o: { doSample: boolean }) =>
     p + tok.decode(generate(model, tok.encode(p), { maxNewTokens: 40, topP: 0.9, temperature: 0.8, seed: 1, ...o }), { skipSpecialTokens: true });
   const samples = cardPrompts.map((p) => ({ prompt: p, greedy: continue_(p, { doSample: false }), sampled: continue_(p, { doSample: true }) }));
   const last = result.history.at(-1)!;
-
   const card = {
     name, family: config.family, params: model.paramCount(), config, vocabSize: tok.vocabSize, seqLen, batchSize,
     steps: result.steps, tokensSeen: trainer.tokens, trainMinutes: +(trainMs / 60000).toFixed(1), tokensPerSec: Math.round(last.tokensPerSec),
     finalTrainLoss: +last.loss.toFixed(4), heldOutLoss: +held.loss.toFixed(4), heldOutPerplexity: +held.perplexity.toFixed(2),
     dataSha256: data, backend: engine.backend, machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
-    reference, date: new Date().toISOString().slice(0, 10), command: `npm run pretrain-base -- ${shapingArgs()}`, evalCurve: curve, samples,
+    reference, date: new Date().toISOString().slice(0, 10), command: reproduceCommand(maxSteps), evalCurve: curve, samples,
   };
-  writeFileAtomic(path.join(out, 'training.json'), JSON.stringify(card, null, 2) + '\n');
-  writeFileAtomic(path.join(out, 'README.md'), modelCard(card, samples));
-  console.log(`saved ${out}`);
+  writeFileAtomic(path.join(outDir, 'training.json'), JSON.stringify(card, null, 2) + '\n');
+  writeFileAtomic(path.join(outDir, 'README.md'), modelCard(card));
+  console.log(`saved ${outDir}`);
   trainer.dispose();
 }
 
@@ -158,7 +151,7 @@ async function main() {
  * The shipped tiny-llama's held-out perplexity on the very same tokens and windows, when it shares this
  * run's tokenizer (same corpus, same BPE training): the card's comparison is then token for token.
  */
-async function referencePerplexity(tok: Tokenizer, heldIds: number[], seqLen: number, mine: CausalLM): Promise<{ name: string; heldOutPerplexity: number; thisModelSameWindows: number } | undefined> {
+async function referencePerplexity(tok: Tokenizer, heldIds: number[], seqLen: number, mine: CausalLM): Promise<Reference | undefined> {
   const dir = path.join(root, 'models', 'tiny-llama');
   if (!fs.existsSync(path.join(dir, 'tokenizer.json')) || path.resolve(dir) === outDir) return undefined;
   const { model, tokenizer } = await loadModel(dir);
@@ -174,9 +167,11 @@ async function referencePerplexity(tok: Tokenizer, heldIds: number[], seqLen: nu
   }
 }
 
+/** tiny-llama's perplexity and this model's on the same held-out tokens and windows. */
+interface Reference { name: string; heldOutPerplexity: number; thisModelSameWindows: number }
 type Sample = { prompt: string; greedy: string; sampled: string };
 
-function modelCard(c: Record<string, unknown> & { config: ModelConfig }, samples: Sample[]): string {
+function modelCard(c: Record<string, unknown> & { config: ModelConfig; reference?: Reference; samples: Sample[] }): string {
   const cfg = c.config;
   return `# ${c.name}
 
@@ -195,7 +190,7 @@ says how its size was chosen.
 | time | ${c.trainMinutes} min at ${Number(c.tokensPerSec).toLocaleString('en-US')} tokens/s on ${c.backend} (${c.machine}), ${c.date} |
 | final train loss | ${c.finalTrainLoss} |
 | **held-out perplexity** | **${c.heldOutPerplexity}** (loss ${c.heldOutLoss}, all of datasets/general/heldout.txt) |
-${c.reference ? referenceRow(c.reference as { name: string; heldOutPerplexity: number; thisModelSameWindows: number }) : ''}
+${c.reference ? `| reference | ${c.reference.name}: ${c.reference.heldOutPerplexity}; this model on the same tokens and windows: ${c.reference.thisModelSameWindows} |\n` : ''}
 Measure it again: \`npx tunelab eval models/${c.name} --data datasets/general/heldout.txt --separator '\\n\\n\\n'\`.
 
 Reproduce it: \`${c.command}\` (the same seed and steps give the same weights on the same engine).
@@ -204,7 +199,7 @@ Reproduce it: \`${c.command}\` (the same seed and steps give the same weights on
 
 Greedy, then sampled (top-p 0.9, temperature 0.8, seed 1):
 
-${samples.map((s) => `- greedy: ${oneLine(s.greedy)}\n- sampled: ${oneLine(s.sampled)}`).join('\n\n')}
+${c.samples.map((s) => `- greedy: ${oneLine(s.greedy)}\n- sampled: ${oneLine(s.sampled)}`).join('\n\n')}
 
 ## Limits
 A model this small writes locally fluent, globally aimless English; it knows little. It exists to make
@@ -212,8 +207,6 @@ fine-tuning, forgetting and RLHF effects visible in minutes on a laptop CPU.
 `;
 }
 
-const referenceRow = (r: { name: string; heldOutPerplexity: number; thisModelSameWindows: number }) =>
-  `| reference | ${r.name}: ${r.heldOutPerplexity}; this model on the same tokens and windows: ${r.thisModelSameWindows} |\n`;
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
 
 main().catch((e) => {

@@ -21,8 +21,18 @@ describe('models/pretrain.ts (npm run pretrain-base)', function () {
     fs.writeFileSync(path.join(out, 'mine.txt'), 'keep');
     const r = run(['--out', out, '--steps', '2']);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, new RegExp(`${out.replace(/[/\\]/g, '.')} exists; pass --force`));
+    assert.ok(r.stderr.includes(`${out} exists; pass --force`), r.stderr);
     assert.deepEqual(fs.readdirSync(out), ['mine.txt']);
+  });
+
+  it('refuses a flag that is not a positive integer, and --steps with --minutes, naming them, before any work', () => {
+    const bad = run(['--out', path.join(dir, 'never'), '--steps', '2O']);
+    assert.equal(bad.status, 2);
+    assert.equal(bad.stderr, 'pretrain.ts: --steps must be a positive integer (got "2O")\n');
+    const both = run(['--out', path.join(dir, 'never'), '--steps', '2', '--minutes', '1']);
+    assert.equal(both.status, 1);
+    assert.match(both.stderr, /--steps and --minutes: give one/);
+    assert.ok(!fs.existsSync(path.join(dir, 'never')));
   });
 
   it('the same seed and steps give the same weights, and the card names the command that reproduces them', () => {

@@ -21,10 +21,8 @@ describe('kernel: SIGINT kept by Node for a later cell', function () {
     assert.ok(!isInterruption('Interrupted asynchronously'));
   });
 
-  it('drains nothing (and runs once) when no signal is kept', () => {
-    const t = Date.now();
+  it('drains nothing when no signal is kept (0: its first run finished)', () => {
     assert.equal(drainKeptSigint(10), 0);
-    assert.ok(Date.now() - t < 1000);
   });
 
   it('after double interrupts on a busy core, no later run is interrupted', function () {
